@@ -1,0 +1,3 @@
+module github.com/sessionkit/sessionkit
+
+go 1.26

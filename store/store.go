@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by stores. Adapters wrap them with %w and context, so test
+// them with errors.Is, never by comparing strings.
+var (
+	// ErrNotFound: no record exists under the key, or it has expired.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a compare-and-set failed because the stored version is not
+	// the expected one (another writer won, or the record was deleted).
+	ErrConflict = errors.New("store: version conflict")
+	// ErrInvalidKey: the key is empty or longer than MaxKeyLen.
+	ErrInvalidKey = errors.New("store: invalid key")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrUnsupported: the store lacks an optional capability.
+	ErrUnsupported = errors.New("store: operation not supported")
+)
+
+// MaxKeyLen is the longest key every store must accept. The session Manager
+// uses 43-byte keys; the limit leaves room for callers with their own keys.
+const MaxKeyLen = 512
+
+// Record is one stored session.
+type Record struct {
+	// Data is the encoded session. It is opaque to the store and may be
+	// empty. A store may keep the slice it was given to Save; the caller must
+	// not modify it afterwards. A slice returned by Load must be treated as
+	// read-only: the store may share it with other callers.
+	Data []byte
+
+	// Version identifies this revision of the record. Load sets it; Save
+	// compares it (see Store.Save). Zero means "no record".
+	Version uint64
+
+	// Expires is the absolute time after which the record no longer exists.
+	// It must be set on Save; a record whose Expires is not after the store's
+	// clock is treated as absent by every operation. Stores keep at least
+	// millisecond precision.
+	Expires time.Time
+
+	// UserID binds the record to a user for stores that implement UserIndex.
+	// Empty means "not bound". Stores without an index still store and return
+	// it.
+	UserID string
+}
+
+// Store is the contract every session store implements. Keys are opaque
+// non-empty strings of at most MaxKeyLen bytes, which may contain any byte;
+// a store must not let two different keys collide.
+//
+// All methods are safe for concurrent use. A store that cannot reach its
+// backend returns an error that wraps neither ErrNotFound nor ErrConflict, so
+// that callers never mistake an outage for a missing session.
+type Store interface {
+	// Load returns the record stored under key, or ErrNotFound if there is
+	// none or it has expired.
+	Load(ctx context.Context, key string) (Record, error)
+
+	// Save is a compare-and-set. It writes rec under key only if the version
+	// currently stored equals rec.Version, where 0 means "no live record
+	// exists" (a new session). On success it returns the record's new
+	// version, which is non-zero and differs from every version the key had
+	// before. Otherwise it returns ErrConflict and changes nothing. Saving
+	// with rec.Version > 0 when the record has been deleted or has expired is
+	// a conflict, so a deleted session is never brought back by a late write.
+	Save(ctx context.Context, key string, rec Record) (version uint64, err error)
+
+	// Delete removes the record under key. With version 0 the delete is
+	// unconditional and deleting an absent key is not an error. With
+	// version > 0 it is a compare-and-delete: it returns ErrConflict, and
+	// deletes nothing, unless that version is the one stored.
+	Delete(ctx context.Context, key string, version uint64) error
+
+	// Close releases the store's resources and ends its background work.
+	// Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Toucher is implemented by stores that can move a record's expiry without
+// rewriting its data. Without it, the Manager extends a session by saving the
+// unchanged record with a compare-and-set.
+type Toucher interface {
+	// Touch sets the expiry of the live record under key. It returns
+	// ErrNotFound if there is none. It does not change the version.
+	Touch(ctx context.Context, key string, expires time.Time) error
+}
+
+// UserIndex is implemented by stores that index records by Record.UserID.
+// Without it, the Manager's per-user operations return ErrUnsupported.
+type UserIndex interface {
+	// ListUser returns the live records bound to userID, in no particular
+	// order. An unknown user has none.
+	ListUser(ctx context.Context, userID string) ([]Entry, error)
+
+	// DeleteUser deletes every record bound to userID and returns how many
+	// live records it deleted.
+	DeleteUser(ctx context.Context, userID string) (int, error)
+}
+
+// Entry is a record together with its key.
+type Entry struct {
+	Key    string
+	Record Record
+}
+
+// Notifier is implemented by stores that report changes, so that near
+// caches can be kept coherent.
+type Notifier interface {
+	// Subscribe calls fn for every change until the returned function is
+	// called. fn is called from the store's own goroutines, possibly
+	// concurrently; it must not block and must not call the store. Each
+	// store documents whether its events are exact or best-effort.
+	Subscribe(fn func(Event)) (unsubscribe func())
+}
+
+// Op is the kind of change an Event reports.
+type Op uint8
+
+// Kinds of change.
+const (
+	OpSave   Op = iota + 1 // a record was created or replaced
+	OpTouch                // a record's expiry moved
+	OpDelete               // a record was deleted by a caller
+	OpExpire               // a record expired and was removed
+	OpEvict                // a live record was removed to make room
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpSave:
+		return "save"
+	case OpTouch:
+		return "touch"
+	case OpDelete:
+		return "delete"
+	case OpExpire:
+		return "expire"
+	case OpEvict:
+		return "evict"
+	}
+	return "unknown"
+}
+
+// Event is one change reported by a Notifier.
+type Event struct {
+	Op      Op
+	Key     string
+	Version uint64 // the new version for OpSave; otherwise the last known, or 0
+}
+
+// CheckKey returns ErrInvalidKey, wrapped with a reason, if key is not a
+// valid store key. Stores call it first in every keyed method.
+func CheckKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	}
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidKey, len(key), MaxKeyLen)
+	}
+	return nil
+}
