@@ -56,8 +56,10 @@ type Record struct {
 // a store must not let two different keys collide.
 //
 // All methods are safe for concurrent use. A store that cannot reach its
-// backend returns an error that wraps neither ErrNotFound nor ErrConflict, so
-// that callers never mistake an outage for a missing session.
+// backend, or whose context ends, returns an error that wraps neither
+// ErrNotFound nor ErrConflict, so that callers never mistake an outage for a
+// missing session. After such an error a write may or may not have been
+// applied; ErrConflict, ErrInvalidKey and ErrClosed guarantee it was not.
 type Store interface {
 	// Load returns the record stored under key, or ErrNotFound if there is
 	// none or it has expired.
@@ -87,8 +89,9 @@ type Store interface {
 // rewriting its data. Without it, the Manager extends a session by saving the
 // unchanged record with a compare-and-set.
 type Toucher interface {
-	// Touch sets the expiry of the live record under key. It returns
-	// ErrNotFound if there is none. It does not change the version.
+	// Touch sets the expiry of the live record under key, later or earlier.
+	// It returns ErrNotFound if there is none. It changes neither the
+	// version nor the data.
 	Touch(ctx context.Context, key string, expires time.Time) error
 }
 
@@ -96,7 +99,8 @@ type Toucher interface {
 // Without it, the Manager's per-user operations return ErrUnsupported.
 type UserIndex interface {
 	// ListUser returns the live records bound to userID, in no particular
-	// order. An unknown user has none.
+	// order. An unknown user has none, and so does "" (unbound records are
+	// not indexed). User IDs may contain any byte.
 	ListUser(ctx context.Context, userID string) ([]Entry, error)
 
 	// DeleteUser deletes every record bound to userID and returns how many
@@ -113,10 +117,12 @@ type Entry struct {
 // Notifier is implemented by stores that report changes, so that near
 // caches can be kept coherent.
 type Notifier interface {
-	// Subscribe calls fn for every change until the returned function is
-	// called. fn is called from the store's own goroutines, possibly
-	// concurrently; it must not block and must not call the store. Each
-	// store documents whether its events are exact or best-effort.
+	// Subscribe calls fn for every change made after Subscribe returns,
+	// until the returned function returns; fn is not called after that.
+	// fn is called from the store's goroutines, possibly concurrently; it
+	// must not block and must not call the store. OpSave and OpDelete are
+	// always reported; each store documents which other events it reports
+	// and whether they are exact or best-effort.
 	Subscribe(fn func(Event)) (unsubscribe func())
 }
 
