@@ -1,0 +1,54 @@
+// Package storetest is the conformance suite of the store contract. Every
+// store adapter (memory, Redis, PostgreSQL, Olric, NATS) passes it, the way
+// a file system passes testing/fstest.TestFS.
+//
+// An adapter's own test file calls [Run] with an [Options] whose New makes a
+// fresh, empty store. Each subtest calls New once and closes the store when
+// it ends, so stores made by New must not see each other's records; an
+// adapter that shares one server between them gives each a unique key
+// prefix. New is given the clock the store must use for expiry: the suite
+// runs a fake clock and moves it to expire records at once. A store that
+// expires records by its server's clock instead sets ServerClock, and the
+// expiry tests then wait, about a second, in real time.
+//
+// For example, a Redis adapter that needs a live server, found through an
+// environment variable, tests itself with:
+//
+//	package redisstore_test
+//
+//	import (
+//		"crypto/rand"
+//		"os"
+//		"testing"
+//		"time"
+//
+//		"github.com/sessionkit/sessionkit/store"
+//		"github.com/sessionkit/sessionkit/store/redisstore"
+//		"github.com/sessionkit/sessionkit/store/storetest"
+//	)
+//
+//	func TestConformance(t *testing.T) {
+//		addr := os.Getenv("REDIS_ADDR") // for example "localhost:6379"
+//		if addr == "" {
+//			t.Skip("REDIS_ADDR not set")
+//		}
+//		storetest.Run(t, storetest.Options{
+//			New: func(t *testing.T, now func() time.Time) store.Store {
+//				s, err := redisstore.New(redisstore.Config{
+//					Addr:   addr,
+//					Prefix: "storetest:" + rand.Text() + ":",
+//				})
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return s // Run closes it
+//			},
+//			ServerClock: true, // Redis expires keys by its own clock
+//		})
+//	}
+//
+// The tests of the optional interfaces (store.Toucher, store.UserIndex,
+// store.Notifier) skip, saying so, for a store that does not implement them.
+// The suite needs a few seconds at most; the concurrency tests put 64
+// goroutines on one key.
+package storetest
