@@ -38,6 +38,7 @@ const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 type ID struct {
 	random string // RandomLen characters of base64url
 	route  string // "" or a valid route tag
+	key    string // the store key, derived from random
 }
 
 // New returns a fresh ID with 256 bits from crypto/rand, tagged with route
@@ -48,7 +49,7 @@ func New(route string) (ID, error) {
 	}
 	var b [RandomBytes]byte
 	rand.Read(b[:]) // never returns an error; it crashes the program irrecoverably instead
-	return ID{random: enc.EncodeToString(b[:]), route: route}, nil
+	return ID{random: enc.EncodeToString(b[:]), route: route, key: keyOf(&b)}, nil
 }
 
 // Parse parses the text form "<random>" or "<random>.<route>". It accepts
@@ -72,7 +73,9 @@ func Parse(s string) (ID, error) {
 		return ID{}, fmt.Errorf("%w: random part is %d characters, want %d", ErrMalformed, len(random), RandomLen)
 	}
 	var b [RandomBytes]byte
-	if n, err := enc.Decode(b[:], []byte(random)); err != nil || n != RandomBytes {
+	var src [RandomLen]byte // decoding from a stack copy avoids an allocation
+	copy(src[:], random)
+	if n, err := enc.Decode(b[:], src[:]); err != nil || n != RandomBytes {
 		return ID{}, fmt.Errorf("%w: random part is not base64url", ErrMalformed)
 	}
 	// 43 characters carry 258 bits: the last character's 2 low bits are
@@ -81,7 +84,12 @@ func Parse(s string) (ID, error) {
 	if strings.IndexByte(alphabet, random[RandomLen-1])&3 != 0 {
 		return ID{}, fmt.Errorf("%w: non-canonical base64url", ErrMalformed)
 	}
-	return ID{random: random, route: route}, nil
+	return ID{random: random, route: route, key: keyOf(&b)}, nil
+}
+
+func keyOf(random *[RandomBytes]byte) string {
+	sum := sha256.Sum256(random[:])
+	return enc.EncodeToString(sum[:])
 }
 
 // CheckRoute reports whether tag is a valid route tag: at most MaxRouteLen
@@ -134,7 +142,7 @@ func (id ID) WithRoute(route string) (ID, error) {
 	if err := CheckRoute(route); err != nil {
 		return ID{}, err
 	}
-	return ID{random: id.random, route: route}, nil
+	return ID{random: id.random, route: route, key: id.key}, nil
 }
 
 // IsZero reports whether id is the zero ID.
@@ -149,15 +157,7 @@ func (id ID) Equal(other ID) bool {
 // Key returns the store key: the unpadded base64url SHA-256 of the random
 // part, KeyLen characters. A dump of the store therefore reveals no live ID,
 // and the route tag does not change the key. The zero ID has no key ("").
-func (id ID) Key() string {
-	if id.random == "" {
-		return ""
-	}
-	var raw [RandomBytes]byte
-	enc.Decode(raw[:], []byte(id.random)) // validated by Parse or made by New
-	sum := sha256.Sum256(raw[:])
-	return enc.EncodeToString(sum[:])
-}
+func (id ID) Key() string { return id.key }
 
 // Redacted returns a short, non-secret name of the session for logs: the
 // first characters of its store key. It cannot be turned back into the ID.

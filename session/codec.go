@@ -1,0 +1,284 @@
+package session
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The stored form of a session (store.Record.Data):
+//
+//	byte     format version (1)
+//	uvarint  flags (bit 0: remember me)
+//	varint   created, Unix milliseconds
+//	uvarint  number of values
+//	per value: uvarint key length, key, tag byte, uvarint value length, value
+//
+// Values carry a tag so that the common types skip JSON entirely. The
+// decoder copies keys and aliases values into the record's data, which
+// stores hand out read-only.
+
+const formatV1 = 1
+
+// Value tags.
+const (
+	tagJSON   = 'j'
+	tagString = 's'
+	tagBytes  = 'b'
+	tagInt    = 'i' // varint
+	tagBool   = 't' // one byte, 0 or 1
+)
+
+const flagRemember = 1 << 0
+
+// errCorrupt is returned by decode for data it cannot read.
+var errCorrupt = errors.New("session: corrupt session data")
+
+// value is one encoded session value.
+type value struct {
+	tag byte
+	raw []byte
+}
+
+// state is the decoded content of a session.
+type state struct {
+	created  time.Time
+	remember bool
+	values   map[string]value
+}
+
+func encodeState(st *state) []byte {
+	n := 1 + 2*binary.MaxVarintLen64 + binary.MaxVarintLen32
+	for k, v := range st.values {
+		n += len(k) + len(v.raw) + 1 + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n)
+	b = append(b, formatV1)
+	var flags uint64
+	if st.remember {
+		flags |= flagRemember
+	}
+	b = binary.AppendUvarint(b, flags)
+	b = binary.AppendVarint(b, st.created.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(st.values)))
+	for k, v := range st.values {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		b = append(b, v.tag)
+		b = binary.AppendUvarint(b, uint64(len(v.raw)))
+		b = append(b, v.raw...)
+	}
+	return b
+}
+
+// decodeState parses data. It never panics; any malformed input is errCorrupt.
+func decodeState(data []byte) (state, error) {
+	var st state
+	if len(data) == 0 || data[0] != formatV1 {
+		return st, fmt.Errorf("%w: unknown format", errCorrupt)
+	}
+	d := decoder{b: data[1:]}
+	flags := d.uvarint()
+	created := d.varint()
+	n := d.uvarint()
+	if d.err != nil {
+		return st, d.err
+	}
+	// Every value takes at least 3 bytes, which bounds n before allocating.
+	if n > uint64(len(d.b))/3 {
+		return st, fmt.Errorf("%w: %d values in %d bytes", errCorrupt, n, len(d.b))
+	}
+	st.remember = flags&flagRemember != 0
+	st.created = time.UnixMilli(created)
+	st.values = make(map[string]value, n)
+	for i := uint64(0); i < n; i++ {
+		k := d.bytes()
+		tag := d.byte()
+		raw := d.bytes()
+		if d.err != nil {
+			return state{}, d.err
+		}
+		if !validTag(tag) {
+			return state{}, fmt.Errorf("%w: unknown value tag %q", errCorrupt, tag)
+		}
+		st.values[string(k)] = value{tag: tag, raw: raw[:len(raw):len(raw)]}
+	}
+	if len(d.b) != 0 {
+		return state{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
+	}
+	return st, nil
+}
+
+func validTag(t byte) bool {
+	switch t {
+	case tagJSON, tagString, tagBytes, tagInt, tagBool:
+		return true
+	}
+	return false
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", errCorrupt, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("length")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("tag")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length")
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// encodeValue encodes v. Strings, byte slices, ints and bools take a fast
+// path; everything else is JSON.
+func encodeValue(v any) (value, error) {
+	switch x := v.(type) {
+	case string:
+		return value{tagString, []byte(x)}, nil
+	case []byte:
+		return value{tagBytes, append([]byte(nil), x...)}, nil
+	case int:
+		return value{tagInt, binary.AppendVarint(nil, int64(x))}, nil
+	case int64:
+		return value{tagInt, binary.AppendVarint(nil, x)}, nil
+	case bool:
+		if x {
+			return value{tagBool, []byte{1}}, nil
+		}
+		return value{tagBool, []byte{0}}, nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return value{}, fmt.Errorf("session: cannot encode %T: %w", v, err)
+	}
+	return value{tagJSON, raw}, nil
+}
+
+// decodeValue decodes v into dst, a non-nil pointer. Values decode into the
+// pointer types of their tag directly; any other combination goes through
+// JSON, so a value set as int can be read into a float64 or an any.
+func decodeValue(v value, dst any) error {
+	switch p := dst.(type) {
+	case *string:
+		if v.tag == tagString {
+			*p = string(v.raw)
+			return nil
+		}
+	case *[]byte:
+		if v.tag == tagBytes {
+			*p = append([]byte(nil), v.raw...)
+			return nil
+		}
+	case *int64:
+		if v.tag == tagInt {
+			n, err := v.int()
+			*p = n
+			return err
+		}
+	case *int:
+		if v.tag == tagInt {
+			n, err := v.int()
+			if n > math.MaxInt || n < math.MinInt {
+				return fmt.Errorf("session: %d overflows int", n)
+			}
+			*p = int(n)
+			return err
+		}
+	case *bool:
+		if v.tag == tagBool {
+			if len(v.raw) != 1 {
+				return fmt.Errorf("%w: bool of %d bytes", errCorrupt, len(v.raw))
+			}
+			*p = v.raw[0] == 1
+			return nil
+		}
+	}
+	raw, err := v.json()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("session: cannot decode into %T: %w", dst, err)
+	}
+	return nil
+}
+
+func (v value) int() (int64, error) {
+	n, k := binary.Varint(v.raw)
+	if k <= 0 || k != len(v.raw) {
+		return 0, fmt.Errorf("%w: bad integer", errCorrupt)
+	}
+	return n, nil
+}
+
+// json returns the value as JSON.
+func (v value) json() ([]byte, error) {
+	switch v.tag {
+	case tagJSON:
+		return v.raw, nil
+	case tagString:
+		return json.Marshal(string(v.raw))
+	case tagBytes:
+		return json.Marshal(v.raw)
+	case tagInt:
+		n, err := v.int()
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(n)
+	case tagBool:
+		var b bool
+		if err := decodeValue(v, &b); err != nil {
+			return nil, err
+		}
+		return json.Marshal(b)
+	}
+	return nil, fmt.Errorf("%w: unknown value tag %q", errCorrupt, v.tag)
+}

@@ -1,0 +1,173 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session/sid"
+	"github.com/sessionkit/sessionkit/store"
+)
+
+// Default timeouts: NIST SP 800-63B's reauthentication bounds for AAL2
+// (30 minutes idle, 12 hours in all) for ordinary sessions, and a week idle
+// within 30 days for remember-me sessions (OWASP ASVS 5.0 V7.3 asks for both
+// bounds, set by the application's risk).
+const (
+	DefaultIdleTimeout         = 30 * time.Minute
+	DefaultLifetime            = 12 * time.Hour
+	DefaultRememberIdleTimeout = 7 * 24 * time.Hour
+	DefaultRememberLifetime    = 30 * 24 * time.Hour
+	DefaultMaxRetries          = 16
+)
+
+// Config configures a Manager. Store is required; every other zero field
+// means its documented default. New copies the Config, so changing it
+// afterwards has no effect on the Manager.
+type Config struct {
+	// Store holds the sessions. Required.
+	Store store.Store
+
+	// Transport carries the session token; default Cookie{} (a Secure,
+	// HttpOnly, SameSite=Lax cookie named "session"). Use Header{} for APIs.
+	Transport Transport
+
+	// IdleTimeout ends a session after this long without a request that
+	// uses it; default DefaultIdleTimeout. Lifetime ends it this long after
+	// it was created, whatever its activity; default DefaultLifetime.
+	IdleTimeout time.Duration
+	Lifetime    time.Duration
+
+	// RememberIdleTimeout and RememberLifetime replace IdleTimeout and
+	// Lifetime for sessions marked with Session.RememberMe; defaults
+	// DefaultRememberIdleTimeout and DefaultRememberLifetime.
+	RememberIdleTimeout time.Duration
+	RememberLifetime    time.Duration
+
+	// Persist makes every session's token persistent (a cookie with
+	// Max-Age), not only remember-me sessions. Default false: a browser
+	// session cookie, gone when the browser closes.
+	Persist bool
+
+	// TouchInterval is how stale a session's expiry may get before a request
+	// that changed nothing extends it; default a tenth of the idle timeout.
+	// Requests in between cost no store write, at the price of ending idle
+	// sessions up to TouchInterval early.
+	TouchInterval time.Duration
+
+	// Route is the route tag put on new session IDs, usually the node's
+	// name, for balancers that route by it (see package sid). A request
+	// whose ID carries another tag is answered with the ID re-tagged for
+	// this node. Default "": no tag.
+	Route string
+
+	// MaxRetries bounds how often a save that lost a compare-and-set race is
+	// merged and retried before the request fails with ErrConflict; default
+	// DefaultMaxRetries.
+	MaxRetries int
+
+	// ErrorHandler answers a request whose session could not be loaded or
+	// saved. It runs before any of the handler's response has been sent,
+	// and replaces that response. Default: log the error and answer 500 with
+	// a short text body. Errors wrap ErrStore, ErrConflict or ErrNoManager.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// Logger receives errors and notable events. Session IDs never appear in
+	// it, only their redacted form. Default: discard.
+	Logger *slog.Logger
+
+	// DisableClearSiteData stops Destroy from sending
+	// `Clear-Site-Data: "cookies"` with the cookie transport. That header
+	// clears every cookie of the origin, not only the session's; disable it
+	// when other cookies must survive a logout.
+	DisableClearSiteData bool
+
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Errors reported by the Manager. Test them with errors.Is.
+var (
+	// ErrStore wraps failures of the store (other than a lost
+	// compare-and-set).
+	ErrStore = errors.New("session: store failed")
+	// ErrConflict: the session was changed concurrently more than MaxRetries
+	// times while this request tried to save it.
+	ErrConflict = errors.New("session: too many concurrent updates")
+	// ErrNoManager: the request did not pass through Manager.Handler.
+	ErrNoManager = errors.New("session: request did not pass through the session middleware")
+	// ErrUnsupported: the store lacks the capability (see package store).
+	ErrUnsupported = store.ErrUnsupported
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Store == nil {
+		return c, errors.New("session: Config.Store is required")
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.Lifetime == 0 {
+		c.Lifetime = DefaultLifetime
+	}
+	if c.RememberIdleTimeout == 0 {
+		c.RememberIdleTimeout = DefaultRememberIdleTimeout
+	}
+	if c.RememberLifetime == 0 {
+		c.RememberLifetime = DefaultRememberLifetime
+	}
+	if c.TouchInterval == 0 {
+		c.TouchInterval = c.IdleTimeout / 10
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = DefaultMaxRetries
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"IdleTimeout", c.IdleTimeout}, {"Lifetime", c.Lifetime},
+		{"RememberIdleTimeout", c.RememberIdleTimeout}, {"RememberLifetime", c.RememberLifetime},
+		{"TouchInterval", c.TouchInterval},
+	} {
+		if d.v < 0 {
+			return c, fmt.Errorf("session: Config.%s is negative (%v)", d.name, d.v)
+		}
+	}
+	if c.MaxRetries < 0 {
+		return c, fmt.Errorf("session: Config.MaxRetries is negative (%d)", c.MaxRetries)
+	}
+	if err := sid.CheckRoute(c.Route); err != nil {
+		return c, fmt.Errorf("session: Config.Route: %w", err)
+	}
+	switch t := c.Transport.(type) {
+	case nil:
+		ck, _ := Cookie{}.withDefaults()
+		c.Transport = ck
+	case Cookie:
+		ck, err := t.withDefaults()
+		if err != nil {
+			return c, err
+		}
+		c.Transport = ck
+	case *Cookie:
+		ck, err := t.withDefaults()
+		if err != nil {
+			return c, err
+		}
+		c.Transport = ck
+	case Header:
+		c.Transport = t.withDefaults()
+	case *Header:
+		c.Transport = t.withDefaults()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
