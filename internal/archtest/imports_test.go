@@ -1,0 +1,119 @@
+package archtest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/sessionkit/sessionkit"
+
+// rule says which of the module's packages, and which third-party modules,
+// a package may import (outside its tests). Patterns ending in "/..." match
+// a whole subtree.
+type rule struct {
+	own        []string
+	thirdParty []string
+}
+
+// rules is the architecture (docs/architecture.md). A package without a
+// rule fails the test: a new package must say where it sits.
+var rules = map[string]rule{
+	"store":             {},
+	"session/sid":       {},
+	"store/storetest":   {own: []string{"store"}},
+	"store/memstore":    {own: []string{"store"}},
+	"session":           {own: []string{"store", "session/sid"}},
+	"internal/refapp":   {own: []string{"session", "session/sid", "store"}},
+	"internal/cli":      {own: []string{"session", "session/sid", "store", "store/memstore", "internal/refapp"}},
+	"internal/testenv":  {},
+	"internal/archtest": {},
+	"cmd/sessionkit":    {own: []string{"internal/cli"}},
+}
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+}
+
+func TestImportArrows(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		r, ok := rules[rel]
+		if !ok {
+			t.Errorf("package %s has no import rule: add it to rules and to docs/architecture.md", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			if msg := check(r, imp); msg != "" {
+				t.Errorf("%s imports %s: %s", rel, imp, msg)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("go list saw %d packages; want the whole module", seen)
+	}
+}
+
+func check(r rule, imp string) string {
+	switch {
+	case imp == module || strings.HasPrefix(imp, module+"/"):
+		rel := strings.TrimPrefix(strings.TrimPrefix(imp, module), "/")
+		if !matchAny(r.own, rel) {
+			return "not allowed by the architecture"
+		}
+	case strings.Contains(strings.Split(imp, "/")[0], "."):
+		if !matchAny(r.thirdParty, imp) {
+			return "third-party imports belong in their adapter package"
+		}
+	}
+	return ""
+}
+
+func matchAny(patterns []string, p string) bool {
+	for _, pat := range patterns {
+		if base, ok := strings.CutSuffix(pat, "/..."); ok {
+			if p == base || strings.HasPrefix(p, base+"/") {
+				return true
+			}
+		} else if ok, _ := path.Match(pat, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCheck(t *testing.T) {
+	r := rule{own: []string{"store", "store/x/..."}, thirdParty: []string{"github.com/redis/rueidis/..."}}
+	tests := []struct {
+		imp  string
+		want bool
+	}{
+		{"fmt", true},
+		{"net/http", true},
+		{module + "/store", true},
+		{module + "/store/x/y", true},
+		{module + "/session", false},
+		{"github.com/redis/rueidis", true},
+		{"github.com/redis/rueidis/internal/cmds", true},
+		{"github.com/prometheus/client_golang/prometheus", false},
+	}
+	for _, tt := range tests {
+		if got := check(r, tt.imp) == ""; got != tt.want {
+			t.Errorf("check(%q) allowed = %v; want %v", tt.imp, got, tt.want)
+		}
+	}
+}
