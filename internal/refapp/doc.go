@@ -1,0 +1,53 @@
+// Package refapp is sessionkit's reference app: the small shopping-cart API
+// that every `sessionkit serve` process and every node of the lab runs, so
+// that each session strategy is measured on the same workload.
+//
+// # Routes
+//
+// JSON in and out (Content-Type: application/json); every response,
+// including errors, 404s and 405s, carries the header "X-Node: <node>".
+//
+//	POST /login       {"user":"alice"}  binds the session to the user and renews its ID
+//	                                    -> {"user":"alice","node":"n1"}
+//	GET  /cart                          -> {"user":"alice","items":["a","b"],"node":"n2"}
+//	POST /cart        {"item":"x"}      appends one item -> the cart, as above
+//	GET  /whoami                        -> {"user":"alice","node":"n1","strategy":"memory","created":"2030-01-01T00:00:00Z"}
+//	POST /logout                        destroys this session -> {}
+//	POST /logout-all                    destroys every session of the user -> {"revoked":3}
+//	GET  /healthz                       liveness, touches no session -> "ok\n" (text/plain)
+//
+// Logging in as another user than the one the session is bound to empties
+// the session first, so one user's cart never reaches another. Logging in
+// again as the same user keeps the cart and still renews the ID.
+//
+// POST /cart adds its item with session.Update, never a Get followed by a
+// Set, and saves before answering: concurrent adds to one session all
+// survive, and the cart in the answer is the one that was stored, including
+// items added concurrently by other requests.
+//
+// # Errors
+//
+// Every error is a JSON object {"error":"..."} with a status:
+//
+//	400  malformed JSON, a body that is not one JSON object, trailing data,
+//	     an unknown, duplicate, missing, empty or non-string field, invalid
+//	     UTF-8, a control character, a value longer than MaxTextLen bytes
+//	401  GET/POST /cart, GET /whoami and POST /logout-all without a logged-in
+//	     session (POST /logout without one still answers {})
+//	403  a cross-origin browser request that changes state (CSRF; see
+//	     net/http.CrossOriginProtection)
+//	404  an unknown path
+//	405  a known path with another method; the Allow header lists the right ones
+//	413  a body larger than MaxBodyBytes
+//	415  a body whose Content-Type is set and is not application/json
+//	501  POST /logout-all on a store without a per-user index
+//	503  the session store failed (session.ErrStore), or the session changed
+//	     concurrently more often than the Manager retries
+//	     (session.ErrConflict, with Retry-After: 1)
+//
+// Store failures are answered by ErrorHandler, which the session.Manager
+// must be configured with (session.Config.ErrorHandler): a request whose
+// session could not be loaded never reads as "not logged in". Error
+// answers never contain the text of the underlying error, which could carry
+// details of the store; NewErrorHandler logs it.
+package refapp

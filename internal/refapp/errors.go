@@ -1,0 +1,74 @@
+package refapp
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// Messages of the error answers that do not come from the request.
+const (
+	msgStore    = "session store unavailable"
+	msgConflict = "session changed concurrently, retry"
+	msgInternal = "internal error"
+)
+
+// ErrorHandler answers a request whose session could not be loaded or saved;
+// use it as session.Config.ErrorHandler. It answers JSON:
+//
+//	503 {"error":"session store unavailable"}                        for session.ErrStore
+//	503 {"error":"session changed concurrently, retry"} Retry-After: 1 for session.ErrConflict
+//	500 {"error":"internal error"}                                    otherwise
+//
+// The answer never contains err's text, which may carry details of the
+// store. ErrorHandler does not log; NewErrorHandler returns one that does.
+func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, session.ErrStore):
+		writeError(w, http.StatusServiceUnavailable, msgStore)
+	case errors.Is(err, session.ErrConflict):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, msgConflict)
+	default:
+		writeError(w, http.StatusInternalServerError, msgInternal)
+	}
+}
+
+// NewErrorHandler returns ErrorHandler preceded by logging the error to
+// logger at level Error, with the request's method and path (never its
+// session token). A nil logger logs nothing.
+func NewErrorHandler(logger *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
+	if logger == nil {
+		return ErrorHandler
+	}
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		logger.Error("refapp: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		ErrorHandler(w, r, err)
+	}
+}
+
+// errorBody is the body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// writeJSON answers v as JSON. Answers depend on the session, so they are
+// never stored by caches.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // unreachable: every answer is a plain struct
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // the client is gone; nothing to do
+}
