@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/refapp"
+	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/session/sid"
+	"github.com/sessionkit/sessionkit/store/memstore"
+)
+
+// Strategies of DESIGN.md, and those this build can serve.
+var (
+	strategies      = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
+	builtStrategies = []string{"memory"}
+)
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// The serve command's HTTP server limits.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	shutdownTimeout   = 10 * time.Second
+)
+
+const serveAbout = `
+Runs one node of the reference app until SIGINT or SIGTERM, then shuts down
+gracefully (up to 10s for requests in flight). The app is a JSON API:
+
+  POST /login {"user":"alice"}   POST /cart {"item":"x"}   GET /cart
+  GET /whoami   POST /logout   POST /logout-all   GET /healthz
+
+Every response carries the header X-Node. When listening, one line on stderr
+gives the real address: "sessionkit serve: node n1 (strategy memory)
+listening on http://127.0.0.1:8080".`
+
+// serveConfig is the serve command's configuration, from its flags.
+type serveConfig struct {
+	strategy       string
+	node           string
+	addr           string
+	idleTimeout    time.Duration
+	lifetime       time.Duration
+	maxSessions    int
+	insecureCookie bool
+	logLevel       string
+}
+
+// parseServe parses serve's flags and environment. ok = false means stop
+// with the returned exit status.
+func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
+	f := newFlagSet("serve")
+	f.String(&cfg.strategy, "strategy", "memory",
+		"`name` of the session strategy: "+strings.Join(strategies, ", ")+"\n        (this build serves: "+strings.Join(builtStrategies, ", ")+")")
+	f.String(&cfg.node, "node", "n1",
+		"node `name`, sent as X-Node and used as the route tag of new session IDs\n        (ASCII letters, digits, '-' and '_'; at most 64)")
+	f.String(&cfg.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on; port 0 picks a free port")
+	f.Duration(&cfg.idleTimeout, "idle-timeout", session.DefaultIdleTimeout,
+		"end a session after this `duration` without a request")
+	f.Duration(&cfg.lifetime, "lifetime", session.DefaultLifetime,
+		"end a session this `duration` after it was created, whatever its activity")
+	f.Int(&cfg.maxSessions, "max-sessions", memstore.DefaultMaxEntries,
+		"bound the sessions held in memory to `count` (0: no bound); beyond it\n        the session closest to its end is evicted, and counted")
+	f.Bool(&cfg.insecureCookie, "insecure-cookie", false,
+		"drop the cookie's Secure attribute: only for plain http to hosts other than\n        localhost and 127.0.0.1 (where clients send Secure cookies anyway),\n        or for Go's cookiejar")
+	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	if code, ok := f.parse(s, args, serveAbout); !ok {
+		return cfg, code, false
+	}
+
+	switch {
+	case !slices.Contains(strategies, cfg.strategy):
+		return cfg, f.invalid(s, "strategy", cfg.strategy, "want one of "+strings.Join(strategies, ", ")), false
+	case !slices.Contains(builtStrategies, cfg.strategy):
+		return cfg, f.errf(s, "strategy %q is not available in this build yet (available: %s)",
+			cfg.strategy, strings.Join(builtStrategies, ", ")), false
+	}
+	if cfg.node == "" {
+		return cfg, f.invalid(s, "node", cfg.node, "a node name is required"), false
+	}
+	if err := sid.CheckRoute(cfg.node); err != nil {
+		return cfg, f.invalid(s, "node", cfg.node, "want at most 64 ASCII letters, digits, '-' or '_'"), false
+	}
+	if _, _, err := net.SplitHostPort(cfg.addr); err != nil {
+		why := "want host:port, such as 127.0.0.1:8080 or :8080"
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			why = ae.Err + "; " + why
+		}
+		return cfg, f.invalid(s, "addr", cfg.addr, why), false
+	}
+	if cfg.idleTimeout <= 0 {
+		return cfg, f.invalid(s, "idle-timeout", cfg.idleTimeout.String(), "must be positive"), false
+	}
+	if cfg.lifetime <= 0 {
+		return cfg, f.invalid(s, "lifetime", cfg.lifetime.String(), "must be positive"), false
+	}
+	if cfg.maxSessions < 0 {
+		return cfg, f.invalid(s, "max-sessions", fmt.Sprint(cfg.maxSessions), "must be 0 (no bound) or positive"), false
+	}
+	if _, ok := logLevels[cfg.logLevel]; !ok {
+		return cfg, f.invalid(s, "log-level", cfg.logLevel, "want one of debug, info, warn, error"), false
+	}
+	return cfg, exitOK, true
+}
+
+// runServe is "sessionkit serve".
+func runServe(ctx context.Context, s *sys, args []string) int {
+	cfg, code, ok := parseServe(s, args)
+	if !ok {
+		return code
+	}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(s.stderr, "sessionkit serve: "+format+"\n", args...)
+		return exitError
+	}
+	logger := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: logLevels[cfg.logLevel]}))
+
+	maxEntries := cfg.maxSessions
+	if maxEntries == 0 {
+		maxEntries = -1 // memstore: no bound
+	}
+	st, err := memstore.New(memstore.Config{MaxEntries: maxEntries})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer st.Close()
+	m, err := session.New(session.Config{
+		Store:        st,
+		Transport:    session.Cookie{Insecure: cfg.insecureCookie},
+		IdleTimeout:  cfg.idleTimeout,
+		Lifetime:     cfg.lifetime,
+		Route:        cfg.node,
+		ErrorHandler: refapp.NewErrorHandler(logger),
+		Logger:       logger,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	app, err := refapp.New(refapp.Config{Node: cfg.node, Strategy: cfg.strategy, Manager: m, Logger: logger})
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fail("%v", err)
+	}
+	srv := &http.Server{
+		Handler:           app,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(s.stderr, "sessionkit serve: node %s (strategy %s) listening on http://%s\n",
+		cfg.node, cfg.strategy, ln.Addr())
+	logger.Debug("serve: configuration", "idle_timeout", cfg.idleTimeout, "lifetime", cfg.lifetime,
+		"max_sessions", cfg.maxSessions, "insecure_cookie", cfg.insecureCookie)
+
+	select {
+	case err := <-served: // Serve ended by itself: the listener failed
+		return fail("%v", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("serve: requests still running after the shutdown timeout were cut off",
+			"timeout", shutdownTimeout, "err", err)
+		srv.Close()
+	}
+	<-served
+	if err := st.Close(); err != nil {
+		logger.Warn("serve: closing the store", "err", err)
+	}
+	fmt.Fprintln(s.stderr, "sessionkit serve: stopped")
+	return exitOK
+}
