@@ -86,8 +86,12 @@ func (w *responseWriter) finish() {
 // be created, since its token can no longer reach the client.
 func (s *Session) commitLate() {
 	s.mu.Lock()
+	pending := len(s.ops) > 0 || s.renew || s.destroyed
 	unsaved := s.id.IsZero() && len(s.ops) > 0
 	s.mu.Unlock()
+	if !pending {
+		return
+	}
 	if unsaved {
 		s.m.cfg.Logger.Error("session: a new session was changed after the response started; it cannot be saved " +
 			"because its token can no longer be sent (change it before writing, or call Session.Save)")
