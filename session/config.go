@@ -70,9 +70,21 @@ type Config struct {
 
 	// ErrorHandler answers a request whose session could not be loaded or
 	// saved. It runs before any of the handler's response has been sent,
-	// and replaces that response. Default: log the error and answer 500 with
-	// a short text body. Errors wrap ErrStore, ErrConflict or ErrNoManager.
+	// and replaces that response. Errors wrap ErrStore (and the store's
+	// error, such as store.ErrUnavailable from an open circuit breaker),
+	// ErrConflict or ErrNoManager. Default: log the error and answer 503
+	// with Retry-After (the breaker's, or 1 second) and a short text body
+	// for store failures and conflicts, 500 otherwise.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// FailOpen keeps the site up while the store is down: a request whose
+	// session cannot be loaded continues with a fresh session whose
+	// Degraded method reports true. A degraded session reads as empty, is
+	// never saved, and leaves the client's token alone, so the real session
+	// is back once the store is. Failures to save or destroy still go to
+	// ErrorHandler. Default false: such requests are answered by
+	// ErrorHandler.
+	FailOpen bool
 
 	// Logger receives errors and notable events. Session IDs never appear in
 	// it, only their redacted form. Default: discard.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sessionkit/sessionkit/session/sid"
@@ -178,12 +179,29 @@ func (m *Manager) handleError(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	m.cfg.Logger.Error("session: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	msg := "session store unavailable"
-	if errors.Is(err, ErrConflict) {
-		msg = "session changed concurrently, please retry"
-	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Error(w, msg, http.StatusInternalServerError)
+	status, msg := http.StatusInternalServerError, "session error"
+	switch {
+	case errors.Is(err, ErrConflict):
+		status, msg = http.StatusServiceUnavailable, "session changed concurrently, please retry"
+	case errors.Is(err, ErrStore):
+		status, msg = http.StatusServiceUnavailable, "session store unavailable, please retry"
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter(err)/time.Second)))
+	}
+	http.Error(w, msg, status)
+}
+
+// RetryAfter returns how long a client should wait before retrying after
+// err: the wait an open circuit breaker reports (an error in err's chain
+// with a RetryAfter() time.Duration method), or one second.
+func RetryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return max(ra.RetryAfter(), time.Second)
+	}
+	return time.Second
 }
 
 func (m *Manager) logDebug(msg string, args ...any) {

@@ -40,6 +40,7 @@ type Session struct {
 	renew     bool         // give the session a new ID at commit
 	retag     bool         // the ID was re-tagged with this node's route
 	destroyed bool         // Destroy ended the stored session
+	degraded  bool         // the store failed and Config.FailOpen is set
 }
 
 type opKind uint8
@@ -96,7 +97,12 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 	}
 	rec, err := s.m.cfg.Store.Load(s.req.Context(), id.Key())
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case s.m.cfg.FailOpen:
+			s.degraded = true
+			s.m.cfg.Logger.Warn("session: store failed; continuing with a degraded session", "err", err)
+		default:
 			s.err = fmt.Errorf("%w: load: %w", ErrStore, err)
 		}
 		return sid.ID{}, store.Record{}, state{}, false
@@ -361,6 +367,11 @@ func (s *Session) Destroy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
+	if s.degraded {
+		// The real session may still live in the store: a logout that
+		// cannot reach it must not pretend to have ended it.
+		s.err = fmt.Errorf("%w: destroy: the store was unavailable when the session was loaded", ErrStore)
+	}
 	if s.err != nil {
 		return s.err
 	}
@@ -373,6 +384,16 @@ func (s *Session) Destroy() error {
 	s.fresh()
 	s.ops, s.renew, s.retag, s.destroyed = nil, false, false, true
 	return nil
+}
+
+// Degraded reports whether the store failed to load this session and the
+// Manager fails open (Config.FailOpen): the session reads as empty and its
+// changes will not be saved.
+func (s *Session) Degraded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.load()
+	return s.degraded
 }
 
 // IsNew reports whether the session is not (yet) stored: the request
@@ -419,6 +440,9 @@ func (s *Session) commit() error {
 	}
 	now := s.m.cfg.Now()
 	switch {
+	case s.degraded:
+		s.ops = s.ops[:0] // the store is down: keep the client's real session
+		return nil
 	case s.id.IsZero() && len(s.ops) == 0:
 		if s.destroyed {
 			s.destroyed = false

@@ -514,8 +514,44 @@ func TestManager_storeErrors(t *testing.T) {
 		session.From(r).Set("a", 1)
 		w.WriteHeader(201)
 	})).ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
-	if w.Code != 500 || len(w.Result().Cookies()) != 0 {
-		t.Fatalf("got %d with cookies %v; want 500 and no cookie", w.Code, w.Result().Cookies())
+	if w.Code != 503 || w.Header().Get("Retry-After") != "1" || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("got %d, Retry-After %q, cookies %v; want 503, 1 and no cookie",
+			w.Code, w.Header().Get("Retry-After"), w.Result().Cookies())
+	}
+}
+
+func TestManager_failOpen(t *testing.T) {
+	m, err := session.New(session.Config{Store: failingStore{}, FailOpen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := sid.New("")
+	var degraded bool
+	var destroyErr error
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		degraded = s.Degraded()
+		s.Set("a", "1") // not saved
+		if r.URL.Path == "/logout" {
+			destroyErr = s.Destroy()
+		}
+		w.Write([]byte("page"))
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Cookie", "session="+tok.String())
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if !degraded || w.Code != 200 || w.Body.String() != "page" || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("degraded=%v, %d %q, cookies %v; want a degraded session, the page, and the cookie left alone",
+			degraded, w.Code, w.Body.String(), w.Result().Cookies())
+	}
+	// A logout cannot pretend to work while the store is down.
+	r = httptest.NewRequest("GET", "/logout", nil)
+	r.Header.Set("Cookie", "session="+tok.String())
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if !errors.Is(destroyErr, session.ErrStore) || w.Code != 503 {
+		t.Fatalf("logout while degraded: Destroy = %v, status %d; want ErrStore and 503", destroyErr, w.Code)
 	}
 }
 

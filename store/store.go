@@ -21,6 +21,9 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrUnsupported: the store lacks an optional capability.
 	ErrUnsupported = errors.New("store: operation not supported")
+	// ErrUnavailable: the store is known to be down and was not asked
+	// (a circuit breaker is open). Nothing was read or written.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // MaxKeyLen is the longest key every store must accept. The session Manager

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -19,18 +21,22 @@ const (
 // ErrorHandler answers a request whose session could not be loaded or saved;
 // use it as session.Config.ErrorHandler. It answers JSON:
 //
-//	503 {"error":"session store unavailable"}                        for session.ErrStore
-//	503 {"error":"session changed concurrently, retry"} Retry-After: 1 for session.ErrConflict
-//	500 {"error":"internal error"}                                    otherwise
+//	503 {"error":"session store unavailable"}            for session.ErrStore
+//	503 {"error":"session changed concurrently, retry"} for session.ErrConflict
+//	500 {"error":"internal error"}                        otherwise
 //
+// 503 answers carry Retry-After: session.RetryAfter(err) in seconds (an open
+// circuit breaker's wait, or 1).
 // The answer never contains err's text, which may carry details of the
 // store. ErrorHandler does not log; NewErrorHandler returns one that does.
 func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	retryAfter := strconv.Itoa(int(session.RetryAfter(err) / time.Second))
 	switch {
 	case errors.Is(err, session.ErrStore):
+		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgStore)
 	case errors.Is(err, session.ErrConflict):
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgConflict)
 	default:
 		writeError(w, http.StatusInternalServerError, msgInternal)

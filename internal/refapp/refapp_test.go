@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sessionkit/sessionkit/internal/refapp"
 	"github.com/sessionkit/sessionkit/session"
@@ -445,7 +446,8 @@ func TestErrorHandler(t *testing.T) {
 		body       string
 		retryAfter string
 	}{
-		{"store", fmt.Errorf("%w: load: %w", session.ErrStore, errDown), 503, `{"error":"session store unavailable"}`, ""},
+		{"store", fmt.Errorf("%w: load: %w", session.ErrStore, errDown), 503, `{"error":"session store unavailable"}`, "1"},
+		{"circuit open", fmt.Errorf("%w: load: %w", session.ErrStore, retryIn(7*time.Second)), 503, `{"error":"session store unavailable"}`, "7"},
 		{"conflict", fmt.Errorf("%w: gave up", session.ErrConflict), 503, `{"error":"session changed concurrently, retry"}`, "1"},
 		{"other", errors.New("boom 10.0.0.7"), 500, `{"error":"internal error"}`, ""},
 		{"no manager", session.ErrNoManager, 500, `{"error":"internal error"}`, ""},
@@ -461,6 +463,12 @@ func TestErrorHandler(t *testing.T) {
 		}
 	}
 }
+
+// retryIn is an error like an open circuit breaker's.
+type retryIn time.Duration
+
+func (r retryIn) Error() string             { return "circuit open" }
+func (r retryIn) RetryAfter() time.Duration { return time.Duration(r) }
 
 func TestNew_invalidConfig(t *testing.T) {
 	m, err := session.New(session.Config{Store: newStore(t)})
