@@ -21,7 +21,21 @@ import (
 // decoder copies keys and aliases values into the record's data, which
 // stores hand out read-only.
 
-const formatV1 = 1
+const (
+	formatV1    = 1
+	formatMoved = 2 // a tombstone: the session was renewed to the key that follows
+)
+
+// encodeMoved returns the tombstone left under a renewed session's old key.
+func encodeMoved(newKey string) []byte { return append([]byte{formatMoved}, newKey...) }
+
+// movedTo reports whether data is a tombstone, and the key it points to.
+func movedTo(data []byte) (string, bool) {
+	if len(data) < 2 || data[0] != formatMoved {
+		return "", false
+	}
+	return string(data[1:]), true
+}
 
 // Value tags.
 const (

@@ -90,11 +90,12 @@ type Config struct {
 	// it, only their redacted form. Default: discard.
 	Logger *slog.Logger
 
-	// DisableClearSiteData stops Destroy from sending
-	// `Clear-Site-Data: "cookies"` with the cookie transport. That header
-	// clears every cookie of the origin, not only the session's; disable it
-	// when other cookies must survive a logout.
-	DisableClearSiteData bool
+	// ClearSiteData lists the Clear-Site-Data types a logout (Destroy)
+	// answers with, for the cookie transport. Nil means `"cache"`: the
+	// browser drops pages cached for the logged-out user. An empty, non-nil
+	// slice sends no header. Add "cookies" only if every cookie of the
+	// whole registrable domain (sibling subdomains included) may go.
+	ClearSiteData []string
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -165,6 +166,9 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.Transport = ck
 	case *Cookie:
+		if t == nil {
+			t = &Cookie{}
+		}
 		ck, err := t.withDefaults()
 		if err != nil {
 			return c, err
@@ -173,6 +177,9 @@ func (c Config) withDefaults() (Config, error) {
 	case Header:
 		c.Transport = t.withDefaults()
 	case *Header:
+		if t == nil {
+			t = &Header{}
+		}
 		c.Transport = t.withDefaults()
 	}
 	if c.Logger == nil {

@@ -47,9 +47,9 @@ func (c *countingStore) Delete(ctx context.Context, key string, version uint64) 
 	return c.Store.Delete(ctx, key, version)
 }
 
-func (c *countingStore) Touch(ctx context.Context, key string, exp time.Time) error {
+func (c *countingStore) Touch(ctx context.Context, key string, version uint64, exp time.Time) error {
 	c.touches.Add(1)
-	return c.Store.(store.Toucher).Touch(ctx, key, exp)
+	return c.Store.(store.Toucher).Touch(ctx, key, version, exp)
 }
 
 func (c *countingStore) ListUser(ctx context.Context, user string) ([]store.Entry, error) {

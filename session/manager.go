@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sessionkit/sessionkit/session/sid"
@@ -16,10 +17,11 @@ import (
 // and wrap handlers with its Handler method. A Manager is safe for
 // concurrent use and immutable after New.
 type Manager struct {
-	cfg       Config
-	cookie    bool // the transport is a Cookie
-	toucher   store.Toucher
-	userIndex store.UserIndex
+	cfg           Config
+	cookie        bool   // the transport is a Cookie
+	clearSiteData string // the Clear-Site-Data header of a logout, or ""
+	toucher       store.Toucher
+	userIndex     store.UserIndex
 }
 
 // New returns a Manager for cfg. It copies cfg and fills in defaults; it
@@ -31,6 +33,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: c}
 	_, m.cookie = c.Transport.(Cookie)
+	if m.cookie {
+		m.clearSiteData = clearSiteData(c.ClearSiteData)
+	}
 	m.toucher, _ = c.Store.(store.Toucher)
 	m.userIndex, _ = c.Store.(store.UserIndex)
 	return m, nil
@@ -122,23 +127,57 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 // out everywhere"), and returns how many it ended. Requests of those
 // sessions that are still running cannot bring them back. It returns an
 // error wrapping ErrUnsupported if the store has no per-user index.
+//
+// It sweeps the index twice: a login that was renewing one of the user's
+// sessions during the first sweep may have moved it to a key the sweep had
+// passed, and the second sweep ends it.
 func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
 	if m.userIndex == nil {
 		return 0, fmt.Errorf("session: destroying a user's sessions: %w", ErrUnsupported)
 	}
-	n, err := m.userIndex.DeleteUser(ctx, userID)
-	if err != nil {
-		return n, fmt.Errorf("%w: delete user: %w", ErrStore, err)
+	total := 0
+	for range 2 {
+		n, err := m.userIndex.DeleteUser(ctx, userID)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("%w: delete user: %w", ErrStore, err)
+		}
 	}
-	return n, nil
+	return total, nil
 }
 
-// DestroyHandle ends the session named by an Info.Handle.
-func (m *Manager) DestroyHandle(ctx context.Context, handle string) error {
+// ErrNotFound is returned by DestroyHandle for a handle that names no
+// session of the user.
+var ErrNotFound = errors.New("session: no such session")
+
+// DestroyHandle ends the session named by an Info.Handle, if it belongs to
+// userID ("log out that device"). Checking the owner keeps a handle taken
+// from one user's list from ending another user's session.
+func (m *Manager) DestroyHandle(ctx context.Context, userID, handle string) error {
+	rec, err := m.cfg.Store.Load(ctx, handle)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey):
+		return ErrNotFound
+	case err != nil:
+		return fmt.Errorf("%w: load: %w", ErrStore, err)
+	case rec.UserID != userID || userID == "":
+		return ErrNotFound
+	}
 	if err := m.cfg.Store.Delete(ctx, handle, 0); err != nil {
 		return fmt.Errorf("%w: delete: %w", ErrStore, err)
 	}
 	return nil
+}
+
+func clearSiteData(types []string) string {
+	if types == nil {
+		return `"cache"`
+	}
+	quoted := make([]string, len(types))
+	for i, t := range types {
+		quoted[i] = strconv.Quote(t)
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // timeouts returns the idle timeout and lifetime for a session.

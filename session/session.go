@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -33,6 +33,7 @@ type Session struct {
 	loaded    bool
 	err       error        // a load or destroy failure, reported at commit
 	id        sid.ID       // zero while the session is not stored
+	key       string       // the store key of the record this session reads and writes
 	rec       store.Record // the stored record this session was read from
 	st        state        // the current content
 	user      string       // the bound user
@@ -41,6 +42,11 @@ type Session struct {
 	retag     bool         // the ID was re-tagged with this node's route
 	destroyed bool         // Destroy ended the stored session
 	degraded  bool         // the store failed and Config.FailOpen is set
+	moved     bool         // another request renewed the session: key is its new record
+	// headerSent: the response header has gone out; no token can be sent.
+	headerSent     bool
+	persistChanged bool // RememberMe changed: the token's lifetime must be re-sent
+	varySent       bool
 }
 
 type opKind uint8
@@ -62,6 +68,7 @@ type op struct {
 	val  value
 	fn   func(old value, ok bool) (value, error)
 	user string
+	at   time.Time // opUser: when the login happened
 	flag bool
 }
 
@@ -78,7 +85,7 @@ func (s *Session) load() {
 		s.fresh()
 		return
 	}
-	s.id, s.rec, s.st, s.user = id, rec, st, rec.UserID
+	s.id, s.key, s.rec, s.st, s.user = id, id.Key(), rec, st, rec.UserID
 	if r := s.m.cfg.Route; r != "" && id.Route() != r {
 		s.id, _ = id.WithRoute(r) // r was validated by New
 		s.retag = true
@@ -117,6 +124,9 @@ func (s *Session) check(id sid.ID, rec store.Record) (state, bool) {
 	if !rec.Expires.After(now) {
 		return state{}, false
 	}
+	if _, moved := movedTo(rec.Data); moved {
+		return state{}, false // the ID was renewed: the old one names no session
+	}
 	st, err := decodeState(rec.Data)
 	if err != nil {
 		s.m.cfg.Logger.Error("session: ignoring unreadable session", "sid", id, "err", err)
@@ -130,7 +140,7 @@ func (s *Session) check(id sid.ID, rec store.Record) (state, bool) {
 
 // fresh makes s a new, empty, unsaved session.
 func (s *Session) fresh() {
-	s.id = sid.ID{}
+	s.id, s.key = sid.ID{}, ""
 	s.rec = store.Record{}
 	s.st = state{created: s.m.cfg.Now().Truncate(time.Millisecond), values: map[string]value{}}
 	s.user = ""
@@ -172,6 +182,7 @@ func (st *state) apply(o *op, user *string) error {
 		st.values[o.key] = v
 	case opUser:
 		*user = o.user
+		st.created = o.at
 	case opRemember:
 		st.remember = o.flag
 	}
@@ -258,7 +269,8 @@ func (s *Session) Set(key string, v any) error {
 // value (the zero T if there is none). Unlike a Get followed by a Set, it
 // survives concurrent requests: after a conflict, fn runs again on the value
 // the other request saved. fn must therefore depend only on its argument,
-// and may run more than once.
+// may run more than once, and must not call the Session (it runs under the
+// Session's lock).
 func Update[T any](s *Session, key string, fn func(old T) T) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,13 +333,15 @@ func (s *Session) Clear() {
 
 // Login binds the session to userID and gives it a new ID when it is saved,
 // so that an ID planted before login is worthless (session fixation,
-// OWASP ASVS V7.2). The session can then be listed and destroyed with the
-// user's other sessions (Manager.UserSessions, Manager.DestroyUser).
+// OWASP ASVS V7.2). The absolute lifetime starts again from the login. The
+// session can then be listed and destroyed with the user's other sessions
+// (Manager.UserSessions, Manager.DestroyUser). Call it before the response
+// starts: a new ID cannot reach the client afterwards.
 func (s *Session) Login(userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	s.do(op{kind: opUser, user: userID}) // cannot fail
+	s.do(op{kind: opUser, user: userID, at: s.m.cfg.Now().Truncate(time.Millisecond)}) // cannot fail
 	s.renew = true
 }
 
@@ -355,6 +369,9 @@ func (s *Session) RememberMe(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
+	if s.st.remember != on {
+		s.persistChanged = true
+	}
 	s.do(op{kind: opRemember, flag: on}) // cannot fail
 }
 
@@ -376,13 +393,13 @@ func (s *Session) Destroy() error {
 		return s.err
 	}
 	if !s.id.IsZero() {
-		if err := s.m.cfg.Store.Delete(s.ctx(), s.id.Key(), 0); err != nil {
+		if err := s.destroy(); err != nil {
 			s.err = fmt.Errorf("%w: delete: %w", ErrStore, err)
 			return s.err
 		}
 	}
 	s.fresh()
-	s.ops, s.renew, s.retag, s.destroyed = nil, false, false, true
+	s.ops, s.renew, s.retag, s.moved, s.destroyed = nil, false, false, false, true
 	return nil
 }
 
@@ -418,7 +435,10 @@ func (s *Session) Handle() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	return s.id.Key()
+	if s.moved {
+		return ""
+	}
+	return s.key
 }
 
 // Save saves the session now rather than when the response starts, so that
@@ -427,247 +447,22 @@ func (s *Session) Save() error {
 	return s.commit()
 }
 
-// commit saves what this request changed and sets the client's token. It
-// runs before the response header is sent.
-func (s *Session) commit() error {
+// String returns a description of the session that names it only by its
+// redacted form: printing a Session never reveals its ID.
+func (s *Session) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded || s.m == nil {
-		return s.err
-	}
-	if s.err != nil {
-		return s.err
-	}
-	now := s.m.cfg.Now()
 	switch {
-	case s.degraded:
-		s.ops = s.ops[:0] // the store is down: keep the client's real session
-		return nil
-	case s.id.IsZero() && len(s.ops) == 0:
-		if s.destroyed {
-			s.destroyed = false
-			s.sendClear()
-		}
-		return nil
+	case s.m == nil:
+		return "session(detached)"
 	case s.id.IsZero():
-		return s.create(now)
-	case len(s.ops) > 0 || s.renew:
-		return s.save(now)
-	default:
-		s.touch(now)
-		return nil
+		return "session(new)"
 	}
+	return "session(" + s.id.Redacted() + ")"
 }
 
-// record returns the record to save for the current content.
-func (s *Session) record(now time.Time, version uint64) store.Record {
-	return store.Record{
-		Data:    encodeState(&s.st),
-		Version: version,
-		Expires: s.m.expiry(&s.st, now),
-		UserID:  s.user,
-	}
-}
+// Format implements fmt.Formatter with String, for every verb.
+func (s *Session) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
-// saved records a successful save of rec under id.
-func (s *Session) saved(id sid.ID, rec store.Record, version uint64, now time.Time, sendToken bool) {
-	rec.Version = version
-	s.id, s.rec = id, rec
-	s.ops, s.renew, s.destroyed = s.ops[:0], false, false
-	if sendToken || s.retag || s.m.persistent(&s.st) {
-		s.sendToken(now)
-	}
-}
-
-func (s *Session) newID() sid.ID {
-	id, err := sid.New(s.m.cfg.Route)
-	if err != nil {
-		panic(err) // unreachable: New validated the route
-	}
-	return id
-}
-
-func (s *Session) create(now time.Time) error {
-	id := s.newID()
-	rec := s.record(now, 0)
-	v, err := s.m.cfg.Store.Save(s.ctx(), id.Key(), rec)
-	if err != nil {
-		return fmt.Errorf("%w: create: %w", ErrStore, err)
-	}
-	s.saved(id, rec, v, now, true)
-	return nil
-}
-
-func (s *Session) save(now time.Time) error {
-	if s.renew {
-		return s.saveRenewed(now)
-	}
-	for attempt := 0; ; attempt++ {
-		rec := s.record(now, s.rec.Version)
-		v, err := s.m.cfg.Store.Save(s.ctx(), s.id.Key(), rec)
-		if err == nil {
-			s.saved(s.id, rec, v, now, false)
-			return nil
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("%w: save: %w", ErrStore, err)
-		}
-		if attempt >= s.m.cfg.MaxRetries {
-			return fmt.Errorf("%w: gave up after %d attempts", ErrConflict, attempt+1)
-		}
-		if ended, err := s.reload(attempt); ended || err != nil {
-			return err
-		}
-	}
-}
-
-// saveRenewed moves the session to a new ID: it creates the new record,
-// then deletes the old one with a compare-and-delete, so that a change
-// another request saved under the old ID in between is merged, not lost.
-func (s *Session) saveRenewed(now time.Time) error {
-	ctx := s.ctx()
-	id := s.newID()
-	var version uint64
-	for attempt := 0; ; attempt++ {
-		rec := s.record(now, version)
-		v, err := s.m.cfg.Store.Save(ctx, id.Key(), rec)
-		if err != nil {
-			s.dropRecord(id, version)
-			return fmt.Errorf("%w: renew: %w", ErrStore, err)
-		}
-		version = v
-		err = s.m.cfg.Store.Delete(ctx, s.id.Key(), s.rec.Version)
-		if err == nil {
-			s.saved(id, rec, version, now, true)
-			return nil
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			s.dropRecord(id, version)
-			return fmt.Errorf("%w: renew: %w", ErrStore, err)
-		}
-		if attempt >= s.m.cfg.MaxRetries {
-			s.dropRecord(id, version)
-			return fmt.Errorf("%w: renew gave up after %d attempts", ErrConflict, attempt+1)
-		}
-		if ended, err := s.reload(attempt); ended || err != nil {
-			s.dropRecord(id, version)
-			return err
-		}
-	}
-}
-
-// dropRecord deletes a record this request created and cannot use.
-func (s *Session) dropRecord(id sid.ID, version uint64) {
-	if version == 0 {
-		return
-	}
-	if err := s.m.cfg.Store.Delete(s.ctx(), id.Key(), 0); err != nil {
-		s.m.cfg.Logger.Warn("session: could not delete an unused record; it will expire", "sid", id, "err", err)
-	}
-}
-
-// reload re-reads the session after a conflict and replays this request's
-// operations on it. ended reports that the session was destroyed (or has
-// expired) meanwhile: then this request's changes are discarded, as if it
-// had finished just before the destroy, and the session reads as new.
-func (s *Session) reload(attempt int) (ended bool, err error) {
-	backoff(attempt)
-	rec, err := s.m.cfg.Store.Load(s.ctx(), s.id.Key())
-	if errors.Is(err, store.ErrNotFound) {
-		s.endedMeanwhile()
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("%w: reload: %w", ErrStore, err)
-	}
-	st, ok := s.check(s.id, rec)
-	if !ok {
-		s.endedMeanwhile()
-		return true, nil
-	}
-	s.rec, s.st, s.user = rec, st, rec.UserID
-	for i := range s.ops {
-		if err := s.st.apply(&s.ops[i], &s.user); err != nil {
-			return false, err
-		}
-	}
-	return false, nil
-}
-
-// endedMeanwhile drops this request's changes to a session that another
-// request destroyed. The client's token is left alone: the request that
-// destroyed the session, or renewed it, has answered with the right one.
-func (s *Session) endedMeanwhile() {
-	s.m.logDebug("session: destroyed by another request; discarding this request's changes", "sid", s.id)
-	s.fresh()
-	s.ops, s.renew, s.retag = s.ops[:0], false, false
-}
-
-// backoff waits a little, with jitter, before a retry.
-func backoff(attempt int) {
-	if attempt == 0 {
-		return
-	}
-	d := time.Duration(rand.Int64N(int64(50*time.Microsecond) << min(attempt, 8)))
-	time.Sleep(d)
-}
-
-// touch extends the expiry of an unchanged session when it is due.
-func (s *Session) touch(now time.Time) {
-	if !s.m.touchDue(&s.st, s.rec.Expires, now) {
-		if s.retag {
-			s.sendToken(now)
-		}
-		return
-	}
-	exp := s.m.expiry(&s.st, now)
-	var err error
-	if s.m.toucher != nil {
-		err = s.m.toucher.Touch(s.ctx(), s.id.Key(), exp)
-	} else {
-		rec := s.rec
-		rec.Expires = exp
-		var v uint64
-		if v, err = s.m.cfg.Store.Save(s.ctx(), s.id.Key(), rec); err == nil {
-			s.rec.Version = v
-		}
-	}
-	switch {
-	case err == nil:
-		s.rec.Expires = exp
-		if s.retag || s.m.persistent(&s.st) {
-			s.sendToken(now)
-		}
-	case errors.Is(err, store.ErrConflict):
-		// Another request saved the session, which extended it too.
-	case errors.Is(err, store.ErrNotFound):
-		s.endedMeanwhile()
-	default:
-		// The session stays valid until its current expiry; a failed
-		// extension is not worth failing the request.
-		s.m.cfg.Logger.Warn("session: could not extend expiry", "sid", s.id, "err", err)
-	}
-	s.retag = false
-}
-
-func (s *Session) sendToken(now time.Time) {
-	var maxAge time.Duration
-	if s.m.persistent(&s.st) {
-		maxAge = s.rec.Expires.Sub(now)
-	}
-	h := s.w.ResponseWriter.Header()
-	s.m.cfg.Transport.SetToken(s.w.ResponseWriter, s.id.String(), maxAge)
-	if s.m.cookie {
-		h.Add("Vary", "Cookie")
-	}
-	s.retag = false
-}
-
-func (s *Session) sendClear() {
-	w := s.w.ResponseWriter
-	s.m.cfg.Transport.ClearToken(w)
-	w.Header().Set("Cache-Control", "no-store")
-	if s.m.cookie && !s.m.cfg.DisableClearSiteData {
-		w.Header().Set("Clear-Site-Data", `"cookies"`)
-	}
-}
+// LogValue implements slog.LogValuer with String.
+func (s *Session) LogValue() slog.Value { return slog.StringValue(s.String()) }

@@ -28,11 +28,28 @@ func (w *responseWriter) commitOnce() bool {
 		return !w.failed
 	}
 	w.committed = true
-	if err := w.s.commit(); err != nil {
+	err := w.s.commit()
+	w.s.mu.Lock()
+	w.s.headerSent = true
+	w.s.mu.Unlock()
+	if err != nil {
 		w.failed = true
+		h := w.ResponseWriter.Header()
+		for _, k := range handlerHeaders {
+			h.Del(k)
+		}
 		w.s.m.handleError(w.ResponseWriter, w.s.req, err)
 	}
 	return !w.failed
+}
+
+// handlerHeaders are the headers a handler may have set for the response
+// that the error handler replaces. Headers set by outer middleware (CORS,
+// tracing) are kept.
+var handlerHeaders = []string{
+	"Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+	"Content-Range", "Content-Type", "Etag", "Expires", "Last-Modified", "Location", "Refresh",
+	"Set-Cookie", "Trailer",
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -82,22 +99,17 @@ func (w *responseWriter) finish() {
 }
 
 // commitLate saves changes made after the response had started. A stored
-// session's changes are saved; a session that did not exist before cannot
-// be created, since its token can no longer reach the client.
+// session's changes are saved; a session that would need a new token (one
+// created, logged in or renewed) is not, since the token can no longer
+// reach the client: the error is logged.
 func (s *Session) commitLate() {
 	s.mu.Lock()
 	pending := len(s.ops) > 0 || s.renew || s.destroyed
-	unsaved := s.id.IsZero() && len(s.ops) > 0
 	s.mu.Unlock()
 	if !pending {
 		return
 	}
-	if unsaved {
-		s.m.cfg.Logger.Error("session: a new session was changed after the response started; it cannot be saved " +
-			"because its token can no longer be sent (change it before writing, or call Session.Save)")
-		return
-	}
 	if err := s.commit(); err != nil {
-		s.m.cfg.Logger.Error("session: saving changes made after the response started failed", "err", err)
+		s.m.cfg.Logger.Error("session: changes made after the response started were not saved", "err", err)
 	}
 }

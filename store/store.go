@@ -93,9 +93,12 @@ type Store interface {
 // unchanged record with a compare-and-set.
 type Toucher interface {
 	// Touch sets the expiry of the live record under key, later or earlier.
-	// It returns ErrNotFound if there is none. It changes neither the
-	// version nor the data.
-	Touch(ctx context.Context, key string, expires time.Time) error
+	// With version > 0 it does so only if that version is the one stored,
+	// and returns ErrConflict, changing nothing, otherwise, so that an
+	// expiry computed from a stale copy never overwrites a newer one; with
+	// version 0 it is unconditional. It returns ErrNotFound if there is no
+	// live record. It changes neither the version nor the data.
+	Touch(ctx context.Context, key string, version uint64, expires time.Time) error
 }
 
 // UserIndex is implemented by stores that index records by Record.UserID.

@@ -94,8 +94,8 @@ type guardedToucher struct {
 	t store.Toucher
 }
 
-func (g guardedToucher) Touch(ctx context.Context, key string, expires time.Time) error {
-	return g.b.Do(ctx, func(ctx context.Context) error { return g.t.Touch(ctx, key, expires) })
+func (g guardedToucher) Touch(ctx context.Context, key string, version uint64, expires time.Time) error {
+	return g.b.Do(ctx, func(ctx context.Context) error { return g.t.Touch(ctx, key, version, expires) })
 }
 
 type guardedIndex struct {

@@ -392,7 +392,7 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 
 // Touch sets the expiry of the live record under key without changing its
 // version or data. It returns store.ErrNotFound if there is none.
-func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
+func (s *Store) Touch(ctx context.Context, key string, version uint64, expires time.Time) error {
 	if err := s.check(ctx, key); err != nil {
 		return err
 	}
@@ -411,9 +411,12 @@ func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error 
 		e = nil
 	}
 	var err error
-	if e == nil {
+	switch {
+	case e == nil:
 		err = store.ErrNotFound
-	} else {
+	case version != 0 && version != e.version:
+		err = store.ErrConflict
+	default:
 		e.expires = expires
 		heap.Fix(&sh.h, e.index)
 		b.add(store.Event{Op: store.OpTouch, Key: e.key, Version: e.version})

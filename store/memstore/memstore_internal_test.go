@@ -249,17 +249,17 @@ func TestCRUD(t *testing.T) {
 	}
 
 	// Touch.
-	if err := s.Touch(ctx, "k", exp.Add(time.Hour)); err != nil {
+	if err := s.Touch(ctx, "k", 0, exp.Add(time.Hour)); err != nil {
 		t.Fatalf("Touch: %v", err)
 	}
 	rec, _ = s.Load(ctx, "k")
 	if rec.Version != v3 || !rec.Expires.Equal(exp.Add(time.Hour)) {
 		t.Fatalf("after Touch: %+v", rec)
 	}
-	if err := s.Touch(ctx, "absent", exp); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Touch(ctx, "absent", 0, exp); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Touch absent: %v", err)
 	}
-	if err := s.Touch(ctx, "k", time.Time{}); err == nil || errors.Is(err, store.ErrNotFound) {
+	if err := s.Touch(ctx, "k", 0, time.Time{}); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Touch zero: %v", err)
 	}
 
@@ -268,7 +268,7 @@ func TestCRUD(t *testing.T) {
 	if _, err := s.Load(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Load at Expires: %v", err)
 	}
-	if err := s.Touch(ctx, "k", exp.Add(5*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Touch(ctx, "k", 0, exp.Add(5*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Touch expired: %v", err)
 	}
 	checkInvariants(t, s)
@@ -318,7 +318,7 @@ func TestSaveRejects(t *testing.T) {
 		if err := s.Delete(ctx, key, 0); !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("Delete(len %d): %v", len(key), err)
 		}
-		if err := s.Touch(ctx, key, exp); !errors.Is(err, store.ErrInvalidKey) {
+		if err := s.Touch(ctx, key, 0, exp); !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("Touch(len %d): %v", len(key), err)
 		}
 	}
@@ -344,7 +344,7 @@ func TestContextDone(t *testing.T) {
 	if err := s.Delete(cctx, "k", 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("Delete: %v", err)
 	}
-	if err := s.Touch(cctx, "k", exp); !errors.Is(err, context.Canceled) {
+	if err := s.Touch(cctx, "k", 0, exp); !errors.Is(err, context.Canceled) {
 		t.Errorf("Touch: %v", err)
 	}
 	if _, err := s.ListUser(cctx, "u"); !errors.Is(err, context.Canceled) {
@@ -600,7 +600,7 @@ func TestClose(t *testing.T) {
 	if err := s.Delete(ctx, "k", 0); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Delete: %v", err)
 	}
-	if err := s.Touch(ctx, "k", exp); !errors.Is(err, store.ErrClosed) {
+	if err := s.Touch(ctx, "k", 0, exp); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Touch: %v", err)
 	}
 	if _, err := s.ListUser(ctx, "u"); !errors.Is(err, store.ErrClosed) {
@@ -650,7 +650,7 @@ func TestLoadAllocs(t *testing.T) {
 	}
 	// With no subscriber, reporting costs nothing.
 	if n := testing.AllocsPerRun(1000, func() {
-		if err := s.Touch(ctx, "k", exp); err != nil {
+		if err := s.Touch(ctx, "k", 0, exp); err != nil {
 			t.Fatal(err)
 		}
 		s.Delete(ctx, "absent", 0)
@@ -747,7 +747,7 @@ func TestEvents(t *testing.T) {
 	unsub2 := s.Subscribe(r2.add)
 
 	v1 := mustSave(t, s, "a", store.Record{Expires: epoch.Add(time.Hour)})
-	s.Touch(ctx, "a", epoch.Add(2*time.Hour))
+	s.Touch(ctx, "a", 0, epoch.Add(2*time.Hour))
 	v2 := mustSave(t, s, "a", store.Record{Version: v1, Expires: epoch.Add(2 * time.Hour)})
 	s.Save(ctx, "a", store.Record{Version: v1, Expires: epoch.Add(time.Hour)}) // conflict: no event
 	s.Delete(ctx, "a", v2)
@@ -827,7 +827,7 @@ func TestConcurrent(t *testing.T) {
 						case 0:
 							s.Delete(ctx, k, rec.Version)
 						case 1:
-							s.Touch(ctx, k, exp)
+							s.Touch(ctx, k, 0, exp)
 						case 2:
 							s.ListUser(ctx, u)
 						case 3:

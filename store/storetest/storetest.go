@@ -470,7 +470,7 @@ func (su *suite) testExpiry(t *testing.T) {
 	if toucher, ok := e.s.(store.Toucher); ok {
 		touched.Version = e.save(kTouched, touched)
 		touched.Expires = e.expires(time.Hour)
-		if err := toucher.Touch(e.ctx, kTouched, touched.Expires); err != nil {
+		if err := toucher.Touch(e.ctx, kTouched, 0, touched.Expires); err != nil {
 			t.Fatalf("Touch(%q) before expiry: got err %v; want nil", kTouched, err)
 		}
 	}
@@ -558,7 +558,7 @@ func (su *suite) testExpiry(t *testing.T) {
 	t.Run("TouchExpired", func(t *testing.T) {
 		e := e.sub(t)
 		toucher := e.toucher()
-		err := toucher.Touch(e.ctx, kTouch, e.expires(time.Hour))
+		err := toucher.Touch(e.ctx, kTouch, 0, e.expires(time.Hour))
 		wantErr(t, fmt.Sprintf("Touch(%q) of an expired record", kTouch), err, store.ErrNotFound)
 		e.wantNotFound(kTouch)
 	})
@@ -596,17 +596,34 @@ func (su *suite) testTouch(t *testing.T) {
 		v := e.save("k", rec)
 		for _, d := range []time.Duration{2 * time.Hour, 30 * time.Minute} {
 			rec.Expires = e.expires(d)
-			if err := toucher.Touch(e.ctx, "k", rec.Expires); err != nil {
+			if err := toucher.Touch(e.ctx, "k", 0, rec.Expires); err != nil {
 				t.Fatalf(`Touch("k", %v): got err %v; want nil`, rec.Expires, err)
 			}
 			e.wantRecord("k", rec, v)
 		}
 	})
 
+	t.Run("ByVersion", func(t *testing.T) {
+		e := su.newEnv(t)
+		toucher := e.toucher()
+		rec := e.rec("data", "")
+		v := e.save("k", rec)
+		rec.Expires = e.expires(3 * time.Hour)
+		if err := toucher.Touch(e.ctx, "k", v, rec.Expires); err != nil {
+			t.Fatalf(`Touch("k", version %d): got err %v; want nil`, v, err)
+		}
+		e.wantRecord("k", rec, v)
+		err := toucher.Touch(e.ctx, "k", v+1, e.expires(time.Minute))
+		wantErr(t, `Touch("k") with a stale version`, err, store.ErrConflict)
+		e.wantRecord("k", rec, v)
+		err = toucher.Touch(e.ctx, "missing", v, e.expires(time.Hour))
+		wantErr(t, `Touch("missing", version)`, err, store.ErrNotFound)
+	})
+
 	t.Run("MissingKey", func(t *testing.T) {
 		e := su.newEnv(t)
 		toucher := e.toucher()
-		err := toucher.Touch(e.ctx, "missing", e.expires(time.Hour))
+		err := toucher.Touch(e.ctx, "missing", 0, e.expires(time.Hour))
 		wantErr(t, `Touch("missing")`, err, store.ErrNotFound)
 		e.wantNotFound("missing")
 	})
@@ -615,7 +632,7 @@ func (su *suite) testTouch(t *testing.T) {
 		e := su.newEnv(t)
 		toucher := e.toucher()
 		v := e.save("k", e.rec("one", ""))
-		if err := toucher.Touch(e.ctx, "k", e.expires(2*time.Hour)); err != nil {
+		if err := toucher.Touch(e.ctx, "k", 0, e.expires(2*time.Hour)); err != nil {
 			t.Fatalf(`Touch("k"): got err %v; want nil`, err)
 		}
 		two := e.rec("two", "")
@@ -1176,7 +1193,7 @@ func (e *env) wantInvalidKey(key string) {
 		wantErr(e.t, fmt.Sprintf("Delete(%q, %d)", short, v), err, store.ErrInvalidKey)
 	}
 	if toucher, ok := e.s.(store.Toucher); ok {
-		err = toucher.Touch(e.ctx, key, e.expires(time.Hour))
+		err = toucher.Touch(e.ctx, key, 0, e.expires(time.Hour))
 		wantErr(e.t, fmt.Sprintf("Touch(%q)", short), err, store.ErrInvalidKey)
 	}
 }
@@ -1203,7 +1220,7 @@ func (su *suite) testClosed(t *testing.T) {
 		err = e.s.Delete(e.ctx, "k", v)
 		wantErr(t, fmt.Sprintf("Delete(k, %d) after Close", v), err, store.ErrClosed)
 		if toucher, ok := e.s.(store.Toucher); ok {
-			err = toucher.Touch(e.ctx, "k", e.expires(2*time.Hour))
+			err = toucher.Touch(e.ctx, "k", 0, e.expires(2*time.Hour))
 			wantErr(t, "Touch after Close", err, store.ErrClosed)
 		}
 		if index, ok := e.s.(store.UserIndex); ok {

@@ -179,7 +179,7 @@ func (s *mapStore) Delete(ctx context.Context, key string, version uint64) error
 	return nil
 }
 
-func (s *mapStore) Touch(ctx context.Context, key string, expires time.Time) error {
+func (s *mapStore) Touch(ctx context.Context, key string, version uint64, expires time.Time) error {
 	if err := s.begin(ctx, key); err != nil {
 		return err
 	}
@@ -187,6 +187,9 @@ func (s *mapStore) Touch(ctx context.Context, key string, expires time.Time) err
 	cur, ok := s.live(key)
 	if !ok {
 		return store.ErrNotFound
+	}
+	if version != 0 && version != cur.Version {
+		return store.ErrConflict
 	}
 	cur.Expires = expires
 	s.recs[key] = cur
