@@ -11,32 +11,17 @@
 // expires records by its server's clock instead sets ServerClock, and the
 // expiry tests then wait, about a second, in real time.
 //
-// For example, a Redis adapter that needs a live server, found through an
-// environment variable, tests itself with:
-//
-//	package redisstore_test
-//
-//	import (
-//		"crypto/rand"
-//		"os"
-//		"testing"
-//		"time"
-//
-//		"github.com/sessionkit/sessionkit/store"
-//		"github.com/sessionkit/sessionkit/store/redisstore"
-//		"github.com/sessionkit/sessionkit/store/storetest"
-//	)
+// For example, the Redis adapter tests itself against the server named by
+// an environment variable (internal/testenv skips the test on a developer's
+// machine without Redis, and fails it in CI):
 //
 //	func TestConformance(t *testing.T) {
-//		addr := os.Getenv("REDIS_ADDR") // for example "localhost:6379"
-//		if addr == "" {
-//			t.Skip("REDIS_ADDR not set")
-//		}
+//		addr := testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379")
 //		storetest.Run(t, storetest.Options{
 //			New: func(t *testing.T, now func() time.Time) store.Store {
-//				s, err := redisstore.New(redisstore.Config{
-//					Addr:   addr,
-//					Prefix: "storetest:" + rand.Text() + ":",
+//				s, err := redisstore.New(t.Context(), redisstore.Config{
+//					Addrs:     []string{addr},
+//					KeyPrefix: "storetest:" + rand.Text() + ":",
 //				})
 //				if err != nil {
 //					t.Fatal(err)

@@ -1,0 +1,153 @@
+// Package pgstore is the PostgreSQL session store. It implements
+// store.Store and the optional store.Toucher and store.UserIndex, and passes
+// the storetest conformance suite. It does not implement store.Notifier (see
+// "Not implemented" below).
+//
+// # Driver
+//
+// The store runs on github.com/jackc/pgx/v5 and its pgxpool: the maintained,
+// fastest pure-Go PostgreSQL driver. It speaks the binary protocol (bytea
+// and timestamptz travel without text encoding), pools connections itself,
+// and caches prepared statements per connection automatically: the store
+// builds each of its statements once, in New, with the table name quoted
+// once, so every call reuses the same prepared statement. Use
+// pgx.QueryExecModeExec or QueryExecModeSimpleProtocol in the pool's
+// ConnConfig.DefaultQueryExecMode behind a transaction-pooling proxy such as
+// PgBouncer; the store works in every mode.
+//
+// # Schema
+//
+// New never creates nor changes the schema; it checks, with one query, that
+// the table exists with the right columns, and otherwise returns an error
+// wrapping ErrSchema. Create the table with Migrate, an explicit, idempotent
+// step (safe to run at every start and from several processes at once), or
+// have a DBA run its SQL, which SchemaSQL returns, by hand. For the default
+// table it is:
+//
+//	CREATE TABLE IF NOT EXISTS "sessionkit_sessions" (
+//		key        bytea       PRIMARY KEY,
+//		data       bytea       NOT NULL,
+//		version    bigint      GENERATED ALWAYS AS IDENTITY,
+//		user_id    bytea,
+//		expires_at timestamptz NOT NULL
+//	);
+//	CREATE INDEX IF NOT EXISTS "sessionkit_sessions_user_id_idx"
+//		ON "sessionkit_sessions" (user_id) WHERE user_id IS NOT NULL;
+//	CREATE INDEX IF NOT EXISTS "sessionkit_sessions_expires_at_idx"
+//		ON "sessionkit_sessions" (expires_at);
+//
+// For another Config.Table, replace the table name and the prefix of the
+// index names (the index names never carry the schema). Names are quoted, so
+// Config.Table accepts only lower-case names, which then mean the same
+// quoted or not.
+//
+// Keys and user IDs are bytea, not text, because the store contract allows
+// any byte in them, and PostgreSQL text cannot hold a NUL byte nor invalid
+// UTF-8. The session Manager's keys are 43-byte base64url SHA-256 digests
+// of the session ID, so the table never holds a session ID itself. user_id
+// is NULL for a session bound to no user. Data is opaque to the store.
+//
+// Versions come from the identity sequence of the version column: every
+// successful Save sets version = DEFAULT, which draws the next value of the
+// sequence. Versions are therefore unique across the whole table and
+// increasing, so a key never sees a version twice, even after it is deleted
+// and created again, and a late write with an old version can never hit a
+// new record. Never reset the sequence (ALTER ... RESTART, TRUNCATE ...
+// RESTART IDENTITY) while sessions may be in use; a pg_dump and restore
+// keeps its value.
+//
+// # Round trips
+//
+// Every operation is one statement, which runs in its own implicit
+// transaction, and so one round trip once pgx has prepared the statement on
+// the connection. The first use of each statement on each connection adds
+// one round trip to prepare it, and pgxpool pings a connection that has been
+// idle for a second before handing it out (pgxpool.Config.ShouldPing). The
+// statements ($now is Config.Now()):
+//
+//	Load          SELECT ... WHERE key = $1 AND expires_at > $now
+//	Save (v=0)    INSERT ... ON CONFLICT (key) DO UPDATE SET ..., version = DEFAULT
+//	                  WHERE t.expires_at <= $now RETURNING version
+//	Save (v>0)    UPDATE ... SET ..., version = DEFAULT
+//	                  WHERE key = $1 AND version = $v AND expires_at > $now RETURNING version
+//	Delete (v=0)  DELETE ... WHERE key = $1
+//	Delete (v>0)  DELETE ... WHERE key = $1 AND version = $v AND expires_at > $now
+//	Touch (v=0)   UPDATE ... SET expires_at = $e WHERE key = $1 AND expires_at > $now
+//	Touch (v>0)   UPDATE ... SET expires_at = CASE WHEN version = $v THEN $e ELSE expires_at END
+//	                  WHERE key = $1 AND expires_at > $now RETURNING version
+//	ListUser      SELECT ... WHERE user_id = $1 AND expires_at > $now
+//	DeleteUser    WITH d AS (DELETE ... WHERE user_id = $1 RETURNING expires_at)
+//	                  SELECT count(*) FILTER (WHERE expires_at > $now) FROM d
+//
+// Save with version 0 inserts, or replaces a row whose record has expired; a
+// live row makes the statement return nothing, which is store.ErrConflict.
+// Save with a version updates only the live row of that version. A Save or
+// conditional Delete that matches no row returns ErrConflict and has changed
+// nothing. Touch returns ErrNotFound when no live row matches the key; with
+// a version, a live row of another version is rewritten unchanged (so that
+// one statement, under the row lock, tells the two cases apart) and Touch
+// returns ErrConflict. ListUser and DeleteUser with the empty user ID return
+// at once, without a query.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use, also from several processes on
+// one table. The compare-and-set relies on PostgreSQL's row locks at READ
+// COMMITTED: concurrent writers of one key serialize on its row, and each
+// re-checks the version (or, for a new record, the expiry) of the row as the
+// previous writer committed it, so exactly one of two writers with the same
+// version wins and the other gets store.ErrConflict. A keyed operation locks
+// only the row of its key; DeleteUser locks the user's rows, the sweep the
+// rows of one batch.
+//
+// # Clock and expiry
+//
+// Expiry follows Config.Now, not the database's clock: each statement is
+// given the time as a parameter, which also lets tests run on a fake clock.
+// Processes that share a table should run NTP. A row whose expires_at is
+// not after that time is invisible to every operation at once, and may be
+// replaced by a new Save of its key. Times are stored with microsecond
+// precision; Load returns them in UTC.
+//
+// # Cleanup
+//
+// Expired rows are deleted by a background sweep every
+// Config.CleanupInterval (default one minute), which deletes at most
+// Config.CleanupBatch rows (default 500) per statement, each statement its
+// own short transaction, oldest first, until a statement deletes fewer:
+//
+//	DELETE FROM t WHERE key IN (
+//		SELECT key FROM t WHERE expires_at <= $now
+//		ORDER BY expires_at LIMIT $batch FOR UPDATE SKIP LOCKED
+//	) AND expires_at <= $now
+//
+// It uses the expires_at index, locks only the rows it deletes, and skips
+// rows locked by requests or by the sweep of another process, so several
+// processes may sweep the same table. Failures are logged to Config.Logger
+// and retried at the next interval. DeleteUser also deletes the user's
+// expired rows.
+//
+// # Lifetime
+//
+// New checks the table and starts the sweep; Close stops the sweep
+// (interrupting a statement in progress), waits for it to end and, only if
+// the store was made by Open, closes the pool. A pool passed in
+// Config.Pool belongs to the caller, who closes it after the store. After
+// Close every method returns an error wrapping store.ErrClosed.
+//
+// # Errors
+//
+// Errors start with "pgstore:" and wrap their cause with %w: the store
+// sentinels (store.ErrNotFound, store.ErrConflict, store.ErrInvalidKey,
+// store.ErrClosed) for the contract's outcomes, and pgx's errors (for
+// example a *pgconn.PgError) for everything else, which wrap neither
+// ErrNotFound nor ErrConflict. Every method honors its context: a canceled
+// context makes pgx interrupt the query.
+//
+// # Not implemented
+//
+// store.Notifier is not implemented: LISTEN/NOTIFY would need a dedicated
+// connection per store, a NOTIFY in every write, and a way to tell
+// subscribers about changes made while that connection was down. Callers
+// that need change events (near caches) cannot have them from this store.
+package pgstore

@@ -1,0 +1,173 @@
+// Package redisstore is the session store on Redis: a standalone server, a
+// master behind Sentinel, or a Redis Cluster. It implements store.Store and
+// the optional store.Toucher and store.UserIndex, and passes the storetest
+// conformance suite against all three deployments. It needs Redis 6.2 or
+// later (ZADD GT); it is tested on Redis 7.
+//
+// # Why rueidis
+//
+// The Redis client is github.com/redis/rueidis. It pipelines automatically:
+// concurrent requests share a few connections per server and their commands
+// go out in batches, with no connection pool to size and no head-of-line
+// wait for a free connection, which is what a session store under many
+// concurrent requests needs. It speaks RESP3, and one client type serves
+// standalone, Sentinel (following failovers) and Cluster (routing each
+// command by hash slot, following MOVED and ASK). It also offers
+// server-assisted client-side caching, which a later near cache could use;
+// this store does not (a cached Load could hand out a stale version and
+// make compare-and-set retry), and turns it off.
+//
+// # Configuration
+//
+// New takes a Config whose zero value means the defaults:
+//
+//	Addrs        ["127.0.0.1:6379"], or ["127.0.0.1:26379"] with SentinelMaster
+//	KeyPrefix    "sk:"
+//	DialTimeout  5 s
+//	Timeout      2 s per operation (negative: only the context bounds it)
+//	DB           0 (a cluster has only DB 0)
+//
+// A non-empty SentinelMaster selects Sentinel mode, Addrs being the
+// Sentinels. There is no cluster switch: cluster mode is detected from the
+// first reachable address (CLUSTER SLOTS), and one address of a server that
+// is not a cluster node gives a standalone connection. Several addresses
+// without SentinelMaster must be nodes of one cluster.
+//
+// ParseURL reads the form the command line takes (--redis URL):
+//
+//	redis://[[user][:password]@]host[:port][/db][?options]             standalone, or any cluster node
+//	redis://host:port,host:port,...[?options]                          cluster seeds
+//	rediss://...                                                       TLS
+//	redis-sentinel://[[user][:password]@]s1[:port],s2.../master[/db]   Sentinel (port 26379)
+//	rediss-sentinel://...                                              Sentinel, TLS to all
+//
+// with options db, key_prefix, timeout, dial_timeout, master,
+// sentinel_username and sentinel_password (see ParseURL).
+//
+// NewFromClient wraps a rueidis client the caller made and owns.
+//
+// # Data layout
+//
+// One hash per session, one sorted set per user:
+//
+//	<prefix>{<tag>}          HASH  d data, v version, u user ID, e expiry (Unix ms),
+//	                               x index horizon (Unix ms); PEXPIREAT e
+//	<prefix>u:{<userhash>}   ZSET  member: session key, score: its index horizon
+//	                               (Unix ms); PEXPIREAT its highest score
+//
+// tag is the session key itself when it is printable ASCII without spaces
+// or braces and does not start with '~' (the session Manager's keys, which
+// are base64url SHA-256 hashes, always are); any other key is written as
+// '~' and its unpadded base64url, so that keys of any bytes neither break
+// the hash tag nor collide. userhash is the base64url SHA-256 of the user
+// ID: user IDs of any length and bytes, and never in key names. Since the
+// Manager's keys are hashes of session IDs, a dump of the keyspace holds no
+// session ID. Expiry is Redis's own: records expire by the server's clock,
+// to the millisecond.
+//
+// # Cluster hash slots
+//
+// Every script touches exactly one key, so each runs on the node that owns
+// that key's slot. A session hash and its user's index are generally in
+// different slots, on different nodes, so no operation updates both
+// atomically; instead, the index is always written before the hash, in
+// separate calls (see below). Multi-key work (listing or deleting a user's
+// sessions) is one command per key, pipelined with DoMulti, which rueidis
+// splits by node. The store never sends KEYS or multi-key DEL.
+//
+// # Versions
+//
+// A new record gets a random version in [1, 2^62]; each replace adds one,
+// computed by the client from the expected version the script has just
+// verified. Versions are compared as decimal strings in Lua, never as Lua
+// numbers (doubles). A key's versions never repeat within one life of the
+// record, since they only grow. Across lives (the record deleted or expired
+// and created again) a repeat needs the new random start to land within
+// the range of versions an earlier life used: for lives of n saves each,
+// about n/2^62 per pair of lives, about 2e-13 for a million saves. The
+// alternative, versions from the server's clock, would be exact only as
+// long as that clock never steps back, including across a failover to a
+// replica with another clock; the random start does not depend on clocks.
+//
+// # User index
+//
+// ListUser and DeleteUser read the user's index and check every record it
+// names: only records that still exist and are still bound to that user
+// count. So the index may hold more than the user's sessions, but must
+// never miss one. The store keeps this invariant: every live record bound
+// to a user has an entry in that user's index with a score (its horizon) of
+// at least the record's expiry.
+//
+// Scores only grow (ZADD GT). Each record remembers, in x, the horizon its
+// index entry is known to have. A save or touch whose new expiry is within
+// x, for the same user, writes the hash alone. Otherwise the store first
+// raises the index entry, then writes the hash with the new x: the index is
+// written first, so a crash or an error in between leaves an index that
+// covers more than needed, never less. The horizon written is twice the
+// record's remaining lifetime, so that its next saves and touches over that
+// span need no index write (it is never before the record's expiry,
+// whatever the local clock says).
+//
+// Entries are removed only by time: every index write drops the entries
+// whose horizon has passed (by the server's clock) and sets the index to
+// expire with its highest score, so an index dies with its last session's
+// horizon, and nothing leaks. Deleting or re-binding a session leaves its
+// old entry until its horizon; it is skipped meanwhile. The store never
+// removes entries on deletion because, with the hash and the index on
+// different nodes, a removal could race with a concurrent save that binds
+// the same key to the same user again and leave that session unindexed.
+//
+// # Round trips
+//
+// Each call below is one round trip; the commands are what the client sends
+// (measured by TestRoundTrips):
+//
+//	Load                                      1: HMGET
+//	Save, unbound record                      1: EVALSHA (compare-and-set)
+//	Save, bound, same user, within horizon    1: EVALSHA
+//	Save, new bound record                    2: EVALSHA index, EVALSHA compare-and-set
+//	Save, user changed or past horizon        3: EVALSHA (answers "index first"), index, compare-and-set
+//	Save, conflict                            1 (or 2 for a new bound record)
+//	Touch, unbound or within horizon          1: EVALSHA
+//	Touch, bound, past horizon                3, as Save
+//	Delete(key, 0)                            1: UNLINK
+//	Delete(key, version)                      1: EVALSHA (compare-and-delete)
+//	ListUser                                  2: EVALSHA (read index), then n HMGET in one DoMulti
+//	DeleteUser                                2: EVALSHA (read index), then n EVALSHA in one DoMulti
+//
+// EVALSHA falls back to EVAL, once, when the server answers NOSCRIPT (after
+// a restart or a failover).
+//
+// # Concurrency and failures
+//
+// All methods are safe for concurrent use; the Store holds no lock and
+// rueidis pipelines concurrent calls. Every operation is bounded by its
+// context and by Timeout, whichever ends first, so a hung server never
+// holds a request longer than Timeout. When Redis is down or slow, methods
+// return an error (wrapping the client's or the context's) that wraps
+// neither store.ErrNotFound nor store.ErrConflict; a write that timed out
+// may still be applied later. rueidis reconnects by itself, and the store
+// works again as soon as the server does. New fails if it cannot connect
+// and PING within DialTimeout and Timeout.
+//
+// Redis replication is asynchronous: a failover (Sentinel or Cluster) can
+// lose the last writes the old master acknowledged, session data and index
+// entries alike. Eviction must be off (maxmemory-policy noeviction) for the
+// index to stay exact: an evicted session is simply gone, but an evicted
+// index would hide live sessions from DeleteUser.
+//
+// # Notifications
+//
+// The store does not implement store.Notifier. Redis keyspace notifications
+// need server configuration that managed services often forbid, must be
+// subscribed on every node of a cluster, are lost while a subscriber is
+// disconnected, and carry no version; publishing from the scripts would
+// cost every write a fan-out. A near cache should use rueidis's
+// server-assisted client-side caching instead.
+//
+// # Lifetime
+//
+// Close closes the client (unless it came from NewFromClient), waiting for
+// calls in flight. After Close every method returns an error wrapping
+// store.ErrClosed.
+package redisstore

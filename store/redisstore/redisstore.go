@@ -1,0 +1,627 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessionkit/sessionkit/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr         = "127.0.0.1:6379"
+	DefaultSentinelAddr = "127.0.0.1:26379"
+	DefaultKeyPrefix    = "sk:"
+	DefaultTimeout      = 2 * time.Second
+	DefaultDialTimeout  = 5 * time.Second
+)
+
+// sentinelRefresh is how often a Sentinel client re-checks which server is
+// the master, on top of reacting to +switch-master messages (rueidis
+// recommends it: a missed message would otherwise pin the old master).
+const sentinelRefresh = 5 * time.Second
+
+// maxRetries bounds the index-then-write passes of Save and Touch when the
+// record's user changes between them.
+const maxRetries = 3
+
+var (
+	errClosed      = fmt.Errorf("redisstore: %w", store.ErrClosed)
+	errZeroExpires = errors.New("redisstore: record has a zero Expires")
+	errRace        = errors.New("redisstore: the record's user kept changing; gave up")
+)
+
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Toucher   = (*Store)(nil)
+	_ store.UserIndex = (*Store)(nil)
+)
+
+// Config configures a Store. The zero value connects to a standalone Redis
+// at 127.0.0.1:6379; every zero field means its documented default. New
+// copies the Config; changing it afterwards has no effect.
+type Config struct {
+	// Addrs are the host:port addresses to connect to. Empty means
+	// ["127.0.0.1:6379"], or ["127.0.0.1:26379"] with SentinelMaster.
+	//
+	// Without SentinelMaster, one address is a standalone server or any
+	// node of a cluster; several addresses must be nodes of one Redis
+	// Cluster (seeds: the client discovers the others). Cluster mode is
+	// detected, never configured: the client asks the first reachable
+	// address for its slots and falls back to a standalone connection if
+	// the server is not a cluster node.
+	//
+	// With SentinelMaster, Addrs are the Sentinels.
+	Addrs []string
+
+	// SentinelMaster, if not empty, selects Sentinel mode: the name of the
+	// master set the Sentinels at Addrs monitor. The client follows
+	// failovers.
+	SentinelMaster string
+
+	// SentinelUsername and SentinelPassword authenticate to the Sentinels
+	// (Username and Password are for the Redis servers).
+	SentinelUsername string
+	SentinelPassword string
+
+	// Username and Password authenticate to the Redis servers (AUTH; an
+	// empty Username means the default user).
+	Username string
+	Password string
+
+	// DB is the database number (SELECT). Redis Cluster has only DB 0.
+	DB int
+
+	// KeyPrefix starts the name of every key the store writes, so that
+	// several stores (or other data) can share a server. Empty means "sk:".
+	// It must not contain '{' or '}', which would change the hash slot of
+	// the keys in a cluster.
+	KeyPrefix string
+
+	// DialTimeout bounds each attempt to open a connection. Zero means
+	// 5 s; it must not be negative.
+	DialTimeout time.Duration
+
+	// Timeout bounds every operation of the store, on top of the context
+	// passed to it (the earlier deadline wins), so that a hung server never
+	// holds a request. Zero means 2 s; a negative value means no bound
+	// other than the context's.
+	Timeout time.Duration
+
+	// TLS, if not nil, is the TLS configuration for the Redis servers and
+	// the Sentinels. New clones it.
+	TLS *tls.Config
+}
+
+// Store is a session store on Redis: standalone, Sentinel or Cluster.
+// Create it with New or NewFromClient. All methods are safe for concurrent
+// use.
+type Store struct {
+	c       rueidis.Client
+	owned   bool // Close closes c
+	prefix  string
+	timeout time.Duration // > 0, or 0 for none
+	closed  atomic.Bool
+}
+
+// New connects to Redis as cfg says, checks the connection with a PING
+// bounded by ctx and cfg.Timeout, and returns the Store. It fails on an
+// invalid cfg or when the server cannot be reached or authenticated; it
+// never panics.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	cfg, err := cfg.normalized()
+	if err != nil {
+		return nil, err
+	}
+	opt := rueidis.ClientOption{
+		InitAddress:  cfg.Addrs,
+		Username:     cfg.Username,
+		Password:     cfg.Password,
+		SelectDB:     cfg.DB,
+		TLSConfig:    cfg.TLS.Clone(),
+		Dialer:       net.Dialer{Timeout: cfg.DialTimeout},
+		DisableCache: true,
+	}
+	if cfg.SentinelMaster != "" {
+		opt.Sentinel = rueidis.SentinelOption{
+			MasterSet:               cfg.SentinelMaster,
+			Username:                cfg.SentinelUsername,
+			Password:                cfg.SentinelPassword,
+			Dialer:                  net.Dialer{Timeout: cfg.DialTimeout},
+			TLSConfig:               cfg.TLS.Clone(),
+			TopologyRefreshInterval: sentinelRefresh,
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("redisstore: connect: %w", err)
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
+	}
+	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}
+	pctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := c.Do(pctx, c.B().Ping().Build()).Error(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redisstore: ping %s: %w", describe(cfg), err)
+	}
+	return s, nil
+}
+
+// NewFromClient returns a Store that uses c, a client the caller made and
+// owns: Close does not close it. Of cfg only KeyPrefix and Timeout are used
+// (with their defaults); the connection fields must be zero. c should have
+// client-side caching disabled, since the store never uses it.
+func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
+	if c == nil {
+		return nil, errors.New("redisstore: NewFromClient with a nil client")
+	}
+	if len(cfg.Addrs) > 0 || cfg.SentinelMaster != "" || cfg.SentinelUsername != "" || cfg.SentinelPassword != "" ||
+		cfg.Username != "" || cfg.Password != "" || cfg.DB != 0 || cfg.DialTimeout != 0 || cfg.TLS != nil {
+		return nil, errors.New("redisstore: NewFromClient uses only KeyPrefix and Timeout of Config; configure the connection on the client")
+	}
+	cfg, err := cfg.normalized()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{c: c, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}, nil
+}
+
+// normalized returns a copy of cfg with defaults filled in, or an error.
+func (cfg Config) normalized() (Config, error) {
+	cfg.Addrs = slices.Clone(cfg.Addrs)
+	if len(cfg.Addrs) == 0 {
+		if cfg.SentinelMaster != "" {
+			cfg.Addrs = []string{DefaultSentinelAddr}
+		} else {
+			cfg.Addrs = []string{DefaultAddr}
+		}
+	}
+	for _, a := range cfg.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return cfg, fmt.Errorf("redisstore: address %q is not host:port: %w", a, err)
+		}
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = DefaultKeyPrefix
+	}
+	if strings.ContainsAny(cfg.KeyPrefix, "{}") {
+		return cfg, fmt.Errorf("redisstore: KeyPrefix %q contains a brace; it would change the keys' hash slots", cfg.KeyPrefix)
+	}
+	if cfg.DB < 0 {
+		return cfg, fmt.Errorf("redisstore: DB is %d, must not be negative", cfg.DB)
+	}
+	if cfg.DialTimeout < 0 {
+		return cfg, fmt.Errorf("redisstore: DialTimeout is %v, must not be negative", cfg.DialTimeout)
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	return cfg, nil
+}
+
+func effectiveTimeout(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// describe names the servers of cfg for an error message, without secrets.
+func describe(cfg Config) string {
+	if cfg.SentinelMaster != "" {
+		return fmt.Sprintf("master %q via sentinels %s", cfg.SentinelMaster, strings.Join(cfg.Addrs, ","))
+	}
+	return strings.Join(cfg.Addrs, ",")
+}
+
+// opCtx bounds ctx by the store's timeout.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// fail wraps err from operation op. After Close, the client's "closing"
+// error becomes store.ErrClosed.
+func (s *Store) fail(op string, err error) error {
+	if s.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
+		return errClosed
+	}
+	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+// ---- Key names ----
+
+// dataKey is the name of the hash that holds the record under key:
+// <prefix>{<tag>}. The braces make tag the cluster hash tag.
+func (s *Store) dataKey(key string) string {
+	return s.prefix + "{" + tag(key) + "}"
+}
+
+// indexKey is the name of the ZSET that indexes userID's records:
+// <prefix>u:{<base64url(SHA-256(userID))>}. User IDs never appear in key
+// names, and their length does not matter.
+func (s *Store) indexKey(userID string) string {
+	sum := sha256.Sum256([]byte(userID))
+	return s.prefix + "u:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
+}
+
+// tag returns the form of key used between the braces of its hash name: key
+// itself when it is printable ASCII without spaces or braces and does not
+// start with '~'; otherwise '~' followed by key in unpadded base64url. The
+// two forms cannot collide (only the second starts with '~'), and base64 is
+// one-to-one, so distinct keys always get distinct names.
+func tag(key string) string {
+	if isPlainTag(key) {
+		return key
+	}
+	return "~" + base64.RawURLEncoding.EncodeToString([]byte(key))
+}
+
+func isPlainTag(key string) bool {
+	if key == "" || key[0] == '~' {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= ' ' || c >= 0x7f || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- Versions and times ----
+
+// maxVersion bounds the versions the store issues: a new record starts at a
+// random version in [1, 2^62] and each replace adds one, so versions stay
+// below 2^63 for any realistic number of writes.
+const maxVersion = math.MaxInt64
+
+// newVersion returns the first version of a new record: random, so that a
+// key deleted and created again does not repeat a version of its earlier
+// life (see doc.go, "Versions").
+func newVersion() uint64 { return rand.Uint64N(1<<62) + 1 }
+
+func msString(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// horizon returns how long, in Unix ms, a user index entry is made to
+// cover a record expiring at exp: twice the record's remaining lifetime
+// (by the local clock), so that the record's next touches and saves within
+// that span need no index write. It is never before exp, whatever the clock.
+func horizon(exp time.Time) string {
+	e := exp.UnixMilli()
+	if rest := e - time.Now().UnixMilli(); rest > 0 && e <= math.MaxInt64-rest {
+		e += rest
+	}
+	return strconv.FormatInt(e, 10)
+}
+
+// ---- Store ----
+
+// Load returns the record under key with one HMGET.
+func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
+	if err := store.CheckKey(key); err != nil {
+		return store.Record{}, err
+	}
+	if s.closed.Load() {
+		return store.Record{}, errClosed
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	msgs, err := s.c.Do(ctx, s.hmget(key)).ToArray()
+	if err != nil {
+		return store.Record{}, s.fail("load", err)
+	}
+	rec, ok, err := parseRecord(msgs)
+	if err != nil {
+		return store.Record{}, s.fail("load", err)
+	}
+	if !ok {
+		return store.Record{}, store.ErrNotFound
+	}
+	return rec, nil
+}
+
+func (s *Store) hmget(key string) rueidis.Completed {
+	return s.c.B().Hmget().Key(s.dataKey(key)).Field("d", "v", "u", "e").Build()
+}
+
+// parseRecord decodes the reply of hmget. ok is false if there is no
+// record.
+func parseRecord(msgs []rueidis.RedisMessage) (rec store.Record, ok bool, err error) {
+	if len(msgs) != 4 {
+		return rec, false, fmt.Errorf("HMGET returned %d values, want 4", len(msgs))
+	}
+	if msgs[1].IsNil() {
+		return rec, false, nil
+	}
+	v, err := msgs[1].AsUint64()
+	if err != nil || v == 0 {
+		return rec, false, fmt.Errorf("malformed version field: %v", err)
+	}
+	e, err := msgs[3].AsInt64()
+	if err != nil {
+		return rec, false, fmt.Errorf("malformed expiry field: %w", err)
+	}
+	data, err := msgs[0].AsBytes()
+	if err != nil {
+		return rec, false, fmt.Errorf("malformed data field: %w", err)
+	}
+	user, err := msgs[2].ToString()
+	if err != nil {
+		return rec, false, fmt.Errorf("malformed user field: %w", err)
+	}
+	return store.Record{Data: data, Version: v, Expires: time.UnixMilli(e), UserID: user}, true, nil
+}
+
+// Save writes rec under key if the stored version is rec.Version (0: no
+// live record). It is one script call (EVALSHA) for an unbound record, and
+// for a bound record whose user is unchanged and whose index entry already
+// covers the new expiry. Otherwise it first raises the user's index entry:
+// two calls for a new bound record, three when an existing record changes
+// user or outgrows its index horizon. Expires is kept to the millisecond.
+func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64, error) {
+	if err := store.CheckKey(key); err != nil {
+		return 0, err
+	}
+	if s.closed.Load() {
+		return 0, errClosed
+	}
+	if rec.Expires.IsZero() {
+		return 0, errZeroExpires
+	}
+	var next uint64
+	switch {
+	case rec.Version == 0:
+		next = newVersion()
+	case rec.Version >= maxVersion:
+		return 0, store.ErrConflict // never issued
+	default:
+		next = rec.Version + 1
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+
+	dk := s.dataKey(key)
+	exp := msString(rec.Expires)
+	args := []string{
+		strconv.FormatUint(rec.Version, 10),
+		strconv.FormatUint(next, 10),
+		rueidis.BinaryString(rec.Data),
+		rec.UserID,
+		exp,
+		"0",
+	}
+	// A new bound record cannot be covered by an index entry yet: raise the
+	// index first instead of asking the script.
+	indexFirst := rec.Version == 0 && rec.UserID != ""
+	for range maxRetries {
+		if indexFirst {
+			h := horizon(rec.Expires)
+			if err := s.indexAdd(ctx, rec.UserID, key, h); err != nil {
+				return 0, s.fail("save", err)
+			}
+			args[5] = h
+		}
+		r, err := luaSave.exec(ctx, s.c, dk, args...).AsInt64()
+		if err != nil {
+			return 0, s.fail("save", err)
+		}
+		switch r {
+		case 1:
+			return next, nil
+		case 0:
+			return 0, store.ErrConflict
+		case 2:
+			indexFirst = true
+		default:
+			return 0, s.fail("save", fmt.Errorf("script returned %d", r))
+		}
+	}
+	return 0, s.fail("save", errRace)
+}
+
+// indexAdd raises key's entry in userID's index to horizon h.
+func (s *Store) indexAdd(ctx context.Context, userID, key, h string) error {
+	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, h).Error()
+}
+
+// Delete removes the record under key: one UNLINK when version is 0,
+// otherwise one compare-and-delete script call. The user index keeps the
+// key until its horizon passes; ListUser and DeleteUser skip it.
+func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return errClosed
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if version == 0 {
+		if err := s.c.Do(ctx, s.c.B().Unlink().Key(s.dataKey(key)).Build()).Error(); err != nil {
+			return s.fail("delete", err)
+		}
+		return nil
+	}
+	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), strconv.FormatUint(version, 10)).AsInt64()
+	if err != nil {
+		return s.fail("delete", err)
+	}
+	if r != 1 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+// Touch moves the expiry of the live record under key without rewriting
+// its data, only if version is the one stored (any version if 0): one
+// script call, or three when the record is bound to a user and the new
+// expiry is past its index horizon (the index entry is raised first).
+func (s *Store) Touch(ctx context.Context, key string, version uint64, expires time.Time) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return errClosed
+	}
+	if expires.IsZero() {
+		return errZeroExpires
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	dk := s.dataKey(key)
+	args := []string{msString(expires), strconv.FormatUint(version, 10), "", "0"}
+	for range maxRetries {
+		msg, err := luaTouch.exec(ctx, s.c, dk, args...).ToMessage()
+		if err != nil {
+			return s.fail("touch", err)
+		}
+		if msg.IsString() {
+			user, _ := msg.ToString()
+			h := horizon(expires)
+			if err := s.indexAdd(ctx, user, key, h); err != nil {
+				return s.fail("touch", err)
+			}
+			args[2], args[3] = user, h
+			continue
+		}
+		r, err := msg.AsInt64()
+		if err != nil {
+			return s.fail("touch", err)
+		}
+		switch r {
+		case 1:
+			return nil
+		case 0:
+			return store.ErrNotFound
+		case 3:
+			return store.ErrConflict
+		}
+		return s.fail("touch", fmt.Errorf("script returned %d", r))
+	}
+	return s.fail("touch", errRace)
+}
+
+// ListUser returns the live records bound to userID: one script call that
+// reads the user's index by the server's clock, then one pipelined HMGET
+// per indexed key. Keys whose record is gone or now bound to another user
+// are skipped.
+func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if userID == "" {
+		return nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	keys, err := s.indexed(ctx, userID)
+	if err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = s.hmget(k)
+	}
+	var entries []store.Entry
+	for i, r := range s.c.DoMulti(ctx, cmds...) {
+		msgs, err := r.ToArray()
+		if err != nil {
+			return nil, s.fail("list user", err)
+		}
+		rec, ok, err := parseRecord(msgs)
+		if err != nil {
+			return nil, s.fail("list user", err)
+		}
+		if ok && rec.UserID == userID {
+			entries = append(entries, store.Entry{Key: keys[i], Record: rec})
+		}
+	}
+	return entries, nil
+}
+
+// indexed returns the keys in userID's index whose horizon has not passed.
+func (s *Store) indexed(ctx context.Context, userID string) ([]string, error) {
+	keys, err := luaIndexList.exec(ctx, s.c, s.indexKey(userID)).AsStrSlice()
+	if err != nil {
+		return nil, s.fail("read user index", err)
+	}
+	return keys, nil
+}
+
+// DeleteUser deletes every record bound to userID and returns how many it
+// deleted: one script call to read the index, then one pipelined
+// conditional delete per indexed key (each deletes the record only if it
+// is still bound to userID). On an error the count is of the deletions
+// confirmed so far; others may have happened.
+func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
+	if s.closed.Load() {
+		return 0, errClosed
+	}
+	if userID == "" {
+		return 0, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	keys, err := s.indexed(ctx, userID)
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	dks := make([]string, len(keys))
+	for i, k := range keys {
+		dks[i] = s.dataKey(k)
+	}
+	n := 0
+	var first error
+	for _, r := range luaDeleteUser.execEach(ctx, s.c, dks, userID) {
+		d, err := r.AsInt64()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		n += int(d)
+	}
+	if first != nil {
+		return n, s.fail("delete user", first)
+	}
+	return n, nil
+}
+
+// Close marks the store closed and, unless it was made by NewFromClient,
+// closes its client, waiting for calls in flight. Every later call returns
+// an error wrapping store.ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.owned {
+		s.c.Close()
+	}
+	return nil
+}
