@@ -14,13 +14,17 @@ import (
 	"github.com/sessionkit/sessionkit/internal/refapp"
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/session/sid"
+	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
+	"github.com/sessionkit/sessionkit/store/pgstore"
+	"github.com/sessionkit/sessionkit/store/redisstore"
 )
 
 // Strategies of DESIGN.md, and those this build can serve.
 var (
 	strategies      = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
-	builtStrategies = []string{"memory"}
+	builtStrategies = []string{"memory", "redis", "postgres"}
 )
 
 var logLevels = map[string]slog.Level{
@@ -58,7 +62,16 @@ type serveConfig struct {
 	maxSessions    int
 	insecureCookie bool
 	logLevel       string
+	redisURL       string
+	postgresURL    string
+	failOpen       bool
 }
+
+// Default addresses of the shared stores: the local servers.
+const (
+	defaultRedisURL    = "redis://127.0.0.1:6379/0"
+	defaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+)
 
 // parseServe parses serve's flags and environment. ok = false means stop
 // with the returned exit status.
@@ -78,6 +91,15 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.Bool(&cfg.insecureCookie, "insecure-cookie", false,
 		"drop the cookie's Secure attribute: only for plain http to hosts other than\n        localhost and 127.0.0.1 (where clients send Secure cookies anyway),\n        or for Go's cookiejar")
 	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	f.String(&cfg.redisURL, "redis", defaultRedisURL,
+		"Redis for --strategy redis: redis://[user:pass@]host:port[/db], rediss:// for TLS,\n"+
+			"        redis://h1:p1,h2:p2?cluster=1 style lists for a cluster, or\n"+
+			"        redis-sentinel://s1:p1,s2:p2/master for Sentinel (see package redisstore)")
+	f.String(&cfg.postgresURL, "postgres", defaultPostgresURL,
+		"PostgreSQL `url` for --strategy postgres; the session table is created if missing")
+	f.Bool(&cfg.failOpen, "fail-open", false,
+		"while the store is down, serve read-only requests with an empty, degraded\n"+
+			"        session instead of answering 503")
 	if code, ok := f.parse(s, args, serveAbout); !ok {
 		return cfg, code, false
 	}
@@ -129,17 +151,14 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: logLevels[cfg.logLevel]}))
 
-	maxEntries := cfg.maxSessions
-	if maxEntries == 0 {
-		maxEntries = -1 // memstore: no bound
-	}
-	st, err := memstore.New(memstore.Config{MaxEntries: maxEntries})
+	st, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer st.Close()
 	m, err := session.New(session.Config{
 		Store:        st,
+		FailOpen:     cfg.failOpen,
 		Transport:    session.Cookie{Insecure: cfg.insecureCookie},
 		IdleTimeout:  cfg.idleTimeout,
 		Lifetime:     cfg.lifetime,
@@ -193,4 +212,43 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	}
 	fmt.Fprintln(s.stderr, "sessionkit serve: stopped")
 	return exitOK
+}
+
+// openStore opens the store of cfg.strategy. Shared stores go behind a
+// circuit breaker, so that an outage costs requests microseconds, not
+// timeouts, and ends by itself.
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (store.Store, error) {
+	var (
+		st  store.Store
+		err error
+	)
+	switch cfg.strategy {
+	case "memory":
+		maxEntries := cfg.maxSessions
+		if maxEntries == 0 {
+			maxEntries = -1 // memstore: no bound
+		}
+		return memstore.New(memstore.Config{MaxEntries: maxEntries})
+	case "redis":
+		var rc redisstore.Config
+		if rc, err = redisstore.ParseURL(cfg.redisURL); err != nil {
+			return nil, err
+		}
+		st, err = redisstore.New(ctx, rc)
+	case "postgres":
+		st, err = pgstore.OpenMigrated(ctx, cfg.postgresURL, pgstore.Config{Logger: logger})
+	default:
+		return nil, fmt.Errorf("strategy %q is not available in this build", cfg.strategy)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := breaker.New(breaker.Config{OnStateChange: func(from, to breaker.State) {
+		logger.Warn("serve: session store circuit "+to.String(), "from", from.String(), "strategy", cfg.strategy)
+	}})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return breaker.Wrap(st, b), nil
 }

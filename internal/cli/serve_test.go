@@ -2,17 +2,21 @@ package cli_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	neturl "net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/internal/testenv"
 )
 
 var listeningRE = regexp.MustCompile(`(?m)^sessionkit serve: node (\S+) \(strategy (\S+)\) listening on (http://\S+)$`)
@@ -79,8 +83,37 @@ func (s *server) stop(t *testing.T) {
 	}
 }
 
-func TestServe_routes(t *testing.T) {
-	srv := startServe(t, nil, "serve", "--addr", "127.0.0.1:0", "--insecure-cookie", "--node", "t1", "--log-level", "debug")
+func TestServe_routes(t *testing.T) { checkRoutes(t, "memory") }
+
+// TestServe_redis and TestServe_postgres serve the same routes from the
+// shared stores (the local servers, started by scripts/test).
+func TestServe_redis(t *testing.T) {
+	addr := testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379")
+	checkRoutes(t, "redis", "--redis", "redis://"+addr+"/0?key_prefix=sktest"+rand.Text()[:8]+":")
+}
+
+func TestServe_postgres(t *testing.T) {
+	url := os.Getenv("SESSIONKIT_POSTGRES_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatalf("SESSIONKIT_POSTGRES_URL: %v", err)
+	}
+	t.Setenv("SESSIONKIT_TEST_POSTGRES_ADDR", u.Host)
+	testenv.TCPAddr(t, "SESSIONKIT_TEST_POSTGRES_ADDR", "127.0.0.1:5432")
+	checkRoutes(t, "postgres", "--postgres", url)
+}
+
+// checkRoutes runs serve with the strategy and walks every route of the
+// reference app as one user, then a second.
+func checkRoutes(t *testing.T, strategy string, extra ...string) {
+	args := append([]string{"serve", "--strategy", strategy, "--addr", "127.0.0.1:0", "--insecure-cookie",
+		"--node", "t1", "--log-level", "debug"}, extra...)
+	srv := startServe(t, nil, args...)
+	// Users unique to this run, so that shared stores hold no sessions of theirs.
+	alice, bob := "alice-"+rand.Text()[:10], "bob-"+rand.Text()[:10]
 	if srv.node != "t1" || !strings.HasPrefix(srv.url, "http://127.0.0.1:") || strings.HasSuffix(srv.url, ":0") {
 		t.Fatalf("listening line names node %q at %q; want t1 at a real port of 127.0.0.1", srv.node, srv.url)
 	}
@@ -96,17 +129,17 @@ func TestServe_routes(t *testing.T) {
 	}{
 		{"GET", "/healthz", "", 200, "ok"},
 		{"GET", "/cart", "", 401, `{"error":"not logged in"}`},
-		{"POST", "/login", `{"user":"alice"}`, 200, `{"user":"alice","node":"t1"}`},
-		{"POST", "/cart", `{"item":"a"}`, 200, `{"user":"alice","items":["a"],"node":"t1"}`},
-		{"POST", "/cart", `{"item":"b"}`, 200, `{"user":"alice","items":["a","b"],"node":"t1"}`},
-		{"GET", "/cart", "", 200, `{"user":"alice","items":["a","b"],"node":"t1"}`},
+		{"POST", "/login", `{"user":"` + alice + `"}`, 200, `{"user":"` + alice + `","node":"t1"}`},
+		{"POST", "/cart", `{"item":"a"}`, 200, `{"user":"` + alice + `","items":["a"],"node":"t1"}`},
+		{"POST", "/cart", `{"item":"b"}`, 200, `{"user":"` + alice + `","items":["a","b"],"node":"t1"}`},
+		{"GET", "/cart", "", 200, `{"user":"` + alice + `","items":["a","b"],"node":"t1"}`},
 		{"GET", "/whoami", "", 200, ""},
 		{"POST", "/login", `{"user":`, 400, ""},
 		{"GET", "/login", "", 405, `{"error":"method GET not allowed; use POST"}`},
 		{"GET", "/nowhere", "", 404, `{"error":"not found"}`},
 		{"POST", "/logout-all", "", 200, `{"revoked":1}`},
 		{"GET", "/cart", "", 401, `{"error":"not logged in"}`},
-		{"POST", "/login", `{"user":"bob"}`, 200, `{"user":"bob","node":"t1"}`},
+		{"POST", "/login", `{"user":"` + bob + `"}`, 200, `{"user":"` + bob + `","node":"t1"}`},
 		{"POST", "/logout", "", 200, `{}`},
 		{"GET", "/whoami", "", 401, `{"error":"not logged in"}`},
 	} {
@@ -141,9 +174,9 @@ func TestServe_routes(t *testing.T) {
 				t.Errorf("whoami: %v (%s)", err, body)
 			}
 			created, err := time.Parse(time.RFC3339, who.Created)
-			if who.User != "alice" || who.Node != "t1" || who.Strategy != "memory" || err != nil ||
+			if who.User != alice || who.Node != "t1" || who.Strategy != strategy || err != nil ||
 				time.Since(created) > time.Minute {
-				t.Errorf("whoami: %s; want alice, t1, memory and a recent RFC 3339 time", body)
+				t.Errorf("whoami: %s; want %s, t1, %s and a recent RFC 3339 time", body, alice, strategy)
 			}
 		case step.want != "" && body != step.want:
 			t.Errorf("%s: body %s; want %s", what, body, step.want)
