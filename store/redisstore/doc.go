@@ -146,8 +146,13 @@
 // holds a request longer than Timeout. When Redis is down or slow, methods
 // return an error (wrapping the client's or the context's) that wraps
 // neither store.ErrNotFound nor store.ErrConflict; a write that timed out
-// may still be applied later. rueidis reconnects by itself, and the store
-// works again as soon as the server does. New fails if it cannot connect
+// may still be applied later. Network errors are not retried (rueidis's
+// DisableRetry): with Redis down, an operation fails in microseconds, and
+// the circuit breaker of package breaker, in front of the store, decides
+// when to try again. rueidis reconnects by itself, and the store works
+// again as soon as the server does. TestOutage kills a test-owned server
+// mid-traffic: every request while it is down is a 503 within 50 ms (2 ms
+// measured), and after its restart every session written before loads. New fails if it cannot connect
 // and PING within DialTimeout and Timeout.
 //
 // Redis replication is asynchronous: a failover (Sentinel or Cluster) can

@@ -135,6 +135,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		TLSConfig:    cfg.TLS.Clone(),
 		Dialer:       net.Dialer{Timeout: cfg.DialTimeout},
 		DisableCache: true,
+		// A network error is returned at once, not retried until the
+		// deadline: with Redis down, a request should fail in microseconds
+		// (and a circuit breaker in front, see package breaker, can open),
+		// not hold its goroutine for the whole Timeout.
+		DisableRetry: true,
 	}
 	if cfg.SentinelMaster != "" {
 		opt.Sentinel = rueidis.SentinelOption{

@@ -1,0 +1,144 @@
+package redisstore_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
+	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store/breaker"
+	"github.com/sessionkit/sessionkit/store/redisstore"
+)
+
+// TestOutage stops a test-owned redis-server in the middle of traffic and
+// starts it again: while it is down every request fails fast (503 from the
+// circuit breaker, in well under 50 ms), no goroutine piles up, and once it
+// is back every session written before the outage loads again, without a
+// restart of the app.
+func TestOutage(t *testing.T) {
+	bin := testenv.Command(t, "redis-server")
+	dir := t.TempDir()
+	port := freePort(t, false)
+	// Durable, so that the restarted server has the sessions: the point is
+	// the app's behaviour, not Redis's persistence.
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+		"--appendfsync", "always", "--dir", dir, "--daemonize", "no"}
+	start := func() *proc {
+		t.Helper()
+		logFile, err := os.Create(filepath.Join(dir, "redis.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{port: port, cmd: cmd, done: make(chan struct{})}
+		go func() { cmd.Wait(); logFile.Close(); close(p.done) }()
+		if err := waitPing(p); err != nil {
+			p.kill()
+			t.Fatal(err)
+		}
+		return p
+	}
+	srv := start()
+	t.Cleanup(func() { srv.kill() })
+
+	baseline := runtime.NumGoroutine()
+	st, err := redisstore.New(t.Context(), redisstore.Config{
+		Addrs: []string{srv.addr()}, DialTimeout: 200 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := breaker.New(breaker.Config{Failures: 3, OpenFor: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := session.New(session.Config{Store: breaker.Wrap(st, b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		if v := r.URL.Query().Get("set"); v != "" {
+			s.Set("v", v)
+			return
+		}
+		v, _ := session.Value[string](s, "v")
+		w.Write([]byte(v))
+	}))
+	serve := func(path, cookie string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", path, nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+
+	const n = 200
+	cookies := make([]string, n)
+	for i := range cookies {
+		w := serve(fmt.Sprintf("/?set=value-%d", i), "")
+		c := w.Result().Cookies()
+		if w.Code != 200 || len(c) != 1 {
+			t.Fatalf("session %d: status %d, cookies %v", i, w.Code, c)
+		}
+		cookies[i] = c[0].Name + "=" + c[0].Value
+	}
+
+	srv.kill() // abruptly: SIGKILL
+	var slowest time.Duration
+	for i := range 300 {
+		t0 := time.Now()
+		w := serve("/", cookies[i%n])
+		d := time.Since(t0)
+		slowest = max(slowest, d)
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("request %d while Redis is down: status %d, Retry-After %q; want 503 with Retry-After",
+				i, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	if slowest >= 50*time.Millisecond {
+		t.Errorf("slowest failure took %v; want under 50ms", slowest)
+	}
+	if b.State() != breaker.Open && b.State() != breaker.HalfOpen {
+		t.Errorf("breaker %v while Redis is down; want open", b.State())
+	}
+	t.Logf("300 requests while down: slowest %v", slowest)
+
+	srv = start()
+	deadline := time.Now().Add(15 * time.Second)
+	for serve("/", cookies[0]).Code != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery within 15s of the restart; breaker %v", b.State())
+		}
+		time.Sleep(20 * time.Millisecond) // real time: waiting for a real server
+	}
+	for i, c := range cookies {
+		if w := serve("/", c); w.Code != 200 || w.Body.String() != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("session %d after the restart: %d %q; want value-%d", i, w.Code, w.Body.String(), i)
+		}
+	}
+
+	st.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close; %d before New:\n%s", runtime.NumGoroutine(), baseline,
+				buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
