@@ -1,0 +1,100 @@
+package redisstore_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store/redisstore"
+)
+
+// TestManager_roundTrips counts the Redis round trips of whole requests
+// through the session Manager: a request that does not use its session
+// costs none, a read costs one, a change one more, an unchanged request
+// with no touch due writes nothing, and a touch is one.
+func TestManager_roundTrips(t *testing.T) {
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr(t)}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	prefix := uniquePrefix()
+	t.Cleanup(func() { dropPrefix(t, raw, prefix) })
+	cc := &countingClient{Client: raw, cmds: make(map[string]int)}
+	st, err := redisstore.NewFromClient(cc, redisstore.Config{KeyPrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m, err := session.New(session.Config{Store: st, Now: func() time.Time { return now }, TouchInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		switch r.URL.Path {
+		case "/login":
+			s.Login("alice")
+		case "/add":
+			session.Update(s, "cart", func(items []string) []string { return append(items, "x") })
+		case "/read":
+			cart, _ := session.Value[[]string](s, "cart")
+			json.NewEncoder(w).Encode(cart)
+		}
+	}))
+	cookie := ""
+	serve := func(path string) {
+		t.Helper()
+		r := httptest.NewRequest("GET", path, nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("%s: status %d %s", path, w.Code, w.Body)
+		}
+		for _, c := range w.Result().Cookies() {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	serve("/login")
+	serve("/add") // the first save of a bound record may raise its index entry
+	cc.take()
+
+	for _, tc := range []struct {
+		path    string
+		advance time.Duration
+		want    string // command counts, sorted
+	}{
+		{"/none", 0, ""},
+		{"/read", 0, "hmget:1"},
+		{"/add", 0, "evalsha:1 hmget:1"},
+		{"/read", 30 * time.Second, "hmget:1"},          // no touch due: nothing written
+		{"/read", 2 * time.Minute, "evalsha:1 hmget:1"}, // the touch
+		{"/add", 0, "evalsha:1 hmget:1"},
+	} {
+		now = now.Add(tc.advance)
+		serve(tc.path)
+		calls, cmds := cc.take()
+		var got []string
+		total := 0
+		for name, n := range cmds {
+			got = append(got, name+":"+strconv.Itoa(n))
+			total += n
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != tc.want || calls != total {
+			t.Errorf("%s (+%v): %d round trips, commands %v; want %q, one round trip each", tc.path, tc.advance,
+				calls, got, tc.want)
+		}
+	}
+}
