@@ -64,6 +64,11 @@ func ParseURL(s string) (Config, error) {
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		authority, tail = rest[:i], rest[i:]
 	}
+	if strings.Contains(tail, "@") {
+		// A '/', '?' or '#' inside the password cut the URL early: never
+		// quote any part of it, which may be the password itself.
+		return fail("the user and password must be percent-encoded ('/', '?', '#' and '@' as %%2F, %%3F, %%23, %%40)")
+	}
 	userinfo, hosts := "", authority
 	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
 		userinfo, hosts = authority[:i+1], authority[i+1:]

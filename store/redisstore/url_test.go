@@ -111,3 +111,25 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
+
+// TestParseURL_unescapedPassword: a password holding '/', '?' or '#' cuts
+// the URL early; the error must not quote it.
+func TestParseURL_unescapedPassword(t *testing.T) {
+	for _, u := range []string{
+		"redis://user:hunter2/x@h:6379",
+		"redis://:hunt?er2@h:6379",
+		"redis://user:6379/x@h",
+		"redis-sentinel://u:pa#ss@s1,s2/mymaster",
+	} {
+		_, err := redisstore.ParseURL(u)
+		if err == nil {
+			t.Errorf("ParseURL(%q) succeeded; want an error", u)
+			continue
+		}
+		for _, secret := range []string{"hunter2", "hunt", "er2", "ss@s1"} {
+			if strings.Contains(u, secret) && strings.Contains(err.Error(), secret) {
+				t.Errorf("ParseURL(%q) error %q quotes the password", u, err)
+			}
+		}
+	}
+}
