@@ -127,13 +127,19 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// rueidis connects without a context: bound its dial and handshake by
+	// what is left of ctx, so that New never outlives its caller's deadline.
+	dialTimeout := cfg.DialTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		dialTimeout = max(min(dialTimeout, time.Until(deadline)), time.Millisecond)
+	}
 	opt := rueidis.ClientOption{
 		InitAddress:  cfg.Addrs,
 		Username:     cfg.Username,
 		Password:     cfg.Password,
 		SelectDB:     cfg.DB,
 		TLSConfig:    cfg.TLS.Clone(),
-		Dialer:       net.Dialer{Timeout: cfg.DialTimeout},
+		Dialer:       net.Dialer{Timeout: dialTimeout},
 		DisableCache: true,
 		// A network error is returned at once, not retried until the
 		// deadline: with Redis down, a request should fail in microseconds

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -711,5 +712,35 @@ func TestStore_scriptFlush(t *testing.T) {
 	}
 	if evals := commandStats(t, admin)["eval"]; evals == 0 {
 		t.Error("server ran no EVAL; the NOSCRIPT fallback was not exercised")
+	}
+}
+
+// TestNew_honoursContext: a server that accepts connections but never
+// answers does not hold New past its context's deadline.
+func TestNew_honoursContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent until the test ends
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s, err := redisstore.New(ctx, redisstore.Config{Addrs: []string{ln.Addr().String()}})
+	if err == nil {
+		s.Close()
+		t.Fatal("New succeeded against a silent server")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("New took %v with a 300ms deadline", d)
 	}
 }
