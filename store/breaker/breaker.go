@@ -14,7 +14,6 @@ import (
 // Defaults of Config.
 const (
 	DefaultFailures = 5
-	DefaultTimeout  = time.Second
 	DefaultOpenFor  = 2 * time.Second
 )
 
@@ -24,9 +23,11 @@ type Config struct {
 	// default DefaultFailures.
 	Failures int
 
-	// Timeout bounds every call to the store; a call that takes longer
-	// counts as a failure. Default DefaultTimeout; negative means no bound
-	// beyond the caller's context.
+	// Timeout, if positive, bounds every call to the store with a context
+	// deadline of its own. Default 0: none, since the stores bound their
+	// calls themselves (redisstore and pgstore Config.Timeout, 2 s by
+	// default) and a second deadline per call costs an allocation and a
+	// timer. Either way a call that times out counts as a failure.
 	Timeout time.Duration
 
 	// OpenFor is how long the circuit stays open before one probe call is
@@ -107,14 +108,11 @@ type Breaker struct {
 
 // New returns a closed Breaker for cfg. It fails only on negative values.
 func New(cfg Config) (*Breaker, error) {
-	if cfg.Failures < 0 || cfg.OpenFor < 0 {
-		return nil, errors.New("breaker: Failures and OpenFor must not be negative")
+	if cfg.Failures < 0 || cfg.OpenFor < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("breaker: Failures, Timeout and OpenFor must not be negative")
 	}
 	if cfg.Failures == 0 {
 		cfg.Failures = DefaultFailures
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.OpenFor == 0 {
 		cfg.OpenFor = DefaultOpenFor
@@ -136,7 +134,7 @@ func (b *Breaker) Do(ctx context.Context, call func(context.Context) error) erro
 	if err != nil {
 		return err
 	}
-	if b.cfg.Timeout > 0 {
+	if d, ok := ctx.Deadline(); b.cfg.Timeout > 0 && (!ok || time.Until(d) > b.cfg.Timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.Timeout)
 		defer cancel()

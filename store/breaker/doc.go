@@ -3,10 +3,11 @@
 // microseconds instead of a timeout, and the site recovers on its own when
 // the store returns.
 //
-//	b, _ := breaker.New(breaker.Config{})            // 5 failures open it for 2s; 1s per call
+//	b, _ := breaker.New(breaker.Config{})            // 5 failures in a row open it for 2s
 //	m, _ := session.New(session.Config{Store: breaker.Wrap(redis, b)})
 //
-// Closed, every call goes through, bounded by Config.Timeout. After
+// Closed, every call goes through (bounded by the store's own timeout, or
+// by Config.Timeout). After
 // Config.Failures consecutive failures (errors other than the contract's
 // answers: not found, conflict, invalid key; the caller's own cancellation
 // does not count) the circuit opens: calls fail at once with an *OpenError,

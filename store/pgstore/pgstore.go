@@ -74,6 +74,26 @@ type Config struct {
 	// Logger receives the sweep's errors (Warn) and counts (Debug). Nil
 	// means slog.Default() as it is when New runs.
 	Logger *slog.Logger
+
+	// Timeout bounds every operation, whatever the caller's context says,
+	// so that a database that stops answering never holds a request
+	// longer. Zero means DefaultTimeout; negative means only the context
+	// bounds operations.
+	Timeout time.Duration
+}
+
+// DefaultTimeout is the default of Config.Timeout.
+const DefaultTimeout = 2 * time.Second
+
+// opCtx bounds ctx by the store's timeout.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // Store is a PostgreSQL session store. Create it with New or Open. It is
@@ -86,6 +106,7 @@ type Store struct {
 	log       *slog.Logger
 	interval  time.Duration
 	batch     int
+	timeout   time.Duration // <= 0: none
 	q         queries
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -210,7 +231,11 @@ func build(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
 	return &Store{
+		timeout:  cfg.Timeout,
 		pool:     cfg.Pool,
 		table:    table,
 		now:      cfg.Now,
@@ -248,6 +273,8 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if err := s.check(key); err != nil {
 		return store.Record{}, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	var (
 		rec     store.Record
 		version int64
@@ -274,6 +301,8 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	if err := s.check(key); err != nil {
 		return 0, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if rec.Expires.IsZero() {
 		return 0, errZeroExpires
 	}
@@ -314,6 +343,8 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 	if err := s.check(key); err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if version == 0 {
 		if _, err := s.pool.Exec(ctx, s.q.deleteAny, []byte(key)); err != nil {
 			return fmt.Errorf("pgstore: delete: %w", err)
@@ -343,6 +374,8 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 	if err := s.check(key); err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if expires.IsZero() {
 		return errTouchExpires
 	}
@@ -379,6 +412,8 @@ func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, err
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if userID == "" {
 		return nil, nil
 	}
@@ -410,6 +445,8 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 	if s.closed.Load() {
 		return 0, errClosed
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if userID == "" {
 		return 0, nil
 	}

@@ -39,7 +39,7 @@ import (
 const scriptSave = `
 local f = redis.call('HMGET', KEYS[1], 'v', 'u', 'x')
 if ARGV[1] == '0' then
-	if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+	if f[1] then return 0 end
 elseif f[1] ~= ARGV[1] then
 	return 0
 end
