@@ -146,8 +146,9 @@
 // holds a request longer than Timeout. When Redis is down or slow, methods
 // return an error (wrapping the client's or the context's) that wraps
 // neither store.ErrNotFound nor store.ErrConflict; a write that timed out
-// may still be applied later. Network errors are not retried (rueidis's
-// DisableRetry): with Redis down, an operation fails in microseconds, and
+// may still be applied later. A read that meets a network error is retried
+// once, at once, and never again: with Redis down, an operation fails in
+// microseconds, and
 // the circuit breaker of package breaker, in front of the store, decides
 // when to try again. rueidis reconnects by itself, and the store works
 // again as soon as the server does. TestOutage kills a test-owned server

@@ -141,11 +141,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		TLSConfig:    cfg.TLS.Clone(),
 		Dialer:       net.Dialer{Timeout: dialTimeout},
 		DisableCache: true,
-		// A network error is returned at once, not retried until the
-		// deadline: with Redis down, a request should fail in microseconds
-		// (and a circuit breaker in front, see package breaker, can open),
-		// not hold its goroutine for the whole Timeout.
-		DisableRetry: true,
+		// A read that meets a network error is retried once, at once (it
+		// may have met a connection that broke earlier and has not been
+		// redialled yet), and not again: with Redis down, a request fails
+		// in microseconds (and a circuit breaker in front, see package
+		// breaker, can open) instead of retrying until the Timeout.
+		RetryDelay: retryOnce,
 	}
 	if cfg.SentinelMaster != "" {
 		opt.Sentinel = rueidis.SentinelOption{
@@ -242,6 +243,14 @@ func describe(cfg Config) string {
 		return fmt.Sprintf("master %q via sentinels %s", cfg.SentinelMaster, strings.Join(cfg.Addrs, ","))
 	}
 	return strings.Join(cfg.Addrs, ",")
+}
+
+// retryOnce lets rueidis retry a read-only command once, immediately.
+func retryOnce(attempts int, _ rueidis.Completed, _ error) time.Duration {
+	if attempts <= 1 {
+		return 0
+	}
+	return -1
 }
 
 // opCtx bounds ctx by the store's timeout.
