@@ -96,6 +96,7 @@ func (s *Session) create(now time.Time) error {
 		return fmt.Errorf("%w: create: %w", ErrStore, err)
 	}
 	s.saved(id, rec, v, now, true)
+	s.m.event(s.ctx(), EventCreated, s.key, 0, nil)
 	return nil
 }
 
@@ -121,8 +122,10 @@ func (s *Session) save(now time.Time) error {
 			return fmt.Errorf("%w: save: %w", ErrStore, err)
 		}
 		if attempt >= s.m.cfg.MaxRetries {
+			s.m.event(s.ctx(), EventConflictGaveUp, s.key, attempt+1, nil)
 			return fmt.Errorf("%w: gave up after %d attempts", ErrConflict, attempt+1)
 		}
+		s.m.event(s.ctx(), EventConflictRetried, s.key, attempt+1, nil)
 		if ended, err := s.reload(attempt); ended || err != nil {
 			return err
 		}
@@ -154,6 +157,7 @@ func (s *Session) saveRenewed(now time.Time) error {
 		if err == nil {
 			s.moved = false
 			s.saved(id, rec, version, now, true)
+			s.m.event(ctx, EventRenewed, s.key, 0, nil)
 			return nil
 		}
 		if !errors.Is(err, store.ErrConflict) {
@@ -162,8 +166,10 @@ func (s *Session) saveRenewed(now time.Time) error {
 		}
 		if attempt >= s.m.cfg.MaxRetries {
 			s.dropRecord(id, version)
+			s.m.event(ctx, EventConflictGaveUp, s.key, attempt+1, nil)
 			return fmt.Errorf("%w: renew gave up after %d attempts", ErrConflict, attempt+1)
 		}
+		s.m.event(ctx, EventConflictRetried, s.key, attempt+1, nil)
 		ended, err := s.reload(attempt)
 		if ended || err != nil {
 			s.dropRecord(id, version)
@@ -184,7 +190,8 @@ func (s *Session) dropRecord(id sid.ID, version uint64) {
 		return
 	}
 	if err := s.m.cfg.Store.Delete(s.ctx(), id.Key(), 0); err != nil {
-		s.m.cfg.Logger.Warn("session: could not delete an unused record; it will expire", "sid", id, "err", err)
+		s.m.cfg.Logger.Warn("session: could not delete an unused record; it will expire",
+			"session", s.m.redact.name(id.Key()), "err", err)
 	}
 }
 
@@ -230,7 +237,8 @@ func (s *Session) reload(attempt int) (ended bool, err error) {
 // request destroyed. The client's token is left alone: the request that
 // destroyed the session has answered with the right one.
 func (s *Session) endedMeanwhile() {
-	s.m.logDebug("session: destroyed by another request; discarding this request's changes", "sid", s.id)
+	s.m.logDebug("session: destroyed by another request; discarding this request's changes",
+		"session", s.m.redact.name(s.key))
 	s.fresh()
 	s.ops, s.renew, s.retag, s.moved = s.ops[:0], false, false, false
 }
@@ -277,7 +285,7 @@ func (s *Session) touch(now time.Time) {
 	default:
 		// The session stays valid until its current expiry; a failed
 		// extension is not worth failing the request.
-		s.m.cfg.Logger.Warn("session: could not extend expiry", "sid", s.id, "err", err)
+		s.m.cfg.Logger.Warn("session: could not extend expiry", "session", s.m.redact.name(s.key), "err", err)
 	}
 	s.retag = false
 }

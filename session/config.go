@@ -97,6 +97,10 @@ type Config struct {
 	// whole registrable domain (sibling subdomains included) may go.
 	ClearSiteData []string
 
+	// Observer receives session events and the store's calls, for
+	// metrics and traces. Default nil: none.
+	Observer Observer
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionkit/sessionkit/session/sid"
 	"github.com/sessionkit/sessionkit/store"
 )
 
@@ -18,8 +17,9 @@ import (
 // concurrent use and immutable after New.
 type Manager struct {
 	cfg           Config
-	cookie        bool   // the transport is a Cookie
-	clearSiteData string // the Clear-Site-Data header of a logout, or ""
+	redact        redactor // names sessions in logs and events
+	cookie        bool     // the transport is a Cookie
+	clearSiteData string   // the Clear-Site-Data header of a logout, or ""
 	toucher       store.Toucher
 	userIndex     store.UserIndex
 }
@@ -31,7 +31,10 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: c}
+	if c.Observer != nil {
+		c.Store = observe(c.Store, c.Observer)
+	}
+	m := &Manager{cfg: c, redact: newRedactor()}
 	_, m.cookie = c.Transport.(Cookie)
 	if m.cookie {
 		m.clearSiteData = clearSiteData(c.ClearSiteData)
@@ -115,7 +118,7 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 	for _, e := range entries {
 		st, err := decodeState(e.Record.Data)
 		if err != nil {
-			m.cfg.Logger.Error("session: skipping unreadable session", "key", sid.RedactKey(e.Key), "err", err)
+			m.cfg.Logger.Error("session: skipping unreadable session", "session", m.redact.name(e.Key), "err", err)
 			continue
 		}
 		infos = append(infos, Info{Handle: e.Key, Created: st.created, Expires: e.Record.Expires, RememberMe: st.remember})
@@ -143,6 +146,7 @@ func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
 			return total, fmt.Errorf("%w: delete user: %w", ErrStore, err)
 		}
 	}
+	m.event(ctx, EventUserRevoked, "", total, nil)
 	return total, nil
 }
 
@@ -166,6 +170,7 @@ func (m *Manager) DestroyHandle(ctx context.Context, userID, handle string) erro
 	if err := m.cfg.Store.Delete(ctx, handle, 0); err != nil {
 		return fmt.Errorf("%w: delete: %w", ErrStore, err)
 	}
+	m.event(ctx, EventDestroyed, handle, 0, nil)
 	return nil
 }
 

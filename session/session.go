@@ -109,6 +109,7 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 		case s.m.cfg.FailOpen:
 			s.degraded = true
 			s.m.cfg.Logger.Warn("session: store failed; continuing with a degraded session", "err", err)
+			s.m.event(s.req.Context(), EventDegraded, id.Key(), 0, err)
 		default:
 			s.err = fmt.Errorf("%w: load: %w", ErrStore, err)
 		}
@@ -122,6 +123,7 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 func (s *Session) check(id sid.ID, rec store.Record) (state, bool) {
 	now := s.m.cfg.Now()
 	if !rec.Expires.After(now) {
+		s.m.event(s.req.Context(), EventExpired, id.Key(), 0, nil)
 		return state{}, false
 	}
 	if _, moved := movedTo(rec.Data); moved {
@@ -129,10 +131,11 @@ func (s *Session) check(id sid.ID, rec store.Record) (state, bool) {
 	}
 	st, err := decodeState(rec.Data)
 	if err != nil {
-		s.m.cfg.Logger.Error("session: ignoring unreadable session", "sid", id, "err", err)
+		s.m.cfg.Logger.Error("session: ignoring unreadable session", "session", s.m.redact.name(id.Key()), "err", err)
 		return state{}, false
 	}
 	if _, life := s.m.timeouts(st.remember); !st.created.Add(life).After(now) {
+		s.m.event(s.req.Context(), EventExpired, id.Key(), 0, nil)
 		return state{}, false
 	}
 	return st, true
@@ -397,6 +400,7 @@ func (s *Session) Destroy() error {
 			s.err = fmt.Errorf("%w: delete: %w", ErrStore, err)
 			return s.err
 		}
+		s.m.event(s.req.Context(), EventDestroyed, s.key, 0, nil)
 	}
 	s.fresh()
 	s.ops, s.renew, s.retag, s.moved, s.destroyed = nil, false, false, false, true

@@ -169,26 +169,8 @@ func (b *Breaker) allow() (probe bool, err error) {
 	return probe, err
 }
 
-// failed reports whether err says the store is unhealthy. Answers that are
-// part of the contract (not found, conflict, bad key) are successes, and so
-// is the caller giving up: that says nothing about the store.
-func failed(ctx context.Context, err error) bool {
-	switch {
-	case err == nil,
-		errors.Is(err, store.ErrNotFound),
-		errors.Is(err, store.ErrConflict),
-		errors.Is(err, store.ErrInvalidKey),
-		errors.Is(err, store.ErrUnsupported),
-		errors.Is(err, store.ErrClosed):
-		return false
-	case errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), context.Canceled):
-		return false
-	}
-	return true
-}
-
 func (b *Breaker) record(ctx context.Context, probe bool, err error) {
-	bad := failed(ctx, err)
+	bad := store.IsOutage(ctx, err)
 	if !probe {
 		if State(b.state.Load()) != Closed {
 			return // a call that started before the circuit opened
