@@ -29,9 +29,13 @@ type EventKind uint8
 
 // Kinds of Event. Created, Renewed, Destroyed, UserRevoked,
 // ConflictRetried, ConflictGaveUp and Degraded are exact: reported once
-// each time they happen in this Manager. Expired is best-effort: it is
-// reported when a request presents a session the Manager finds expired;
-// sessions that expire unseen are removed by the store without a word.
+// each time they happen in this Manager, whatever the store. Expired is
+// best-effort: it is reported when the store hands back a session that the
+// Manager finds past its idle timeout or lifetime. memstore, redisstore
+// and pgstore never hand back expired records, so with them expiry shows
+// elsewhere: memstore reports every expiry exactly as a store.OpExpire
+// event and in Stats.Expirations; Redis expires keys silently; pgstore's
+// sweep deletes expired rows and logs how many at debug level.
 const (
 	EventCreated         EventKind = iota + 1 // a new session was saved
 	EventRenewed                              // a session got a new ID (Login, Renew)
