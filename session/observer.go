@@ -132,3 +132,29 @@ func (m *Manager) event(ctx context.Context, kind EventKind, key string, count i
 	}
 	m.cfg.Observer.SessionEvent(ctx, Event{Kind: kind, Session: m.redact.name(key), Count: count, Err: err})
 }
+
+// Observers returns an Observer that reports every event to each of obs in
+// turn (nil entries are skipped): metrics and tracing on one Manager.
+func Observers(obs ...Observer) Observer {
+	var list multiObserver
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	return list
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) SessionEvent(ctx context.Context, e Event) {
+	for _, o := range m {
+		o.SessionEvent(ctx, e)
+	}
+}
+
+func (m multiObserver) StoreCall(ctx context.Context, c StoreCall) {
+	for _, o := range m {
+		o.StoreCall(ctx, c)
+	}
+}

@@ -233,3 +233,14 @@ func (l laxStore) Load(ctx context.Context, key string) (store.Record, error) {
 	rec.Expires = rec.Expires.Add(-24 * time.Hour)
 	return rec, err
 }
+
+func TestObservers(t *testing.T) {
+	a, b := &recorder{}, &recorder{}
+	e := newEnv(t, testHandler(t), func(c *session.Config) { c.Observer = session.Observers(a, nil, b) })
+	e.do("GET", "/login?user=alice", "")
+	for name, r := range map[string]*recorder{"first": a, "second": b} {
+		if kinds, ops := r.take(); kinds != "created" || ops != "save" {
+			t.Errorf("%s observer saw %q, %q; want created, save", name, kinds, ops)
+		}
+	}
+}
