@@ -172,6 +172,7 @@ func TestServe_help(t *testing.T) {
 			"--max-sessions COUNT", "SESSIONKIT_MAX_SESSIONS", "(default 1000000;",
 			"--insecure-cookie\n", "SESSIONKIT_INSECURE_COOKIE", "(default false;",
 			"--log-level LEVEL", "SESSIONKIT_LOG_LEVEL", "(default info;",
+			"GET /metrics", "Prometheus",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("%v: help does not mention %q:\n%s", args, want, stdout)

@@ -11,9 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sessionkit/sessionkit/internal/refapp"
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/session/sid"
+	"github.com/sessionkit/sessionkit/sessionmetrics"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
@@ -50,7 +55,13 @@ gracefully (up to 10s for requests in flight). The app is a JSON API:
 
 Every response carries the header X-Node. When listening, one line on stderr
 gives the real address: "sessionkit serve: node n1 (strategy memory)
-listening on http://127.0.0.1:8080".`
+listening on http://127.0.0.1:8080".
+
+GET /metrics, on the same address, serves Prometheus metrics: session
+events, store calls by operation and result, store latency, the circuit
+breaker's state (redis, postgres) or the in-memory store's size and
+evictions (memory), and Go and process metrics. It is not authenticated:
+keep it from the public internet (see docs/operations.md).`
 
 // serveConfig is the serve command's configuration, from its flags.
 type serveConfig struct {
@@ -151,13 +162,18 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: logLevels[cfg.logLevel]}))
 
-	st, err := openStore(ctx, cfg, logger)
+	reg, sm, err := newMetrics()
+	if err != nil {
+		return fail("%v", err)
+	}
+	st, err := openStore(ctx, cfg, logger, sm)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer st.Close()
 	m, err := session.New(session.Config{
 		Store:        st,
+		Observer:     sm,
 		FailOpen:     cfg.failOpen,
 		Transport:    session.Cookie{Insecure: cfg.insecureCookie},
 		IdleTimeout:  cfg.idleTimeout,
@@ -179,7 +195,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		return fail("%v", err)
 	}
 	srv := &http.Server{
-		Handler:           app,
+		Handler:           withMetrics(app, reg, cfg.node, logger),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -214,10 +230,58 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	return exitOK
 }
 
-// openStore opens the store of cfg.strategy. Shared stores go behind a
-// circuit breaker, so that an outage costs requests microseconds, not
-// timeouts, and ends by itself.
-func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (store.Store, error) {
+// metricsPath is where serve answers with its Prometheus metrics.
+const metricsPath = "/metrics"
+
+// newMetrics returns the serve command's registry, holding the session
+// metrics (as sm) and the Go runtime and process collectors.
+func newMetrics() (*prometheus.Registry, *sessionmetrics.Metrics, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, nil, err
+		}
+	}
+	sm, err := sessionmetrics.New(reg, sessionmetrics.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, sm, nil
+}
+
+// withMetrics answers GET and HEAD of exactly metricsPath with the metrics
+// of reg, and passes every other request to app. The metrics bypass the
+// session middleware, so scrapes cost no store call and show in no counter.
+func withMetrics(app http.Handler, reg *prometheus.Registry, node string, logger *slog.Logger) http.Handler {
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != metricsPath {
+			app.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("X-Node", node)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed; use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
+}
+
+// openStore opens the store of cfg.strategy and reports it to sm. Shared
+// stores go behind a circuit breaker, so that an outage costs requests
+// microseconds, not timeouts, and ends by itself.
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm *sessionmetrics.Metrics) (store.Store, error) {
 	var (
 		st  store.Store
 		err error
@@ -228,7 +292,15 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (store
 		if maxEntries == 0 {
 			maxEntries = -1 // memstore: no bound
 		}
-		return memstore.New(memstore.Config{MaxEntries: maxEntries})
+		ms, err := memstore.New(memstore.Config{MaxEntries: maxEntries})
+		if err != nil {
+			return nil, err
+		}
+		if err := sm.WatchMemstore(cfg.strategy, ms); err != nil {
+			ms.Close()
+			return nil, err
+		}
+		return ms, nil
 	case "redis":
 		var rc redisstore.Config
 		if rc, err = redisstore.ParseURL(cfg.redisURL); err != nil {
@@ -243,7 +315,9 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (store
 	if err != nil {
 		return nil, err
 	}
+	hook := sm.BreakerHook(cfg.strategy)
 	b, err := breaker.New(breaker.Config{OnStateChange: func(from, to breaker.State) {
+		hook(from, to)
 		logger.Warn("serve: session store circuit "+to.String(), "from", from.String(), "strategy", cfg.strategy)
 	}})
 	if err != nil {

@@ -187,6 +187,19 @@ func checkRoutes(t *testing.T, strategy string, extra ...string) {
 			t.Errorf("%s: Content-Type %q; want application/json", what, resp.Header.Get("Content-Type"))
 		}
 	}
+	// The store's own metrics: the breaker of a shared store, or the
+	// in-memory store's size.
+	got := scrape(t, srv.url+"/metrics", "sessionkit_")
+	want := `sessionkit_memstore_entries{store="memory"}`
+	if strategy != "memory" {
+		want = `sessionkit_breaker_state{store="` + strategy + `"}`
+	}
+	if v, ok := got[want]; !ok || v != 0 {
+		t.Errorf("/metrics: %s = %v (present: %v); want 0", want, v, ok)
+	}
+	if got[`sessionkit_session_events_total{event="created"}`] != 2 {
+		t.Errorf("/metrics: created = %v; want 2 (alice, bob)", got[`sessionkit_session_events_total{event="created"}`])
+	}
 	srv.stop(t)
 }
 
