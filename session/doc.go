@@ -39,10 +39,17 @@
 //
 // IDs are 256 random bits (package sid). The cookie is HttpOnly, Secure,
 // SameSite=Lax, Path=/, host-only; Cookie.HostPrefix adds the "__Host-"
-// prefix. Login and Renew change the ID and delete the old one. Sessions
+// prefix. Login and Renew change the ID; the old one names no session
+// afterwards (Login also restarts the absolute lifetime). Sessions
 // end after Config.IdleTimeout without use and Config.Lifetime after
 // creation (30 minutes and 12 hours by default), both enforced by the
 // Manager as well as by the store's expiry. Malformed, tampered, unknown or
-// oversized tokens read as "no session". IDs never reach the logs: only a
-// redacted form of the store key does.
+// oversized tokens read as "no session". IDs never reach the logs: sessions
+// are named by a salted hash of their store key.
+//
+// # Observing
+//
+// Config.Observer receives session events and every store call (package
+// sessionmetrics turns them into Prometheus metrics, package sessiontrace
+// into OpenTelemetry spans); Config.Logger receives errors.
 package session
