@@ -23,7 +23,7 @@ func TestFailover(t *testing.T) {
 		writers  = 32
 		window   = 20 * time.Second // the bound the test enforces
 	)
-	nodes := startCluster(t)
+	nodes, cfgs := startCluster(t)
 	stores := make([]*natsstore.Store, len(nodes))
 	for i, n := range nodes {
 		stores[i] = newBucketStoreNamed(t, n.ClientURL(), "failover", 3)
@@ -72,35 +72,42 @@ func TestFailover(t *testing.T) {
 	down := time.Now()
 	nodes[2].Shutdown()
 
-	pending := make(map[int]bool, sessions)
-	for i := range sessions {
-		if i != deleted {
-			pending[i] = true
-		}
-	}
-	deadline := down.Add(window)
-	var lastErr error
-	for round := 0; len(pending) > 0; round++ {
-		for i := range pending {
-			rec, err := stores[i%2].Load(ctx, key(i))
-			switch {
-			case err != nil:
-				lastErr = err
-				continue
-			case rec.Version != versions[i] || string(rec.Data) != string(data(i)):
-				t.Fatalf("Load(%q) after failover: got version %d data %q; want %d %q", key(i), rec.Version, rec.Data, versions[i], data(i))
+	// readAll waits until every session but the deleted one loads, with
+	// its data, through the stores in via.
+	readAll := func(stage string, since time.Time, via []*natsstore.Store) {
+		t.Helper()
+		pending := make(map[int]bool, sessions)
+		for i := range sessions {
+			if i != deleted {
+				pending[i] = true
 			}
-			delete(pending, i)
 		}
-		if len(pending) == 0 {
-			break
+		deadline := since.Add(window)
+		var lastErr error
+		for len(pending) > 0 {
+			for i := range pending {
+				rec, err := via[i%len(via)].Load(ctx, key(i))
+				switch {
+				case err != nil:
+					lastErr = err
+					continue
+				case rec.Version != versions[i] || string(rec.Data) != string(data(i)):
+					t.Fatalf("%s: Load(%q): got version %d data %q; want %d %q", stage, key(i), rec.Version, rec.Data,
+						versions[i], data(i))
+				}
+				delete(pending, i)
+			}
+			if len(pending) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d sessions still unreadable after %v; last error: %v", stage, len(pending), window, lastErr)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions still unreadable %v after the node went down; last error: %v", len(pending), window, lastErr)
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Logf("%s: all %d sessions readable within %v", stage, sessions-1, time.Since(since).Round(time.Millisecond))
 	}
-	t.Logf("all %d sessions readable through the 2 remaining nodes %v after one of 3 went down", sessions-1, time.Since(down).Round(time.Millisecond))
+	readAll("one of 3 nodes down", down, stores[:2])
 
 	for _, s := range stores[:2] {
 		if _, err := s.Load(ctx, key(deleted)); !errors.Is(err, store.ErrNotFound) {
@@ -115,5 +122,32 @@ func TestFailover(t *testing.T) {
 	if rec, err := stores[1].Load(ctx, key(1)); err != nil || rec.Version != v {
 		// A replica may lag the leader for a moment; the CAS is exact.
 		t.Logf("Load right after Save on the other node: version %d, err %v (want %d)", rec.Version, err, v)
+	}
+	versions[1] = v
+	data1 := data
+	data = func(i int) []byte {
+		if i == 1 {
+			return []byte("after")
+		}
+		return data1(i)
+	}
+
+	// Bring the failed node back with its disk, let it catch up, then lose
+	// another node: still nothing lost.
+	back, err := natsstore.StartNode(cfgs[2])
+	if err != nil {
+		t.Fatalf("restarting the failed node: %v", err)
+	}
+	t.Cleanup(back.Shutdown)
+	restarted := newBucketStoreNamed(t, back.ClientURL(), "failover", 3)
+	t.Cleanup(func() { restarted.Close() })
+	readAll("failed node back", time.Now(), []*natsstore.Store{restarted})
+	down = time.Now()
+	nodes[0].Shutdown()
+	readAll("another node down after the first came back", down, []*natsstore.Store{stores[1], restarted})
+	for _, s := range []*natsstore.Store{stores[1], restarted} {
+		if _, err := s.Load(ctx, key(deleted)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Load(%q) after the second failure: got err %v; want %v", key(deleted), err, store.ErrNotFound)
+		}
 	}
 }

@@ -103,28 +103,30 @@ func freeAddrs(t *testing.T, n int) []string {
 // startCluster starts a 3-node cluster in one process and shuts it down
 // when t ends. The cluster ports are picked free and then closed, so another
 // socket may take one meanwhile: a failed start is retried on new ports.
-func startCluster(t *testing.T) []*natsstore.Node {
+func startCluster(t *testing.T) ([]*natsstore.Node, []natsstore.NodeConfig) {
 	t.Helper()
 	var err error
 	for attempt := range 3 {
 		var nodes []*natsstore.Node
-		nodes, err = tryCluster(t, attempt)
+		var cfgs []natsstore.NodeConfig
+		nodes, cfgs, err = tryCluster(t, attempt)
 		if err == nil {
 			for _, n := range nodes {
 				t.Cleanup(n.Shutdown)
 			}
-			return nodes
+			return nodes, cfgs
 		}
 		t.Logf("starting the cluster: %v; retrying", err)
 	}
 	t.Fatal(err)
-	return nil
+	return nil, nil
 }
 
-func tryCluster(t *testing.T, attempt int) ([]*natsstore.Node, error) {
+func tryCluster(t *testing.T, attempt int) ([]*natsstore.Node, []natsstore.NodeConfig, error) {
 	routes := freeAddrs(t, 3)
 	dir := t.TempDir()
 	var nodes []*natsstore.Node
+	var cfgs []natsstore.NodeConfig
 	for i := range 3 {
 		var peers []string
 		for j, r := range routes {
@@ -132,26 +134,27 @@ func tryCluster(t *testing.T, attempt int) ([]*natsstore.Node, error) {
 				peers = append(peers, r)
 			}
 		}
-		n, err := natsstore.StartNode(natsstore.NodeConfig{
+		cfg := natsstore.NodeConfig{
 			Name:        fmt.Sprintf("n%d", i),
 			Dir:         filepath.Join(dir, fmt.Sprintf("n%d-%d", i, attempt)),
 			ClusterAddr: routes[i],
 			Peers:       peers,
-		})
+		}
+		n, err := natsstore.StartNode(cfg)
 		if err != nil {
 			for _, n := range nodes {
 				n.Shutdown()
 			}
-			return nil, err
+			return nil, nil, err
 		}
-		nodes = append(nodes, n)
+		nodes, cfgs = append(nodes, n), append(cfgs, cfg)
 	}
-	return nodes, nil
+	return nodes, cfgs, nil
 }
 
 func TestConformanceCluster(t *testing.T) {
 	// Not parallel: its concurrency test, bounded at 30 s, needs the CPU.
-	nodes := startCluster(t)
+	nodes, _ := startCluster(t)
 	i := 0
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, now func() time.Time) store.Store {
