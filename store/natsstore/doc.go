@@ -51,10 +51,10 @@
 // remembered expiry was the replaced value's). Otherwise a Save is one read
 // and one write, plus the index write when the record has a user.
 //
-// Reads are direct gets, which any up-to-date replica may answer: a Load
-// right after a Save through another node may briefly return the previous
-// revision. That can only make the next Save fail with ErrConflict; the
-// compare-and-set itself is always decided by the leader.
+// Reads go to the stream's leader: New turns off the bucket's direct gets,
+// which let any replica answer and could return a value a few writes old
+// (a cart read on one node missing an item just added on another). The
+// price is that every Load is a request to the leader, wherever it is.
 //
 // # Keys and values
 //

@@ -185,6 +185,9 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, kvc jetstream.KeyVa
 		if err == nil {
 			err = leaderElected(octx, kv)
 		}
+		if err == nil {
+			kv, err = leaderReads(octx, js, kv, kvc.Bucket)
+		}
 		cancel()
 		if err == nil {
 			return kv, nil
@@ -196,6 +199,27 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, kvc jetstream.KeyVa
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// leaderReads turns off direct gets on the bucket's stream, so that every
+// Get is answered by the stream's leader: a replica answering directly can
+// be a few writes behind, and a session read there would miss changes
+// another node already saved (the conformance suite's concurrent counter
+// caught this on a 3-node cluster). It returns the bucket bound again.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, bucket string) (jetstream.KeyValue, error) {
+	stream, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := stream.CachedInfo().Config
+	if !cfg.AllowDirect && !cfg.MirrorDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect, cfg.MirrorDirect = false, false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("turning off direct gets: %w", err)
+	}
+	return js.KeyValue(ctx, bucket)
 }
 
 // leaderElected returns nil once the bucket's stream has a leader: right
