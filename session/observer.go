@@ -91,6 +91,8 @@ type StoreCall struct {
 	// Outage reports that Err says the store failed (store.IsOutage), as
 	// opposed to an answer of the contract such as not found or conflict.
 	Outage bool
+	// Result classifies the call: one of the store.Result constants.
+	Result string
 }
 
 // redactor names sessions in logs and events by a salted hash of their
@@ -120,7 +122,9 @@ func observe(st store.Store, o Observer) store.Store {
 	return store.Intercept(st, func(ctx context.Context, op string, call func(context.Context) error) error {
 		start := time.Now()
 		err := call(ctx)
-		o.StoreCall(ctx, StoreCall{Op: op, Duration: time.Since(start), Err: err, Outage: store.IsOutage(ctx, err)})
+		d, result := time.Since(start), store.Result(ctx, err)
+		o.StoreCall(ctx, StoreCall{Op: op, Duration: d, Err: err, Result: result,
+			Outage: result == store.ResultOutage || result == store.ResultUnavailable})
 		return err
 	})
 }

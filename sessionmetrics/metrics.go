@@ -191,8 +191,8 @@ func (m *Metrics) SessionEvent(_ context.Context, e session.Event) {
 
 // StoreCall counts c in store_calls_total and observes its duration in
 // store_call_duration_seconds. It implements session.Observer.
-func (m *Metrics) StoreCall(_ context.Context, c session.StoreCall) {
-	r := resultIndex(c)
+func (m *Metrics) StoreCall(ctx context.Context, c session.StoreCall) {
+	r := resultIndex(ctx, c)
 	sec := c.Duration.Seconds()
 	if om := m.opMetrics[c.Op]; om != nil {
 		om.results[r].Inc()
@@ -204,19 +204,29 @@ func (m *Metrics) StoreCall(_ context.Context, c session.StoreCall) {
 	m.duration.WithLabelValues(op).Observe(sec)
 }
 
-// resultIndex classifies a store call: its index in results.
-func resultIndex(c session.StoreCall) int {
-	switch {
-	case c.Err == nil:
+// resultIndex classifies a store call by its store.Result (computed from
+// its error when the caller left Result empty): its index in results. The
+// results that say nothing about the store's health and are rare (invalid
+// key, unsupported, closed, canceled) share "other".
+func resultIndex(ctx context.Context, c session.StoreCall) int {
+	result := c.Result
+	if result == "" {
+		result = store.Result(ctx, c.Err)
+		if result == store.ResultOutage && !c.Outage {
+			result = "" // the caller says it was no outage: other
+		}
+	}
+	switch result {
+	case store.ResultOK:
 		return 0
-	case errors.Is(c.Err, store.ErrUnavailable):
-		return 4
-	case c.Outage:
-		return 3
-	case errors.Is(c.Err, store.ErrNotFound):
+	case store.ResultNotFound:
 		return 1
-	case errors.Is(c.Err, store.ErrConflict):
+	case store.ResultConflict:
 		return 2
+	case store.ResultOutage:
+		return 3
+	case store.ResultUnavailable:
+		return 4
 	}
 	return 5
 }

@@ -2,7 +2,6 @@ package sessiontrace
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"go.opentelemetry.io/otel"
@@ -40,18 +39,18 @@ const (
 	AttrEventCount = attribute.Key("sessionkit.session.count")
 )
 
-// Values of AttrStoreResult. ResultOutage and ResultUnavailable are the
-// only ones that mark the span as an error (see store.IsOutage).
+// Values of AttrStoreResult: store.Result's. ResultOutage and
+// ResultUnavailable are the only ones that mark the span as an error.
 const (
-	ResultOK          = "ok"
-	ResultNotFound    = "not_found"   // store.ErrNotFound: a normal answer
-	ResultConflict    = "conflict"    // store.ErrConflict: a normal answer
-	ResultInvalidKey  = "invalid_key" // store.ErrInvalidKey
-	ResultUnsupported = "unsupported" // store.ErrUnsupported
-	ResultClosed      = "closed"      // store.ErrClosed
-	ResultCanceled    = "canceled"    // the caller's context was canceled
-	ResultUnavailable = "unavailable" // store.ErrUnavailable: an open circuit breaker did not ask the store
-	ResultOutage      = "outage"      // any other error: the store failed
+	ResultOK          = store.ResultOK
+	ResultNotFound    = store.ResultNotFound
+	ResultConflict    = store.ResultConflict
+	ResultInvalidKey  = store.ResultInvalidKey
+	ResultUnsupported = store.ResultUnsupported
+	ResultClosed      = store.ResultClosed
+	ResultCanceled    = store.ResultCanceled
+	ResultUnavailable = store.ResultUnavailable
+	ResultOutage      = store.ResultOutage
 )
 
 const (
@@ -85,37 +84,13 @@ func Store(s store.Store, tp trace.TracerProvider) store.Store {
 			trace.WithAttributes(AttrStoreOp.String(op)))
 		defer span.End()
 		err := call(ctx)
-		span.SetAttributes(AttrStoreResult.String(result(ctx, err)))
+		span.SetAttributes(AttrStoreResult.String(store.Result(ctx, err)))
 		if store.IsOutage(ctx, err) {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}
 		return err
 	})
-}
-
-// result classifies err, returned by a store call made with ctx, as one of
-// the Result constants.
-func result(ctx context.Context, err error) string {
-	switch {
-	case err == nil:
-		return ResultOK
-	case errors.Is(err, store.ErrUnavailable):
-		return ResultUnavailable
-	case errors.Is(err, store.ErrNotFound):
-		return ResultNotFound
-	case errors.Is(err, store.ErrConflict):
-		return ResultConflict
-	case errors.Is(err, store.ErrInvalidKey):
-		return ResultInvalidKey
-	case errors.Is(err, store.ErrUnsupported):
-		return ResultUnsupported
-	case errors.Is(err, store.ErrClosed):
-		return ResultClosed
-	case !store.IsOutage(ctx, err):
-		return ResultCanceled
-	}
-	return ResultOutage
 }
 
 // Middleware returns middleware that runs each request in a span named
@@ -182,7 +157,7 @@ func (Events) SessionEvent(ctx context.Context, e session.Event) {
 	case session.EventUserRevoked, session.EventConflictRetried, session.EventConflictGaveUp:
 		span.AddEvent(EventPrefix+e.Kind.String(), trace.WithAttributes(AttrEventCount.Int(e.Count)))
 	case session.EventDegraded:
-		span.AddEvent(EventPrefix+e.Kind.String(), trace.WithAttributes(AttrStoreResult.String(result(ctx, e.Err))))
+		span.AddEvent(EventPrefix+e.Kind.String(), trace.WithAttributes(AttrStoreResult.String(store.Result(ctx, e.Err))))
 	default:
 		span.AddEvent(EventPrefix + e.Kind.String())
 	}

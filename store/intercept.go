@@ -134,6 +134,45 @@ func (i interceptedIndex) DeleteUser(ctx context.Context, user string) (n int, e
 	return n, err
 }
 
+// Results of a store call, as Result names them: labels for metrics and
+// traces.
+const (
+	ResultOK          = "ok"
+	ResultNotFound    = "not_found"   // ErrNotFound: a normal answer
+	ResultConflict    = "conflict"    // ErrConflict: a normal answer
+	ResultInvalidKey  = "invalid_key" // ErrInvalidKey
+	ResultUnsupported = "unsupported" // ErrUnsupported
+	ResultClosed      = "closed"      // ErrClosed
+	ResultCanceled    = "canceled"    // the caller's context was canceled
+	ResultUnavailable = "unavailable" // ErrUnavailable: the store was not asked (a circuit breaker is open)
+	ResultOutage      = "outage"      // any other error: the store failed
+)
+
+// Result classifies err, returned by a store call made with ctx, as one of
+// the Result constants. Only ResultOutage and ResultUnavailable say the
+// store is unhealthy.
+func Result(ctx context.Context, err error) string {
+	switch {
+	case err == nil:
+		return ResultOK
+	case errors.Is(err, ErrUnavailable):
+		return ResultUnavailable
+	case errors.Is(err, ErrNotFound):
+		return ResultNotFound
+	case errors.Is(err, ErrConflict):
+		return ResultConflict
+	case errors.Is(err, ErrInvalidKey):
+		return ResultInvalidKey
+	case errors.Is(err, ErrUnsupported):
+		return ResultUnsupported
+	case errors.Is(err, ErrClosed):
+		return ResultClosed
+	case !IsOutage(ctx, err):
+		return ResultCanceled
+	}
+	return ResultOutage
+}
+
 // IsOutage reports whether err, from a store call, says the store failed,
 // as opposed to one of the contract's answers (not found, conflict,
 // invalid key, unsupported, closed) or the caller giving up.
