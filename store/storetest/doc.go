@@ -35,5 +35,6 @@
 // The tests of the optional interfaces (store.Toucher, store.UserIndex,
 // store.Notifier) skip, saying so, for a store that does not implement them.
 // The suite needs a few seconds at most; the concurrency tests put 64
-// goroutines on one key.
+// goroutines on one key (Options.Writers lowers that for replicated stores
+// whose every write is a consensus round).
 package storetest

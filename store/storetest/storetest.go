@@ -31,6 +31,24 @@ type Options struct {
 	// and ignores now. Expiry tests then use real time: records that expire
 	// about 1 s ahead, polled (never a bare long sleep) with a deadline.
 	ServerClock bool
+
+	// Writers is how many goroutines the concurrency tests put on one
+	// record; default 64. A store whose every write is a consensus round
+	// among replicas (a clustered NATS or Olric) may lower it to keep the
+	// suite within its time bound on a small machine: the tests prove
+	// compare-and-set by the updates they count, which any number of
+	// contending writers above one exposes. Values below 8 are raised to 8.
+	Writers int
+}
+
+func (o Options) writers() int {
+	switch {
+	case o.Writers == 0:
+		return 64
+	case o.Writers < 8:
+		return 8
+	}
+	return o.Writers
 }
 
 // Run runs every test of the suite as subtests of t, named after what they
@@ -953,13 +971,13 @@ func (su *suite) testNotifier(t *testing.T) {
 func (su *suite) testConcurrency(t *testing.T) {
 	t.Run("OneRecord", func(t *testing.T) {
 		e := su.newEnv(t)
-		if err := checkConcurrentEntries(e.ctx, e.s, "concurrent/entries", e.expires(time.Hour), 64); err != nil {
+		if err := checkConcurrentEntries(e.ctx, e.s, "concurrent/entries", e.expires(time.Hour), su.opts.writers()); err != nil {
 			t.Error(err)
 		}
 	})
 	t.Run("Counter", func(t *testing.T) {
 		e := su.newEnv(t)
-		if err := checkConcurrentCounter(e.ctx, e.s, "concurrent/counter", e.expires(time.Hour), 64, 20); err != nil {
+		if err := checkConcurrentCounter(e.ctx, e.s, "concurrent/counter", e.expires(time.Hour), su.opts.writers(), 20); err != nil {
 			t.Error(err)
 		}
 	})
