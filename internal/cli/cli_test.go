@@ -135,7 +135,7 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"unknown strategy", []string{"--strategy", "x"},
 			[]string{`invalid --strategy "x": want one of memory, token, redis, postgres, olric, nats`}},
 		{"unavailable strategy", []string{"--strategy", "olric"},
-			[]string{`strategy "olric" is not available in this build yet (available: memory, redis, postgres)`}},
+			[]string{`strategy "olric" is not available in this build yet (available: memory, redis, postgres, nats)`}},
 		{"bad node", []string{"--node", "n 1"}, []string{`invalid --node "n 1"`}},
 		{"node with dot", []string{"--node", "a.b"}, []string{`invalid --node "a.b"`}},
 		{"empty node", []string{"--node", ""}, []string{`invalid --node ""`}},

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,7 @@ import (
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
+	"github.com/sessionkit/sessionkit/store/natsstore"
 	"github.com/sessionkit/sessionkit/store/pgstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 )
@@ -29,7 +32,7 @@ import (
 // Strategies of DESIGN.md, and those this build can serve.
 var (
 	strategies      = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
-	builtStrategies = []string{"memory", "redis", "postgres"}
+	builtStrategies = []string{"memory", "redis", "postgres", "nats"}
 )
 
 var logLevels = map[string]slog.Level{
@@ -75,6 +78,10 @@ type serveConfig struct {
 	logLevel       string
 	redisURL       string
 	postgresURL    string
+	natsURL        string
+	clusterAddr    string
+	peers          string
+	dataDir        string
 	failOpen       bool
 }
 
@@ -82,6 +89,7 @@ type serveConfig struct {
 const (
 	defaultRedisURL    = "redis://127.0.0.1:6379/0"
 	defaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	defaultNATSURL     = "nats://127.0.0.1:4222"
 )
 
 // parseServe parses serve's flags and environment. ok = false means stop
@@ -108,6 +116,16 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 			"        redis-sentinel://s1:p1,s2:p2/master for Sentinel (see package redisstore)")
 	f.String(&cfg.postgresURL, "postgres", defaultPostgresURL,
 		"PostgreSQL `url` for --strategy postgres; the session table is created if missing")
+	f.String(&cfg.natsURL, "nats", defaultNATSURL,
+		"NATS `url` for --strategy nats in client mode (an existing NATS with JetStream)")
+	f.String(&cfg.clusterAddr, "cluster-addr", "",
+		"with --strategy nats: run an embedded NATS node whose cluster listener is\n"+
+			"        this `host:port`, instead of connecting to --nats")
+	f.String(&cfg.peers, "peers", "",
+		"with --cluster-addr: the other nodes' cluster `addresses`, host:port,...")
+	f.String(&cfg.dataDir, "data-dir", "",
+		"with --cluster-addr: the embedded node's JetStream `directory`\n"+
+			"        (default: a new temporary directory, removed on exit)")
 	f.Bool(&cfg.failOpen, "fail-open", false,
 		"while the store is down, serve read-only requests with an empty, degraded\n"+
 			"        session instead of answering 503")
@@ -166,11 +184,11 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	st, err := openStore(ctx, cfg, logger, sm)
+	st, closeStore, err := openStore(ctx, cfg, logger, sm)
 	if err != nil {
 		return fail("%v", err)
 	}
-	defer st.Close()
+	defer closeStore()
 	m, err := session.New(session.Config{
 		Store:        st,
 		Observer:     sm,
@@ -223,9 +241,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		srv.Close()
 	}
 	<-served
-	if err := st.Close(); err != nil {
-		logger.Warn("serve: closing the store", "err", err)
-	}
+	closeStore()
 	fmt.Fprintln(s.stderr, "sessionkit serve: stopped")
 	return exitOK
 }
@@ -281,11 +297,42 @@ func withMetrics(app http.Handler, reg *prometheus.Registry, node string, logger
 // openStore opens the store of cfg.strategy and reports it to sm. Shared
 // stores go behind a circuit breaker, so that an outage costs requests
 // microseconds, not timeouts, and ends by itself.
-func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm *sessionmetrics.Metrics) (store.Store, error) {
-	var (
-		st  store.Store
-		err error
-	)
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm *sessionmetrics.Metrics) (
+	_ store.Store, closeStore func(), err error) {
+	st, stop, err := openRawStore(ctx, cfg, logger, sm)
+	if err != nil || cfg.strategy == "memory" {
+		return st, stop, err
+	}
+	hook := sm.BreakerHook(cfg.strategy)
+	b, err := breaker.New(breaker.Config{OnStateChange: func(from, to breaker.State) {
+		hook(from, to)
+		logger.Warn("serve: session store circuit "+to.String(), "from", from.String(), "strategy", cfg.strategy)
+	}})
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return breaker.Wrap(st, b), stop, nil
+}
+
+// openRawStore opens the store of cfg.strategy; stop closes it (once) and
+// whatever it runs on.
+func openRawStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm *sessionmetrics.Metrics) (
+	_ store.Store, stop func(), err error) {
+	var st store.Store
+	closer := func(st store.Store, also func()) func() {
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				if err := st.Close(); err != nil {
+					logger.Warn("serve: closing the store", "err", err)
+				}
+				if also != nil {
+					also()
+				}
+			})
+		}
+	}
 	switch cfg.strategy {
 	case "memory":
 		maxEntries := cfg.maxSessions
@@ -294,35 +341,67 @@ func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm *se
 		}
 		ms, err := memstore.New(memstore.Config{MaxEntries: maxEntries})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := sm.WatchMemstore(cfg.strategy, ms); err != nil {
 			ms.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		return ms, nil
+		return ms, closer(ms, nil), nil
 	case "redis":
 		var rc redisstore.Config
 		if rc, err = redisstore.ParseURL(cfg.redisURL); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		st, err = redisstore.New(ctx, rc)
 	case "postgres":
 		st, err = pgstore.OpenMigrated(ctx, cfg.postgresURL, pgstore.Config{Logger: logger})
+	case "nats":
+		if cfg.clusterAddr != "" {
+			return openEmbeddedNATS(ctx, cfg, logger, closer)
+		}
+		st, err = natsstore.New(ctx, natsstore.Config{URL: cfg.natsURL, Logger: logger})
 	default:
-		return nil, fmt.Errorf("strategy %q is not available in this build", cfg.strategy)
+		return nil, nil, fmt.Errorf("strategy %q is not available in this build", cfg.strategy)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	hook := sm.BreakerHook(cfg.strategy)
-	b, err := breaker.New(breaker.Config{OnStateChange: func(from, to breaker.State) {
-		hook(from, to)
-		logger.Warn("serve: session store circuit "+to.String(), "from", from.String(), "strategy", cfg.strategy)
-	}})
+	return st, closer(st, nil), nil
+}
+
+// openEmbeddedNATS starts this process's node of an embedded NATS cluster
+// and a store on it, replicated on up to 3 nodes.
+func openEmbeddedNATS(ctx context.Context, cfg serveConfig, logger *slog.Logger,
+	closer func(store.Store, func()) func()) (store.Store, func(), error) {
+	dir, removeDir := cfg.dataDir, func() {}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "sessionkit-nats-"+cfg.node+"-")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir, removeDir = tmp, func() { os.RemoveAll(tmp) }
+	}
+	var peers []string
+	for _, p := range strings.Split(cfg.peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			peers = append(peers, p)
+		}
+	}
+	nc := natsstore.NodeConfig{Name: cfg.node, Dir: dir, ClusterAddr: cfg.clusterAddr, Peers: peers}
+	if len(peers) == 0 {
+		nc.ClusterAddr = "" // a cluster of one would wait for a quorum that never comes
+	}
+	node, err := natsstore.StartNode(nc)
 	if err != nil {
-		st.Close()
-		return nil, err
+		removeDir()
+		return nil, nil, err
 	}
-	return breaker.Wrap(st, b), nil
+	st, err := natsstore.New(ctx, natsstore.Config{URL: node.ClientURL(), Replicas: min(3, 1+len(peers)), Logger: logger})
+	if err != nil {
+		node.Shutdown()
+		removeDir()
+		return nil, nil, err
+	}
+	return st, closer(st, func() { node.Shutdown(); removeDir() }), nil
 }

@@ -239,3 +239,22 @@ func TestServe_listenError(t *testing.T) {
 	}
 	oneLine(t, stderr, "sessionkit serve: listen tcp "+ln.Addr().String(), "address already in use")
 }
+
+// TestServe_nats serves the routes from the local NATS (client mode) and
+// from an embedded single-node NATS (the form three serve processes use,
+// with --peers, to form a cluster).
+func TestServe_nats(t *testing.T) {
+	t.Run("client", func(t *testing.T) {
+		addr := testenv.TCPAddr(t, "SESSIONKIT_NATS_ADDR", "127.0.0.1:4222")
+		checkRoutes(t, "nats", "--nats", "nats://"+addr)
+	})
+	t.Run("embedded", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clusterAddr := ln.Addr().String()
+		ln.Close()
+		checkRoutes(t, "nats", "--cluster-addr", clusterAddr, "--data-dir", t.TempDir())
+	})
+}

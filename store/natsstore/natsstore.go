@@ -1,0 +1,898 @@
+package natsstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionkit/sessionkit/store"
+)
+
+// Config configures a Store. Set URL or Conn.
+type Config struct {
+	// URL is the NATS server to connect to (client mode), for example
+	// nats://127.0.0.1:4222 or a Node's ClientURL. The store owns this
+	// connection and closes it on Close.
+	URL string
+	// Conn is an existing connection, used instead of URL. It belongs to
+	// the caller, who closes it after the store.
+	Conn *nats.Conn
+	// Bucket is the KV bucket; default "sessionkit". New creates it, or
+	// binds to it if it exists.
+	Bucket string
+	// Replicas is the bucket's replication factor when New creates it.
+	// Default: 3 when the server is part of a cluster, otherwise 1.
+	Replicas int
+	// MaxLifetime is the bucket's MaxAge: the bound after which the server
+	// physically removes a value, whatever its logical expiry. Default 31
+	// days. It must exceed the longest session lifetime.
+	MaxLifetime time.Duration
+	// Timeout bounds each operation; default 2 s.
+	Timeout time.Duration
+	// Now decides expiry; default time.Now.
+	Now func() time.Time
+	// Logger receives background errors; default slog.Default().
+	Logger *slog.Logger
+	// SweepInterval is the period of the background sweep of logically
+	// expired values; default 1 minute. Negative disables the sweep.
+	SweepInterval time.Duration
+	// SweepBatch is how many expired keys the sweep purges between pauses;
+	// default 100.
+	SweepBatch int
+}
+
+// Store is the NATS JetStream KV session store. It implements store.Store,
+// store.UserIndex and store.Notifier.
+type Store struct {
+	nc      *nats.Conn
+	ownConn bool
+	kv      jetstream.KeyValue
+	now     func() time.Time
+	timeout time.Duration
+	log     *slog.Logger
+	// maxValue is the largest value written in one message.
+	maxValue int
+	batch    int
+
+	bg     context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	// seen caches the metadata (not the data) of the revisions this store
+	// last read or wrote, by record key, so that a Save with the version a
+	// Load returned skips the read: a revision names one value, so if the
+	// Update succeeds, the value it replaced is the cached one.
+	seenMu sync.Mutex
+	seen   map[string]current
+
+	subMu    sync.RWMutex
+	subs     map[uint64]func(store.Event)
+	nextSub  uint64
+	watching bool
+}
+
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.UserIndex = (*Store)(nil)
+	_ store.Notifier  = (*Store)(nil)
+)
+
+// New connects (or uses cfg.Conn), creates or binds the bucket and starts
+// the sweep. While the JetStream cluster is not ready (no meta leader yet)
+// it retries until ctx ends.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "sessionkit"
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = 31 * 24 * time.Hour
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	if cfg.SweepBatch <= 0 {
+		cfg.SweepBatch = 100
+	}
+	nc, own := cfg.Conn, false
+	if nc == nil {
+		if cfg.URL == "" {
+			return nil, errors.New("natsstore: New: Config.URL or Config.Conn is required")
+		}
+		var err error
+		nc, err = nats.Connect(cfg.URL, nats.Name("sessionkit"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: connect %s: %w", cfg.URL, err)
+		}
+		own = true
+	}
+	fail := func(err error) (*Store, error) {
+		if own {
+			nc.Close()
+		}
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(fmt.Errorf("natsstore: %w", err))
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+		if nc.ConnectedClusterName() != "" {
+			cfg.Replicas = 3
+		}
+	}
+	kv, err := bindBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:   cfg.Bucket,
+		History:  1,
+		TTL:      cfg.MaxLifetime,
+		Storage:  jetstream.FileStorage,
+		Replicas: cfg.Replicas,
+	}, cfg.Timeout)
+	if err != nil {
+		return fail(err)
+	}
+	maxValue := int(nc.MaxPayload()) - 8<<10
+	if maxValue < 4<<10 {
+		maxValue = 4 << 10
+	}
+	s := &Store{
+		nc: nc, ownConn: own, kv: kv, now: cfg.Now, timeout: cfg.Timeout,
+		log: cfg.Logger, maxValue: maxValue, batch: cfg.SweepBatch,
+		subs: make(map[uint64]func(store.Event)),
+		seen: make(map[string]current),
+	}
+	s.bg, s.cancel = context.WithCancel(context.Background())
+	if cfg.SweepInterval > 0 {
+		s.wg.Add(1)
+		go s.sweepLoop(cfg.SweepInterval)
+	}
+	return s, nil
+}
+
+func bindBucket(ctx context.Context, js jetstream.JetStream, kvc jetstream.KeyValueConfig, timeout time.Duration) (jetstream.KeyValue, error) {
+	var last error
+	for {
+		octx, cancel := context.WithTimeout(ctx, timeout)
+		kv, err := js.KeyValue(octx, kvc.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(octx, kvc)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				kv, err = js.KeyValue(octx, kvc.Bucket)
+			}
+		}
+		if err == nil {
+			err = leaderElected(octx, kv)
+		}
+		if err == nil {
+			kv, err = leaderReads(octx, js, kv, kvc.Bucket)
+		}
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsstore: bucket %s: %w (%w)", kvc.Bucket, last, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// leaderReads turns off direct gets on the bucket's stream, so that every
+// Get is answered by the stream's leader: a replica answering directly can
+// be a few writes behind, and a session read there would miss changes
+// another node already saved (the conformance suite's concurrent counter
+// caught this on a 3-node cluster). It returns the bucket bound again.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, bucket string) (jetstream.KeyValue, error) {
+	stream, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := stream.CachedInfo().Config
+	if !cfg.AllowDirect && !cfg.MirrorDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect, cfg.MirrorDirect = false, false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("turning off direct gets: %w", err)
+	}
+	return js.KeyValue(ctx, bucket)
+}
+
+// leaderElected returns nil once the bucket's stream has a leader: right
+// after a replicated bucket is created, writes find no stream to answer
+// them until its Raft group has elected one.
+func leaderElected(ctx context.Context, kv jetstream.KeyValue) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return nil
+	}
+	if info := bs.StreamInfo(); info.Cluster != nil && info.Cluster.Leader == "" && info.Config.Replicas > 1 {
+		return errors.New("stream has no leader yet")
+	}
+	return nil
+}
+
+// ---- encoding ----
+
+// Every value starts with a header: format byte, flags byte, expiry (unix
+// ms, big-endian int64), uvarint length and bytes of the user ID. A record
+// then holds its data, or, flagged chunked, a reference to chunk keys.
+const (
+	format      = 1
+	flagChunked = 1
+)
+
+type meta struct {
+	expires int64 // unix ms
+	user    string
+	chunked bool
+	chunkID string
+	nChunks int
+	total   int
+	data    []byte // inline data, or the chunk's bytes
+}
+
+func encodeHeader(buf []byte, flags byte, expires int64, user string) []byte {
+	buf = append(buf, format, flags)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(expires))
+	buf = binary.AppendUvarint(buf, uint64(len(user)))
+	return append(buf, user...)
+}
+
+var errCorrupt = errors.New("natsstore: corrupt value")
+
+func decode(b []byte) (meta, error) {
+	var m meta
+	if len(b) < 10 || b[0] != format {
+		return m, errCorrupt
+	}
+	flags := b[1]
+	m.expires = int64(binary.BigEndian.Uint64(b[2:10]))
+	b = b[10:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return m, errCorrupt
+	}
+	m.user = string(b[k : k+int(n)])
+	b = b[k+int(n):]
+	if flags&flagChunked == 0 {
+		m.data = b
+		return m, nil
+	}
+	m.chunked = true
+	c, k := binary.Uvarint(b)
+	if k <= 0 {
+		return m, errCorrupt
+	}
+	b = b[k:]
+	t, k := binary.Uvarint(b)
+	if k <= 0 {
+		return m, errCorrupt
+	}
+	m.nChunks, m.total, m.chunkID = int(c), int(t), string(b[k:])
+	return m, nil
+}
+
+var b64 = base64.RawURLEncoding
+
+func recordKey(key string) string      { return "k." + b64.EncodeToString([]byte(key)) }
+func indexPrefix(user string) string   { return "u." + b64.EncodeToString([]byte(user)) + "." }
+func indexKey(user, key string) string { return indexPrefix(user) + b64.EncodeToString([]byte(key)) }
+func chunkKey(id string, i int) string { return "c." + id + "." + strconv.Itoa(i) }
+func newChunkID() string               { return rand.Text() }
+func (s *Store) live(m meta) bool      { return m.expires > s.now().UnixMilli() }
+func (m meta) expiresTime() time.Time  { return time.UnixMilli(m.expires).UTC() }
+
+// ---- plumbing ----
+
+func (s *Store) check(key string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("natsstore: %w", store.ErrClosed)
+	}
+	return store.CheckKey(key)
+}
+
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// retry calls f again while it fails with no responders: right after a
+// bucket is created, or while a replica catches up or a leader is being
+// elected, no server may answer a read or a write yet. Such a request
+// reached no stream, so repeating it is safe. It gives up when ctx ends.
+func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// retryRead is retry for reads, which may also be repeated after an
+// answer that JetStream is temporarily unavailable (code 503): for a few
+// moments after a stream's leader is lost, the survivors answer that
+// until they have elected a new one. Writes are not repeated on it: the
+// write may have been applied, and a compare-and-set repeated after its own
+// success would report a conflict for a write that happened.
+func retryRead[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	for {
+		v, err := retry(ctx, f)
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.Code != 503 {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func retry0(ctx context.Context, f func() error) error {
+	_, err := retry(ctx, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+func isMismatch(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// current is the latest entry of a record key: rev 0 if there is none (or
+// only a delete marker).
+type current struct {
+	rev  uint64
+	m    meta
+	live bool
+}
+
+func (s *Store) current(ctx context.Context, k string) (current, error) {
+	e, err := retryRead(ctx, func() (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, k) })
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return current{}, nil
+	}
+	if err != nil {
+		return current{}, err
+	}
+	m, err := decode(e.Value())
+	if err != nil {
+		return current{}, fmt.Errorf("%w: key %s revision %d", err, k, e.Revision())
+	}
+	return current{rev: e.Revision(), m: m, live: s.live(m)}, nil
+}
+
+// data returns a live record's data, reading its chunks if any. ok is
+// false if a chunk is gone (the record was replaced meanwhile).
+func (s *Store) data(ctx context.Context, m meta) (data []byte, ok bool, err error) {
+	if !m.chunked {
+		return m.data, true, nil
+	}
+	data = make([]byte, 0, m.total)
+	for i := range m.nChunks {
+		e, err := retryRead(ctx, func() (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, chunkKey(m.chunkID, i)) })
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		cm, err := decode(e.Value())
+		if err != nil {
+			return nil, false, err
+		}
+		data = append(data, cm.data...)
+	}
+	if len(data) != m.total {
+		return nil, false, errCorrupt
+	}
+	return data, true, nil
+}
+
+// removeChunks purges the chunks of m, best effort (the sweep removes
+// what is left once they expire).
+func (s *Store) removeChunks(ctx context.Context, m meta) {
+	if !m.chunked {
+		return
+	}
+	for i := range m.nChunks {
+		if err := s.kv.Purge(ctx, chunkKey(m.chunkID, i)); err != nil {
+			s.log.Debug("natsstore: purge chunk", "err", err)
+			return
+		}
+	}
+}
+
+// ---- cache of seen revisions ----
+
+const seenMax = 4096
+
+func (s *Store) remember(k string, c current) {
+	c.m.data = nil
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if len(s.seen) >= seenMax {
+		for x := range s.seen { // evict an arbitrary entry
+			delete(s.seen, x)
+			break
+		}
+	}
+	s.seen[k] = c
+}
+
+func (s *Store) forget(k string) {
+	s.seenMu.Lock()
+	delete(s.seen, k)
+	s.seenMu.Unlock()
+}
+
+func (s *Store) recall(k string, rev uint64) (current, bool) {
+	s.seenMu.Lock()
+	c, ok := s.seen[k]
+	s.seenMu.Unlock()
+	return c, ok && c.rev == rev
+}
+
+// ---- Store ----
+
+// Load implements store.Store.
+func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
+	if err := s.check(key); err != nil {
+		return store.Record{}, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	rec, _, err := s.load(ctx, recordKey(key))
+	if err != nil {
+		return store.Record{}, fmt.Errorf("natsstore: load: %w", err)
+	}
+	return rec, nil
+}
+
+func (s *Store) load(ctx context.Context, k string) (store.Record, meta, error) {
+	for range 5 {
+		cur, err := s.current(ctx, k)
+		if err != nil {
+			return store.Record{}, meta{}, err
+		}
+		if !cur.live {
+			return store.Record{}, meta{}, store.ErrNotFound
+		}
+		data, ok, err := s.data(ctx, cur.m)
+		if err != nil {
+			return store.Record{}, meta{}, err
+		}
+		if ok {
+			s.remember(k, cur)
+			return store.Record{Data: data, Version: cur.rev, Expires: cur.m.expiresTime(), UserID: cur.m.user}, cur.m, nil
+		}
+	}
+	return store.Record{}, meta{}, errors.New("record replaced too often while reading its chunks")
+}
+
+// Save implements store.Store.
+func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64, error) {
+	if err := s.check(key); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	v, err := s.save(ctx, key, rec)
+	if err != nil {
+		return 0, fmt.Errorf("natsstore: save: %w", err)
+	}
+	return v, nil
+}
+
+func (s *Store) save(ctx context.Context, key string, rec store.Record) (uint64, error) {
+	k := recordKey(key)
+	exp := rec.Expires.UnixMilli()
+	val := encodeHeader(nil, 0, exp, rec.UserID)
+	var written meta
+	if len(val)+len(rec.Data) <= s.maxValue {
+		val = append(val, rec.Data...)
+	} else {
+		// Too large for one message: write the data as chunks first.
+		size := s.maxValue - 64
+		written = meta{chunked: true, chunkID: newChunkID(), total: len(rec.Data)}
+		written.nChunks = (len(rec.Data) + size - 1) / size
+		for i := range written.nChunks {
+			part := rec.Data[i*size : min((i+1)*size, len(rec.Data))]
+			cv := append(encodeHeader(make([]byte, 0, 32+len(part)), 0, exp, ""), part...)
+			if _, err := retry(ctx, func() (uint64, error) { return s.kv.Put(ctx, chunkKey(written.chunkID, i), cv) }); err != nil {
+				s.removeChunks(context.WithoutCancel(ctx), written)
+				return 0, err
+			}
+		}
+		val = encodeHeader(nil, flagChunked, exp, rec.UserID)
+		val = binary.AppendUvarint(val, uint64(written.nChunks))
+		val = binary.AppendUvarint(val, uint64(written.total))
+		val = append(val, written.chunkID...)
+	}
+	if rec.UserID != "" {
+		// The index entry goes first, so a saved record is never missing
+		// from it; a stale entry is filtered out when listing.
+		iv := encodeHeader(nil, 0, exp, "")
+		if _, err := retry(ctx, func() (uint64, error) { return s.kv.Put(ctx, indexKey(rec.UserID, key), iv) }); err != nil {
+			s.removeChunks(context.WithoutCancel(ctx), written)
+			return 0, err
+		}
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		var cur current
+		var err error
+		if c, ok := s.recall(k, rec.Version); ok && rec.Version > 0 && attempt == 0 {
+			cur, cur.live = c, s.live(c.m) // skip the read (see Store.seen)
+		} else if cur, err = s.current(ctx, k); err != nil {
+			s.removeChunks(context.WithoutCancel(ctx), written)
+			return 0, err
+		}
+		var rev uint64
+		switch {
+		case rec.Version == 0 && cur.rev == 0:
+			rev, err = retry(ctx, func() (uint64, error) { return s.kv.Create(ctx, k, val) })
+		case rec.Version == 0 && !cur.live:
+			rev, err = retry(ctx, func() (uint64, error) { return s.kv.Update(ctx, k, val, cur.rev) })
+		case rec.Version == 0, !cur.live, cur.rev != rec.Version:
+			s.removeChunks(context.WithoutCancel(ctx), written)
+			return 0, store.ErrConflict
+		default:
+			rev, err = retry(ctx, func() (uint64, error) { return s.kv.Update(ctx, k, val, rec.Version) })
+			if isMismatch(err) {
+				s.forget(k)
+				s.removeChunks(context.WithoutCancel(ctx), written)
+				return 0, store.ErrConflict
+			}
+		}
+		if isMismatch(err) {
+			continue // changed between Get and write: look again
+		}
+		if err != nil {
+			s.removeChunks(context.WithoutCancel(ctx), written)
+			return 0, err
+		}
+		s.remember(k, current{rev: rev, m: meta{expires: exp, user: rec.UserID, chunked: written.chunked,
+			chunkID: written.chunkID, nChunks: written.nChunks, total: written.total}})
+		if cur.rev != 0 {
+			s.cleanup(context.WithoutCancel(ctx), key, cur.m, rec.UserID)
+		}
+		return rev, nil
+	}
+	s.removeChunks(context.WithoutCancel(ctx), written)
+	return 0, store.ErrConflict
+}
+
+// cleanup removes what the replaced or deleted value old referred to: its
+// chunks, and its index entry unless the record is still bound to newUser.
+func (s *Store) cleanup(ctx context.Context, key string, old meta, newUser string) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	s.removeChunks(ctx, old)
+	if old.user != "" && old.user != newUser {
+		if err := s.kv.Purge(ctx, indexKey(old.user, key)); err != nil {
+			s.log.Debug("natsstore: purge index entry", "err", err)
+		}
+	}
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
+	if err := s.check(key); err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if _, err := s.del(ctx, key, version, nil); err != nil {
+		return fmt.Errorf("natsstore: delete: %w", err)
+	}
+	return nil
+}
+
+// del deletes the record under key: with version > 0 only that live
+// version, otherwise whatever is there (if match accepts it). It reports
+// whether a live record was deleted.
+func (s *Store) del(ctx context.Context, key string, version uint64, match func(meta) bool) (bool, error) {
+	k := recordKey(key)
+	for range 8 {
+		cur, err := s.current(ctx, k)
+		if err != nil {
+			return false, err
+		}
+		if version > 0 && (!cur.live || cur.rev != version) {
+			return false, store.ErrConflict
+		}
+		if cur.rev == 0 || (match != nil && !match(cur.m)) {
+			return false, nil
+		}
+		err = retry0(ctx, func() error { return s.kv.Delete(ctx, k, jetstream.LastRevision(cur.rev)) })
+		if isMismatch(err) {
+			if version > 0 {
+				return false, store.ErrConflict
+			}
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		s.forget(k)
+		s.cleanup(context.WithoutCancel(ctx), key, cur.m, "")
+		return cur.live, nil
+	}
+	return false, errors.New("record changed too often to delete it")
+}
+
+// ListUser implements store.UserIndex. It lists the index keys of the user
+// (a filtered watch of the bucket) and then loads each record: 1 + n round
+// trips for n entries.
+func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("natsstore: %w", store.ErrClosed)
+	}
+	if userID == "" {
+		return nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	keys, err := s.userKeys(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: list user: %w", err)
+	}
+	var out []store.Entry
+	for _, key := range keys {
+		rec, _, err := s.load(ctx, recordKey(key))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: list user: %w", err)
+		}
+		if rec.UserID == userID {
+			out = append(out, store.Entry{Key: key, Record: rec})
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) userKeys(ctx context.Context, userID string) ([]string, error) {
+	prefix := indexPrefix(userID)
+	w, err := s.kv.Watch(ctx, prefix+"*", jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	seen := make(map[string]bool)
+	var keys []string
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("index watch ended early")
+			}
+			if e == nil {
+				return keys, nil
+			}
+			raw, err := b64.DecodeString(strings.TrimPrefix(e.Key(), prefix))
+			if err != nil || seen[string(raw)] {
+				continue
+			}
+			seen[string(raw)] = true
+			keys = append(keys, string(raw))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// DeleteUser implements store.UserIndex: 1 + 2n round trips and more for
+// n entries.
+func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("natsstore: %w", store.ErrClosed)
+	}
+	if userID == "" {
+		return 0, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	keys, err := s.userKeys(ctx, userID)
+	if err != nil {
+		return 0, fmt.Errorf("natsstore: delete user: %w", err)
+	}
+	n := 0
+	for _, key := range keys {
+		deleted, err := s.del(ctx, key, 0, func(m meta) bool { return m.user == userID })
+		if err != nil {
+			return n, fmt.Errorf("natsstore: delete user: %w", err)
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ---- Notifier ----
+
+// Subscribe implements store.Notifier. The first call starts a watch of the
+// bucket's record keys; events are best-effort (see the package doc).
+func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.closed.Load() {
+		return func() {}
+	}
+	if !s.watching {
+		w, err := s.kv.Watch(s.bg, "k.*", jetstream.UpdatesOnly())
+		if err != nil {
+			s.log.Error("natsstore: watch failed; no events until the next Subscribe", "err", err)
+		} else {
+			s.watching = true
+			s.wg.Add(1)
+			go s.watch(w)
+		}
+	}
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	return func() {
+		s.subMu.Lock()
+		delete(s.subs, id)
+		s.subMu.Unlock()
+	}
+}
+
+func (s *Store) watch(w jetstream.KeyWatcher) {
+	defer s.wg.Done()
+	defer w.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			raw, err := b64.DecodeString(strings.TrimPrefix(e.Key(), "k."))
+			if err != nil {
+				continue
+			}
+			ev := store.Event{Key: string(raw)}
+			switch e.Operation() {
+			case jetstream.KeyValuePut:
+				ev.Op, ev.Version = store.OpSave, e.Revision()
+			default:
+				ev.Op = store.OpDelete
+			}
+			s.subMu.RLock()
+			for _, fn := range s.subs {
+				fn(ev)
+			}
+			s.subMu.RUnlock()
+		}
+	}
+}
+
+// ---- lifetime and sweep ----
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.subMu.Lock() // no watch starts after this
+	s.cancel()
+	s.subMu.Unlock()
+	s.wg.Wait()
+	if s.ownConn {
+		s.nc.Close()
+	}
+	return nil
+}
+
+func (s *Store) sweepLoop(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case <-t.C:
+			n, err := s.Sweep(s.bg)
+			if err != nil && s.bg.Err() == nil {
+				s.log.Warn("natsstore: sweep", "err", err, "purged", n)
+			}
+		}
+	}
+}
+
+// Sweep purges the values (records, index entries, chunks) whose logical
+// expiry has passed and returns how many it purged. It reads every value
+// of the bucket once; the background sweep calls it every
+// Config.SweepInterval.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.timeout+time.Minute)
+	defer cancel()
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	type kr struct {
+		key string
+		rev uint64
+	}
+	var expired []kr
+	now := s.now().UnixMilli()
+scan:
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				break scan
+			}
+			m, err := decode(e.Value())
+			if err == nil && m.expires <= now {
+				expired = append(expired, kr{e.Key(), e.Revision()})
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	w.Stop()
+	n := 0
+	for i, x := range expired {
+		// LastRevision: a value written since the scan stays.
+		err := s.kv.Purge(ctx, x.key, jetstream.LastRevision(x.rev))
+		if err != nil && !isMismatch(err) {
+			return n, err
+		}
+		if err == nil {
+			n++
+		}
+		if (i+1)%s.batch == 0 {
+			select {
+			case <-ctx.Done():
+				return n, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return n, nil
+}

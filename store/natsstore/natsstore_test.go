@@ -1,0 +1,170 @@
+package natsstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
+	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/natsstore"
+	"github.com/sessionkit/sessionkit/store/storetest"
+)
+
+// newBucketStore makes a store on a fresh bucket of the server at url and
+// deletes the bucket when t ends.
+func newBucketStore(t *testing.T, url string, replicas int, now func() time.Time) *natsstore.Store {
+	t.Helper()
+	bucket := "storetest_" + rand.Text()
+	s := newStore(t, url, bucket, replicas, now)
+	t.Cleanup(func() { deleteBucket(t, url, bucket) })
+	return s
+}
+
+// newBucketStoreNamed makes a store on the bucket, which is not deleted.
+func newBucketStoreNamed(t *testing.T, url, bucket string, replicas int) *natsstore.Store {
+	t.Helper()
+	return newStore(t, url, bucket, replicas, time.Now)
+}
+
+func newStore(t *testing.T, url, bucket string, replicas int, now func() time.Time) *natsstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	s, err := natsstore.New(ctx, natsstore.Config{
+		URL:           url,
+		Bucket:        bucket,
+		Replicas:      replicas,
+		Now:           now,
+		Timeout:       5 * time.Second,
+		SweepInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func deleteBucket(t *testing.T, url, bucket string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Logf("delete bucket %s: %v", bucket, err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Logf("delete bucket %s: %v", bucket, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteKeyValue(ctx, bucket); err != nil {
+		t.Logf("delete bucket %s: %v", bucket, err)
+	}
+}
+
+func TestConformanceExternal(t *testing.T) {
+	addr := testenv.TCPAddr(t, "SESSIONKIT_NATS_ADDR", "127.0.0.1:4222")
+	storetest.Run(t, storetest.Options{
+		New: func(t *testing.T, now func() time.Time) store.Store {
+			return newBucketStore(t, "nats://"+addr, 1, now)
+		},
+	})
+}
+
+// freeAddrs returns n loopback addresses with free ports.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// startCluster starts a 3-node cluster in one process and shuts it down
+// when t ends. The cluster ports are picked free and then closed, so another
+// socket may take one meanwhile: a failed start is retried on new ports.
+func startCluster(t *testing.T) ([]*natsstore.Node, []natsstore.NodeConfig) {
+	t.Helper()
+	var err error
+	for attempt := range 3 {
+		var nodes []*natsstore.Node
+		var cfgs []natsstore.NodeConfig
+		nodes, cfgs, err = tryCluster(t, attempt)
+		if err == nil {
+			for _, n := range nodes {
+				t.Cleanup(n.Shutdown)
+			}
+			return nodes, cfgs
+		}
+		t.Logf("starting the cluster: %v; retrying", err)
+	}
+	t.Fatal(err)
+	return nil, nil
+}
+
+func tryCluster(t *testing.T, attempt int) ([]*natsstore.Node, []natsstore.NodeConfig, error) {
+	routes := freeAddrs(t, 3)
+	dir := t.TempDir()
+	var nodes []*natsstore.Node
+	var cfgs []natsstore.NodeConfig
+	for i := range 3 {
+		var peers []string
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, r)
+			}
+		}
+		cfg := natsstore.NodeConfig{
+			Name:        fmt.Sprintf("n%d", i),
+			Dir:         filepath.Join(dir, fmt.Sprintf("n%d-%d", i, attempt)),
+			ClusterAddr: routes[i],
+			Peers:       peers,
+		}
+		n, err := natsstore.StartNode(cfg)
+		if err != nil {
+			for _, n := range nodes {
+				n.Shutdown()
+			}
+			return nil, nil, err
+		}
+		nodes, cfgs = append(nodes, n), append(cfgs, cfg)
+	}
+	return nodes, cfgs, nil
+}
+
+func TestConformanceCluster(t *testing.T) {
+	// Not parallel: its concurrency test, bounded at 30 s, needs the CPU.
+	nodes, _ := startCluster(t)
+	i := 0
+	storetest.Run(t, storetest.Options{
+		New: func(t *testing.T, now func() time.Time) store.Store {
+			i++
+			return newBucketStore(t, nodes[i%3].ClientURL(), 3, now)
+		},
+		// Every write here is a Raft round among three servers in this
+		// one process; with the race detector on a shared 2-core machine
+		// the default 64 writers x 20 increments (about 160,000 requests)
+		// do not fit the suite's 30 s bound. 16 contending writers still
+		// catch any lost or doubled update.
+		Writers: 16,
+	})
+}
