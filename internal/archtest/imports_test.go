@@ -36,6 +36,7 @@ var rules = map[string]rule{
 	"internal/cli": {own: []string{"session", "session/sid", "store", "store/memstore", "store/redisstore",
 		"store/pgstore", "store/breaker", "internal/refapp", "sessionmetrics"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
+	"balancer":          {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"internal/testenv":  {},
 	"internal/archtest": {},
 	"cmd/sessionkit":    {own: []string{"internal/cli"}},
