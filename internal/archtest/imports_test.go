@@ -34,7 +34,7 @@ var rules = map[string]rule{
 	"session":         {own: []string{"store", "session/sid"}},
 	"internal/refapp": {own: []string{"session", "session/sid", "store"}},
 	"internal/cli": {own: []string{"session", "session/sid", "store", "store/memstore", "store/redisstore",
-		"store/pgstore", "store/breaker", "internal/refapp", "sessionmetrics"},
+		"store/pgstore", "store/breaker", "internal/refapp", "sessionmetrics", "balancer"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"balancer":          {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"internal/testenv":  {},
