@@ -208,3 +208,40 @@ func TestBalance_configFile(t *testing.T) {
 		oneLine(t, stderr, "sessionkit balance: ", part)
 	}
 }
+
+// TestBalance_limitsAndShutdown checks the listener's header limit, then
+// that cancelling the command's context stops it gracefully with status 0.
+func TestBalance_limitsAndShutdown(t *testing.T) {
+	s := startServe(t, nil, "serve", "--node", "n1", "--addr", "127.0.0.1:0")
+	b := startBalance(t, nil, "--listen", "127.0.0.1:0", "--backend", "n1="+s.url, "--max-body", "16")
+
+	req, _ := http.NewRequest("GET", b.url+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("128 KiB header: status %d; want 431", resp.StatusCode)
+	}
+	resp, err = http.Post(b.url+"/login", "application/json", strings.NewReader(`{"user":"a-rather-long-name"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("X-Node") != "" {
+		t.Errorf("body over --max-body: status %d from node %q; want 413 from the balancer", resp.StatusCode, resp.Header.Get("X-Node"))
+	}
+
+	b.cancel()
+	select {
+	case code := <-b.done:
+		b.done <- code
+		if code != 0 || !strings.HasSuffix(b.stderr.String(), "sessionkit balance: stopped\n") {
+			t.Errorf("after cancel: exit %d, stderr:\n%s", code, b.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("balance did not stop within 10s")
+	}
+}
