@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -80,7 +81,7 @@ func New(cfg Config) (*Balancer, error) {
 		ModifyResponse: b.modifyResponse,
 		ErrorHandler:   b.proxyError,
 		BufferPool:     bufferPool{},
-		ErrorLog:       nil,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	if cfg.Health.Interval > 0 {
 		go b.healthLoop()
