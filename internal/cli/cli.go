@@ -33,6 +33,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run one node of the reference app", runServe},
+		{"balance", "run the sticky-session load balancer in front of serve nodes", runBalance},
 		{"help", "show help for sessionkit or one of its commands", runHelp},
 	}
 }

@@ -56,6 +56,17 @@ func (f *flagSet) Bool(p *bool, name string, def bool, usage string) {
 	f.order = append(f.order, name)
 }
 
+func (f *flagSet) Float64(p *float64, name string, def float64, usage string) {
+	f.fs.Float64Var(p, name, def, usage)
+	f.order = append(f.order, name)
+}
+
+// Var defines a flag of any flag.Value, such as one that may be repeated.
+func (f *flagSet) Var(v flag.Value, name, usage string) {
+	f.fs.Var(v, name, usage)
+	f.order = append(f.order, name)
+}
+
 // errf prints one error line for the command and returns exitUsage.
 func (f *flagSet) errf(s *sys, format string, args ...any) int {
 	fmt.Fprintf(s.stderr, "sessionkit %s: %s\n", f.cmd, fmt.Sprintf(format, args...))
@@ -114,8 +125,10 @@ func hint(fl *flag.Flag, err error) string {
 		switch g.Get().(type) {
 		case time.Duration:
 			return "want a duration such as 90s, 30m or 12h"
-		case int:
+		case int, int64:
 			return "want an integer"
+		case float64:
+			return "want a number"
 		case bool:
 			return "want true or false"
 		}
@@ -146,6 +159,9 @@ func (f *flagSet) printHelp(w io.Writer, about string) {
 // defValue is a flag's default as --help shows it: durations without
 // their zero minutes and seconds (30m, not 30m0s).
 func defValue(fl *flag.Flag) string {
+	if fl.DefValue == "" {
+		return "none"
+	}
 	if g, ok := fl.Value.(flag.Getter); ok {
 		if _, isDuration := g.Get().(time.Duration); isDuration {
 			v := fl.DefValue

@@ -1,0 +1,272 @@
+package balancer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// NodeStatus is a node's state as Nodes and the admin API report it.
+type NodeStatus struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+
+	// State is one of StateActive, StateDraining, StateDrained, StateDown,
+	// StateEjected.
+	State string `json:"state"`
+
+	// Healthy reports whether the node passes its active health checks.
+	Healthy bool `json:"healthy"`
+
+	// LastCheck is "ok", the last failed check's error, or "" before the
+	// first check.
+	LastCheck string `json:"last_check,omitempty"`
+
+	// DrainDeadline is when a draining node stops taking its sessions'
+	// requests; nil when not draining.
+	DrainDeadline *time.Time `json:"drain_deadline,omitempty"`
+
+	// Sessions is approximate: the number of distinct affinity keys
+	// (session IDs' random parts, or affinity cookies) seen on the node in
+	// the last Config.SessionWindow/2 to SessionWindow.
+	Sessions int `json:"sessions"`
+
+	// InFlight is the number of requests being proxied to the node.
+	InFlight int64 `json:"in_flight"`
+}
+
+// Nodes returns the status of every node, in the order they were added.
+func (b *Balancer) Nodes() []NodeStatus {
+	nowT := b.cfg.Now()
+	now := nowT.UnixNano()
+	set := b.set.Load()
+	out := make([]NodeStatus, 0, len(set.list))
+	for _, n := range set.list {
+		n.checkMu.Lock()
+		last := n.lastCheck
+		n.checkMu.Unlock()
+		st := NodeStatus{
+			Name: n.name, URL: n.url.String(), State: n.state(now), Healthy: n.up.Load(), LastCheck: last,
+			Sessions: n.sessions.count(now, b.cfg.SessionWindow), InFlight: n.inflight.Load(),
+		}
+		if d := n.drainDeadline.Load(); d != 0 {
+			t := time.Unix(0, d).UTC()
+			st.DrainDeadline = &t
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// AddNode adds a node at runtime. It takes new sessions at once (it is
+// presumed healthy until its checks say otherwise), and by rendezvous
+// hashing only the share of re-homed and new sessions that now score
+// highest on it moves to it. It fails with ErrNodeExists or ErrConfig.
+func (b *Balancer) AddNode(be Backend) error {
+	n, err := b.newNode(be)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	set := b.set.Load()
+	if _, ok := set.byName[n.name]; ok {
+		return fmt.Errorf("%w: %s", ErrNodeExists, n.name)
+	}
+	delete(b.removed, n.name)
+	b.set.Store(newNodeSet(append(slices.Clip(set.list), n)))
+	b.cfg.Logger.Info("balancer: node added", "node", n.name, "url", n.url.String())
+	return nil
+}
+
+// RemoveNode removes a node at once: requests in flight finish, and its
+// sessions are re-homed on their next request (counted as lost with
+// in-memory sessions; drain the node first to avoid that). It fails with
+// ErrNodeNotFound.
+func (b *Balancer) RemoveNode(name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	set := b.set.Load()
+	n, ok := set.byName[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, name)
+	}
+	list := slices.DeleteFunc(slices.Clone(set.list), func(o *node) bool { return o == n })
+	b.set.Store(newNodeSet(list))
+	if len(b.removed) >= 4096 {
+		clear(b.removed)
+	}
+	b.removed[name] = struct{}{}
+	b.m.dropNode(name)
+	b.cfg.Logger.Info("balancer: node removed", "node", name)
+	return nil
+}
+
+// Drain stops new sessions on the node; requests of its existing sessions
+// still go to it until deadline, then they are re-homed. A zero deadline
+// means Config.DrainTimeout from now. Draining a draining node moves its
+// deadline. It fails with ErrNodeNotFound.
+func (b *Balancer) Drain(name string, deadline time.Time) error {
+	n, ok := b.set.Load().byName[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, name)
+	}
+	if deadline.IsZero() {
+		deadline = b.cfg.Now().Add(b.cfg.DrainTimeout)
+	}
+	d := deadline.UnixNano()
+	if d == 0 {
+		d = 1 // 0 means "not draining"
+	}
+	n.drainDeadline.Store(d)
+	b.cfg.Logger.Info("balancer: node draining", "node", name, "deadline", deadline.UTC())
+	return nil
+}
+
+// Activate ends a node's draining: it takes new sessions again. It fails
+// with ErrNodeNotFound.
+func (b *Balancer) Activate(name string) error {
+	n, ok := b.set.Load().byName[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, name)
+	}
+	n.drainDeadline.Store(0)
+	b.cfg.Logger.Info("balancer: node active", "node", name)
+	return nil
+}
+
+// AdminHandler returns the admin API, JSON in and out. Serve it on a
+// separate, private listener: it is not authenticated.
+//
+//	GET    /nodes                  -> [NodeStatus, ...]
+//	POST   /nodes                  {"name":"n4","url":"http://10.0.0.4:8080"} -> 201 NodeStatus
+//	DELETE /nodes/{name}           -> 200 {"removed":"n4"}
+//	POST   /nodes/{name}/drain     optional {"timeout":"5m"} -> NodeStatus
+//	POST   /nodes/{name}/activate  -> NodeStatus
+//
+// Errors are {"error":"..."} with 400 (bad JSON, invalid node), 404 (no
+// such node), 409 (the node exists) or 413 (a body over 64 KiB).
+func (b *Balancer) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Nodes())
+	})
+	mux.HandleFunc("POST /nodes", func(w http.ResponseWriter, r *http.Request) {
+		var be Backend
+		if !readJSON(w, r, &be, true) {
+			return
+		}
+		if err := b.AddNode(be); err != nil {
+			writeErr(w, err)
+			return
+		}
+		b.writeNode(w, http.StatusCreated, be.Name)
+	})
+	mux.HandleFunc("DELETE /nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := b.RemoveNode(name); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+	})
+	mux.HandleFunc("POST /nodes/{name}/drain", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Timeout string `json:"timeout"`
+		}
+		if !readJSON(w, r, &body, false) {
+			return
+		}
+		var deadline time.Time
+		if body.Timeout != "" {
+			d, err := time.ParseDuration(body.Timeout)
+			if err != nil || d <= 0 {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "timeout: want a positive duration such as 90s or 10m"})
+				return
+			}
+			deadline = b.cfg.Now().Add(d)
+		}
+		name := r.PathValue("name")
+		if err := b.Drain(name, deadline); err != nil {
+			writeErr(w, err)
+			return
+		}
+		b.writeNode(w, http.StatusOK, name)
+	})
+	mux.HandleFunc("POST /nodes/{name}/activate", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := b.Activate(name); err != nil {
+			writeErr(w, err)
+			return
+		}
+		b.writeNode(w, http.StatusOK, name)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such admin route; see GET /nodes"})
+	})
+	return mux
+}
+
+func (b *Balancer) writeNode(w http.ResponseWriter, code int, name string) {
+	for _, st := range b.Nodes() {
+		if st.Name == name {
+			writeJSON(w, code, st)
+			return
+		}
+	}
+	writeErr(w, fmt.Errorf("%w: %q", ErrNodeNotFound, name))
+}
+
+const maxAdminBody = 64 << 10
+
+// readJSON decodes one JSON object from r's body into v; an empty body is
+// accepted unless required. It answers the error itself and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	switch {
+	case err == nil:
+		return true
+	case !required && errors.Is(err, io.EOF):
+		return true
+	}
+	code := http.StatusBadRequest
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		code = http.StatusRequestEntityTooLarge
+	}
+	writeJSON(w, code, map[string]string{"error": "bad JSON body: " + err.Error()})
+	return false
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	switch {
+	case errors.Is(err, ErrNodeNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrNodeExists):
+		code = http.StatusConflict
+	case errors.Is(err, ErrClosed):
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client is gone
+}

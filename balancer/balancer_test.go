@@ -1,0 +1,434 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+var three = []string{"n1", "n2", "n3"}
+
+func TestBalancer_routeTag_sticks(t *testing.T) {
+	b, _, _, reg := newTestBalancer(t, three, nil)
+	for _, route := range three {
+		for range 50 {
+			v := newID(t, route)
+			for range 2 {
+				if got := nodeOf(t, b, v); got != route {
+					t.Fatalf("session tagged %s went to %s", route, got)
+				}
+			}
+		}
+	}
+	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "hit"}); got != 300 {
+		t.Errorf("affinity hits = %v; want 300", got)
+	}
+}
+
+func TestBalancer_newUsers_spread(t *testing.T) {
+	b, _, _, reg := newTestBalancer(t, three, nil)
+	seen := map[string]int{}
+	for range 300 {
+		w := do(b, "GET", "/", "")
+		seen[w.Header().Get("X-Node")]++
+	}
+	for _, n := range three {
+		if seen[n] < 50 { // expected 100; 50 is > 7 standard deviations away
+			t.Errorf("new users per node = %v; want each near 100", seen)
+		}
+	}
+	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "miss"}); got != 300 {
+		t.Errorf("affinity misses = %v; want 300", got)
+	}
+}
+
+func TestBalancer_malformedCookie_isMiss(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	good := newID(t, "n2")
+	for _, v := range []string{"", ".n2", "abc.n2", good + "x", good[:43] + ".", good[:43] + ".n2.n3",
+		strings.Repeat("!", 43) + ".n2", good[:43] + ".n 2", "\"" + good, "\""} {
+		r := httptest.NewRequest("GET", "http://balancer.test/", nil)
+		r.Header.Set("Cookie", "session="+v)
+		w := httptest.NewRecorder()
+		b.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Errorf("cookie %q: status %d; want 200 from some node", v, w.Code)
+		}
+	}
+}
+
+func TestBalancer_nodeDeath_movesOnlyItsUsers(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			b, nodes, _, reg := newTestBalancer(t, three, func(c *Config) { c.SharedSessions = shared })
+			// A second balancer instance, sharing nothing with the first.
+			b2, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+				for _, n := range three {
+					c.Backends = append(c.Backends, nodes[n].backend())
+				}
+			})
+			ids := map[string][]string{}
+			for _, route := range three {
+				for range 60 {
+					ids[route] = append(ids[route], newID(t, route))
+				}
+			}
+			nodes["n2"].stop()
+			b.CheckHealth(t.Context())
+			b2.CheckHealth(t.Context())
+			if st := b.Nodes()[1]; st.State != StateDown {
+				t.Fatalf("n2 state = %s; want down", st.State)
+			}
+			moved := map[string]int{}
+			for route, list := range ids {
+				for _, v := range list {
+					got := nodeOf(t, b, v)
+					if route != "n2" && got != route {
+						t.Fatalf("session of live node %s moved to %s", route, got)
+					}
+					if route == "n2" {
+						if got == "n2" {
+							t.Fatal("session went to the dead node")
+						}
+						moved[got]++
+						if got2 := nodeOf(t, b2, v); got2 != got {
+							t.Fatalf("balancers disagree on a re-homed session: %s and %s", got, got2)
+						}
+						if again := nodeOf(t, b, v); again != got {
+							t.Fatalf("re-homed session moved again: %s then %s", got, again)
+						}
+					}
+				}
+			}
+			if moved["n1"] == 0 || moved["n3"] == 0 {
+				t.Errorf("the dead node's sessions went to %v; want them spread over n1 and n3", moved)
+			}
+			rehomes := counter(t, reg, "sessionkit_balancer_rehomes_total", map[string]string{"cause": "node_down"})
+			if rehomes != 120 { // 60 sessions, 2 requests each
+				t.Errorf("rehomes = %v; want 120", rehomes)
+			}
+			lost := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "node_down"})
+			want := 60.0
+			if shared {
+				want = 0
+			}
+			if lost != want {
+				t.Errorf("sessions lost = %v; want %v", lost, want)
+			}
+
+			// Recovery: the node comes back and passes its checks.
+			nodes["n2"].restart()
+			b.CheckHealth(t.Context())
+			if got := nodeOf(t, b, ids["n2"][0]); got != "n2" {
+				t.Errorf("after recovery a session of n2 went to %s", got)
+			}
+		})
+	}
+}
+
+func TestBalancer_retry(t *testing.T) {
+	b, nodes, clock, reg := newTestBalancer(t, three, nil)
+	v := newID(t, "n2")
+	nodes["n2"].stop() // dead, and no health check has noticed yet
+
+	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "session", Value: v})
+	if w.Code != http.StatusOK || w.Header().Get("X-Node") == "n2" {
+		t.Fatalf("GET to a dead node: status %d from %q; want 200 from another node", w.Code, w.Header().Get("X-Node"))
+	}
+	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+		t.Errorf("retries = %v; want 1", got)
+	}
+	if st := b.Nodes()[1]; st.State != StateEjected {
+		t.Errorf("n2 state = %s; want ejected", st.State)
+	}
+
+	// While ejected, its sessions go elsewhere without a failed attempt.
+	nodeOf(t, b, v)
+	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+		t.Errorf("retries = %v; want still 1", got)
+	}
+
+	// A POST whose connection failed before its body was read is retried
+	// with the whole body.
+	clock.Add(DefaultEjectFor) // the ejection ends; n2 is still dead
+	w = do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "session", Value: v})
+	if w.Code != http.StatusOK || !strings.HasSuffix(w.Body.String(), ` POST /cart {"item":"x"}`) {
+		t.Fatalf("POST to a dead node: status %d, body %q; want it retried with its body", w.Code, w.Body)
+	}
+
+	// The node returns: after the ejection it gets its sessions back.
+	nodes["n2"].restart()
+	clock.Add(DefaultEjectFor)
+	if got := nodeOf(t, b, v); got != "n2" {
+		t.Errorf("after the node returned its session went to %s", got)
+	}
+}
+
+func TestBalancer_retry_notAfterBodySent(t *testing.T) {
+	// A node that reads the body, then drops the connection without an
+	// answer: the POST must not be sent again.
+	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{hangUpNode(t, "bad", true), startNode(t, "good").backend()}
+	})
+	v := newID(t, "bad")
+	w := do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "session", Value: v})
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("POST after its body was sent: status %d; want 502", w.Code)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 0 {
+		t.Errorf("retries = %v; want 0", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "bad", "class": "error"}); got != 1 {
+		t.Errorf("requests{bad,error} = %v; want 1", got)
+	}
+	// A GET to the same kind of failure is retried.
+	b2, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{hangUpNode(t, "bad", false), startNode(t, "good").backend()}
+	})
+	if got := nodeOf(t, b2, v); got != "good" {
+		t.Errorf("GET after a dropped connection answered by %s; want good", got)
+	}
+}
+
+func TestBalancer_activeHealth(t *testing.T) {
+	b, nodes, _, reg := newTestBalancer(t, three, func(c *Config) { c.Health.Fall, c.Health.Rise = 2, 2 })
+	nodes["n3"].stop()
+	b.CheckHealth(t.Context())
+	if st := b.Nodes()[2]; st.State != StateActive || st.LastCheck == "ok" {
+		t.Fatalf("after one failed check n3 = %+v; want active, with the failure noted", st)
+	}
+	b.CheckHealth(t.Context())
+	if st := b.Nodes()[2]; st.State != StateDown {
+		t.Fatalf("after two failed checks n3 state = %s; want down", st.State)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_node_up", map[string]string{"node": "n3"}); got != 0 {
+		t.Errorf("node_up{n3} = %v; want 0", got)
+	}
+	nodes["n3"].restart()
+	b.CheckHealth(t.Context())
+	if st := b.Nodes()[2]; st.State != StateDown {
+		t.Fatalf("after one passed check n3 state = %s; want still down (Rise 2)", st.State)
+	}
+	b.CheckHealth(t.Context())
+	if st := b.Nodes()[2]; st.State != StateActive {
+		t.Fatalf("after two passed checks n3 state = %s; want active", st.State)
+	}
+}
+
+func TestBalancer_noNode(t *testing.T) {
+	b, nodes, _, reg := newTestBalancer(t, []string{"n1"}, nil)
+	nodes["n1"].stop()
+	b.CheckHealth(t.Context())
+	w := do(b, "GET", "/", "")
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("no healthy node: status %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != 1 {
+		t.Errorf("no_node = %v; want 1", got)
+	}
+}
+
+func TestBalancer_drain(t *testing.T) {
+	b, _, clock, reg := newTestBalancer(t, three, nil)
+	old := newID(t, "n1")
+	if err := b.Drain("n1", clock.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodeOf(t, b, old); got != "n1" {
+		t.Fatalf("existing session of a draining node went to %s; want n1", got)
+	}
+	for range 200 {
+		if got := do(b, "GET", "/", "").Header().Get("X-Node"); got == "n1" {
+			t.Fatal("a new user went to the draining node")
+		}
+	}
+	clock.Add(time.Minute)
+	if st := b.Nodes()[0]; st.State != StateDrained {
+		t.Errorf("after its deadline n1 state = %s; want drained", st.State)
+	}
+	if got := nodeOf(t, b, old); got == "n1" {
+		t.Fatal("after the deadline the session still went to n1")
+	}
+	if got := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "drain_deadline"}); got != 1 {
+		t.Errorf("sessions lost by drain_deadline = %v; want 1", got)
+	}
+	if err := b.Activate("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodeOf(t, b, old); got != "n1" {
+		t.Errorf("after Activate the session went to %s; want n1", got)
+	}
+	if err := b.Drain("nope", time.Time{}); !errors.Is(err, ErrNodeNotFound) {
+		t.Errorf("Drain of an unknown node: %v; want ErrNodeNotFound", err)
+	}
+}
+
+func TestBalancer_addRemove(t *testing.T) {
+	b, _, _, reg := newTestBalancer(t, three, nil)
+	n4 := startNode(t, "n4")
+	v := newID(t, "n4")
+	if got := nodeOf(t, b, v); got == "n4" {
+		t.Fatal("a session tagged with an unknown node reached it")
+	}
+	if got := counter(t, reg, "sessionkit_balancer_rehomes_total", map[string]string{"cause": "unknown_node"}); got != 1 {
+		t.Errorf("rehomes{unknown_node} = %v; want 1", got)
+	}
+	if err := b.AddNode(n4.backend()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddNode(n4.backend()); !errors.Is(err, ErrNodeExists) {
+		t.Errorf("adding n4 twice: %v; want ErrNodeExists", err)
+	}
+	if got := nodeOf(t, b, v); got != "n4" {
+		t.Fatalf("after AddNode a session tagged n4 went to %s", got)
+	}
+	seen := false
+	for range 200 {
+		if do(b, "GET", "/", "").Header().Get("X-Node") == "n4" {
+			seen = true
+			break
+		}
+	}
+	if !seen {
+		t.Error("no new user went to the added node")
+	}
+	v = newID(t, "n4") // the first ID was already counted as lost (unknown_node)
+	if got := nodeOf(t, b, v); got != "n4" {
+		t.Fatalf("a session tagged n4 went to %s", got)
+	}
+	if err := b.RemoveNode("n4"); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodeOf(t, b, v); got == "n4" {
+		t.Fatal("after RemoveNode a session still went to n4")
+	}
+	if got := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "node_removed"}); got != 1 {
+		t.Errorf("sessions lost by node_removed = %v; want 1", got)
+	}
+	if err := b.RemoveNode("n4"); !errors.Is(err, ErrNodeNotFound) {
+		t.Errorf("removing n4 twice: %v; want ErrNodeNotFound", err)
+	}
+	if len(b.Nodes()) != 3 {
+		t.Errorf("nodes after add and remove = %d; want 3", len(b.Nodes()))
+	}
+}
+
+// TestRendezvous_minimalMoves checks the hashing itself: adding a node
+// moves only keys to it, removing one moves only its keys, and the shares
+// are even.
+func TestRendezvous_minimalMoves(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	const keys = 20000
+	before := make([]string, keys)
+	share := map[string]int{}
+	set := b.set.Load()
+	for i := range keys {
+		before[i] = b.pick(set, 0, hashKey(fmt.Sprint("key", i)), nil).name
+		share[before[i]]++
+	}
+	for _, n := range three {
+		if share[n] < keys/3*9/10 || share[n] > keys/3*11/10 {
+			t.Errorf("shares = %v; want each within 10%% of %d", share, keys/3)
+		}
+	}
+	if err := b.AddNode(startNode(t, "n4").backend()); err != nil {
+		t.Fatal(err)
+	}
+	set = b.set.Load()
+	moved := 0
+	for i := range keys {
+		after := b.pick(set, 0, hashKey(fmt.Sprint("key", i)), nil).name
+		if after != before[i] {
+			if after != "n4" {
+				t.Fatalf("key %d moved from %s to %s; only moves to n4 are allowed", i, before[i], after)
+			}
+			moved++
+		}
+	}
+	if moved < keys/4*9/10 || moved > keys/4*11/10 {
+		t.Errorf("%d keys moved to n4; want about %d", moved, keys/4)
+	}
+	if err := b.RemoveNode("n4"); err != nil {
+		t.Fatal(err)
+	}
+	set = b.set.Load()
+	for i := range keys {
+		if got := b.pick(set, 0, hashKey(fmt.Sprint("key", i)), nil).name; got != before[i] {
+			t.Fatalf("after removing n4 key %d is on %s; want %s again", i, got, before[i])
+		}
+	}
+}
+
+func TestPick_boundedLoad(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, func(c *Config) { c.LoadFactor = 1.25 })
+	set := b.set.Load()
+	key := hashKey("some key")
+	first := b.pick(set, 0, key, nil)
+	first.inflight.Store(100) // far over its share
+	defer first.inflight.Store(0)
+	if got := b.pick(set, 0, key, nil); got == first {
+		t.Errorf("an overloaded node (%s) was picked with LoadFactor 1.25", got.name)
+	}
+	// Sticky requests still go to it.
+	v := newID(t, first.name)
+	if got := nodeOf(t, b, v); got != first.name {
+		t.Errorf("a sticky request went to %s; want %s", got, first.name)
+	}
+}
+
+func TestBalancer_bodyLimit(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, func(c *Config) { c.MaxBodyBytes = 10 })
+	if w := do(b, "POST", "/cart", strings.Repeat("x", 11)); w.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("11-byte body with a 10-byte limit: status %d; want 413", w.Code)
+	}
+	if w := do(b, "POST", "/cart", strings.Repeat("x", 10)); w.Code != http.StatusOK {
+		t.Errorf("10-byte body with a 10-byte limit: status %d; want 200", w.Code)
+	}
+}
+
+func TestNew_invalid(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no backend name", Config{Backends: []Backend{{URL: "http://a"}}}},
+		{"bad backend name", Config{Backends: []Backend{{Name: "a.b", URL: "http://a"}}}},
+		{"bad scheme", Config{Backends: []Backend{{Name: "a", URL: "ftp://a"}}}},
+		{"no host", Config{Backends: []Backend{{Name: "a", URL: "http://"}}}},
+		{"query", Config{Backends: []Backend{{Name: "a", URL: "http://a/?x=1"}}}},
+		{"duplicate", Config{Backends: []Backend{{Name: "a", URL: "http://a"}, {Name: "a", URL: "http://b"}}}},
+		{"cookie name", Config{SessionCookie: "a b"}},
+		{"short key", Config{Affinity: AffinityCookie{Enabled: true, Key: []byte("short")}}},
+		{"same cookie names", Config{Affinity: AffinityCookie{Enabled: true, Name: "session"}}},
+		{"load factor", Config{LoadFactor: 0.5}},
+		{"health path", Config{Health: HealthCheck{Path: "healthz"}}},
+		{"negative eject", Config{EjectFor: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := New(tt.cfg)
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("New: %v; want ErrConfig", err)
+			}
+			if b != nil {
+				b.Close()
+			}
+		})
+	}
+}
+
+func TestNew_doesNotModifyConfig(t *testing.T) {
+	cfg := Config{Backends: []Backend{{Name: "a", URL: "http://127.0.0.1:1"}}, Health: HealthCheck{Interval: -1}}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if cfg.SessionCookie != "" || cfg.Health.Path != "" || cfg.Transport != nil {
+		t.Errorf("New wrote into the caller's Config: %+v", cfg)
+	}
+}

@@ -1,0 +1,69 @@
+// Package balancer is sessionkit's sticky-session load balancer: an
+// http.Handler reverse proxy that sends each user back to the node holding
+// their session.
+//
+// # Affinity
+//
+// A request is routed, in this order, by:
+//
+//  1. the route tag of the app's session cookie (Config.SessionCookie,
+//     default "session"): sessionkit's session IDs are "<random>.<route>"
+//     (package session/sid), and the route names the node that minted the
+//     session, so the balancer needs no table of its own;
+//  2. the balancer's own affinity cookie (Config.Affinity, off by default),
+//     for apps that do not use sessionkit: an HMAC-signed value holding a
+//     random key and an opaque node id, never a node's name or address;
+//  3. otherwise the request has no affinity (a new user): the node is chosen
+//     by rendezvous hashing of a random key, which spreads new sessions
+//     evenly.
+//
+// When the node a session belongs to is down, ejected, removed or drained
+// past its deadline, the session is re-homed by rendezvous (highest random
+// weight) hashing of its random part over the nodes that take new sessions.
+// Every balancer instance computes the same answer with no shared state, and
+// adding or removing a node moves only the sessions that hash to it. With
+// Config.LoadFactor, a node already carrying more than its share of requests
+// in flight is skipped for new sessions and re-homes (consistent hashing with
+// bounded loads); sticky requests always go to their node.
+//
+// Config.SharedSessions states the failure policy: with a shared store or
+// tokens a re-homed user keeps their session and nothing is counted; with
+// in-memory sessions a re-homed user has lost their session, and the
+// balancer counts it (once per session, approximately) in
+// sessionkit_balancer_sessions_lost_total by cause.
+//
+// # Health
+//
+// Active checks GET Config.Health.Path (default /healthz) on every node
+// every Interval (default 2s); Fall consecutive failures (default 3) mark
+// a node down and Rise successes (default 2) bring it back. A connection
+// error while proxying ejects the node at once for Config.EjectFor (default
+// 10s) or until its next successful check. A request that failed to connect
+// is retried once on another node when that is safe: always when the
+// connection could not be made and no byte of the body was read, and for
+// bodyless GET, HEAD and OPTIONS requests after any transport error.
+//
+// # Draining and runtime changes
+//
+// Drain stops new sessions on a node and keeps its existing sessions there
+// until a deadline; AddNode and RemoveNode change the nodes at runtime.
+// AdminHandler serves these as a small JSON API, meant for a separate,
+// private listener.
+//
+// # Proxying
+//
+// The proxy is net/http/httputil.ReverseProxy with a tuned transport
+// (NewTransport) and a buffer pool. WebSocket and other upgrades and
+// server-sent events pass through. X-Forwarded-For, -Host and -Proto are set
+// from the client connection; headers of the same name sent by the client
+// are dropped unless Config.TrustForwarded is set. Request bodies are
+// limited to Config.MaxBodyBytes (default 32 MiB). Header size limits and
+// server timeouts belong to the http.Server that runs the Balancer (see the
+// balance command in internal/cli).
+//
+// A Balancer is safe for concurrent use. Its configuration is fixed at New;
+// only the node set and node states change afterwards, through its methods.
+// Close stops the health checks.
+//
+// Session IDs are never logged; log lines name nodes only.
+package balancer

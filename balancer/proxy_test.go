@@ -1,0 +1,247 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wsNode is a backend that answers an Upgrade: websocket request with 101
+// and then echoes every byte over the hijacked connection.
+func wsNode(t *testing.T, name string) Backend {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "want a websocket upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Node: %s\r\n\r\n", name)
+		brw.Flush()
+		io.Copy(conn, brw) // echo until the client closes
+	}))
+	t.Cleanup(srv.Close)
+	return Backend{Name: name, URL: srv.URL}
+}
+
+func TestBalancer_websocket(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{wsNode(t, "n1"), wsNode(t, "n2")}
+	})
+	front := httptest.NewServer(b)
+	defer front.Close()
+
+	v := newID(t, "n2")
+	conn, err := net.DialTimeout("tcp", front.Listener.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: session=%s\r\n\r\n", v)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Node") != "n2" {
+		t.Fatalf("upgrade: status %d from %q; want 101 from n2", resp.StatusCode, resp.Header.Get("X-Node"))
+	}
+	for _, msg := range []string{"hello", "second message"} {
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != msg {
+			t.Errorf("echo = %q; want %q", got, msg)
+		}
+	}
+}
+
+func TestBalancer_serverSentEvents(t *testing.T) {
+	release := make(chan struct{})
+	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select { // hold the stream open until the client has the first event
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer sse.Close()
+	defer close(release)
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: sse.URL}} })
+	front := httptest.NewServer(b)
+	defer front.Close()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", front.URL+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event = %q, %v; want it before the stream ends", line, err)
+	}
+}
+
+func TestBalancer_forwardedHeaders(t *testing.T) {
+	var got http.Header
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer echo.Close()
+	for _, trust := range []bool{false, true} {
+		b, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+			c.Backends = []Backend{{Name: "n1", URL: echo.URL}}
+			c.TrustForwarded = trust
+		})
+		r := httptest.NewRequest("GET", "http://front.example/x", nil)
+		r.RemoteAddr = "192.0.2.7:5555"
+		r.Header.Set("X-Forwarded-For", "203.0.113.9")
+		r.Header.Set("X-Forwarded-Proto", "https")
+		b.ServeHTTP(httptest.NewRecorder(), r)
+		wantFor, wantProto := "192.0.2.7", "http"
+		if trust {
+			wantFor, wantProto = "203.0.113.9, 192.0.2.7", "https"
+		}
+		if f := got.Get("X-Forwarded-For"); f != wantFor {
+			t.Errorf("trust=%v: X-Forwarded-For = %q; want %q", trust, f, wantFor)
+		}
+		if p := got.Get("X-Forwarded-Proto"); p != wantProto {
+			t.Errorf("trust=%v: X-Forwarded-Proto = %q; want %q", trust, p, wantProto)
+		}
+		if h := got.Get("X-Forwarded-Host"); h != "front.example" {
+			t.Errorf("trust=%v: X-Forwarded-Host = %q; want front.example", trust, h)
+		}
+	}
+}
+
+func TestAdminHandler(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	admin := b.AdminHandler()
+	call := func(method, path, body string) (int, string) {
+		w := do(admin, method, path, body)
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", method, path, ct)
+		}
+		return w.Code, w.Body.String()
+	}
+	// Sessions seen are counted per node.
+	for range 3 {
+		nodeOf(t, b, newID(t, "n1"))
+	}
+	code, body := call("GET", "/nodes", "")
+	var list []NodeStatus
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list) != 3 {
+		t.Fatalf("GET /nodes: %d %s (%v)", code, body, err)
+	}
+	if list[0].Name != "n1" || list[0].State != StateActive || list[0].Sessions != 3 || list[1].Sessions != 0 {
+		t.Errorf("GET /nodes = %+v; want n1 active with 3 sessions, n2 with 0", list)
+	}
+
+	n4 := startNode(t, "n4")
+	tests := []struct {
+		method, path, body string
+		code               int
+		contains           string
+	}{
+		{"POST", "/nodes", `{"name":"n4","url":"` + n4.url() + `"}`, 201, `"name":"n4"`},
+		{"POST", "/nodes", `{"name":"n4","url":"` + n4.url() + `"}`, 409, "already exists"},
+		{"POST", "/nodes", `{"name":"n 5","url":"http://x"}`, 400, "backend name"},
+		{"POST", "/nodes", `{"name":"n5"`, 400, "bad JSON"},
+		{"POST", "/nodes", `{"name":"n5","url":"http://x","extra":1}`, 400, "unknown field"},
+		{"POST", "/nodes", `{"name":"n5","url":"http://x"} {}`, 400, "trailing"},
+		{"POST", "/nodes", `{"name":"` + strings.Repeat("x", maxAdminBody) + `"}`, 413, "too large"},
+		{"POST", "/nodes/n4/drain", `{"timeout":"90s"}`, 200, `"state":"draining"`},
+		{"POST", "/nodes/n4/drain", `{"timeout":"soon"}`, 400, "positive duration"},
+		{"POST", "/nodes/n4/activate", "", 200, `"state":"active"`},
+		{"POST", "/nodes/n4/drain", "", 200, `"drain_deadline"`},
+		{"POST", "/nodes/n9/drain", "", 404, "no such node"},
+		{"DELETE", "/nodes/n4", "", 200, `"removed":"n4"`},
+		{"DELETE", "/nodes/n4", "", 404, "no such node"},
+		{"GET", "/other", "", 404, "no such admin route"},
+	}
+	for _, tt := range tests {
+		code, body := call(tt.method, tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, tt.contains) {
+			t.Errorf("%s %s %.40s: %d %s; want %d containing %q", tt.method, tt.path, tt.body, code, body, tt.code, tt.contains)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	b, _, _, reg := newTestBalancer(t, three, nil)
+	nodeOf(t, b, newID(t, "n3"))
+	do(b, "GET", "/", "")
+	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "n3", "class": "2xx"}); got < 1 {
+		t.Errorf("requests{n3,2xx} = %v; want at least 1", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_request_duration_seconds", map[string]string{"node": "n3"}); got < 1 {
+		t.Errorf("duration samples{n3} = %v; want at least 1", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_node_up", map[string]string{"node": "n1"}); got != 1 {
+		t.Errorf("node_up{n1} = %v; want 1", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_node_state", map[string]string{"node": "n2", "state": "active"}); got != 1 {
+		t.Errorf("node_state{n2,active} = %v; want 1", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_node_sessions", map[string]string{"node": "n3"}); got != 1 {
+		t.Errorf("node_sessions{n3} = %v; want 1", got)
+	}
+}
+
+func TestKeyCounter_window(t *testing.T) {
+	var k keyCounter
+	const w = 10 * time.Minute
+	k.see(1, 0, w)
+	k.see(2, 0, w)
+	k.see(2, int64(4*time.Minute), w)
+	if got := k.count(int64(4*time.Minute), w); got != 2 {
+		t.Errorf("count = %d; want 2", got)
+	}
+	k.see(3, int64(6*time.Minute), w) // rotates: {1,2} become old
+	if got := k.count(int64(6*time.Minute), w); got != 3 {
+		t.Errorf("count after a rotation = %d; want 3", got)
+	}
+	if got := k.count(int64(11*time.Minute), w); got != 1 {
+		t.Errorf("count after another = %d; want 1 (key 3 only)", got)
+	}
+	if got := k.count(int64(40*time.Minute), w); got != 0 {
+		t.Errorf("count long after = %d; want 0", got)
+	}
+}
+
+func TestClose_stopsHealthLoop(t *testing.T) {
+	b, err := New(Config{Health: HealthCheck{Interval: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b.Close() // twice is fine
+	if err := b.AddNode(Backend{Name: "n1", URL: "http://127.0.0.1:1"}); err != ErrClosed {
+		t.Errorf("AddNode after Close: %v; want ErrClosed", err)
+	}
+}

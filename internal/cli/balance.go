@@ -1,0 +1,346 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessionkit/sessionkit/balancer"
+	"github.com/sessionkit/sessionkit/session/sid"
+)
+
+const balanceAbout = `
+Runs sessionkit's sticky-session load balancer until SIGINT or SIGTERM, then
+shuts down gracefully (up to 10s for requests in flight). Each request goes to
+the node named by the route tag of its session cookie (sessionkit session IDs
+are "<random>.<route>", and 'sessionkit serve --node n1' tags them n1), or by
+the balancer's own signed affinity cookie (--affinity-cookie) for other apps.
+New users, and users whose node is down or gone, are placed by rendezvous
+hashing, so several balancers agree without talking to each other.
+
+  sessionkit balance --listen 127.0.0.1:8000 --admin 127.0.0.1:9000 \
+    --backend n1=http://127.0.0.1:8081 --backend n2=http://127.0.0.1:8082
+
+--admin serves a JSON API (GET /nodes; POST /nodes {"name":..,"url":..};
+DELETE /nodes/NAME; POST /nodes/NAME/drain {"timeout":"10m"}; POST
+/nodes/NAME/activate) and Prometheus metrics at GET /metrics. It is not
+authenticated: keep it on a private address.
+
+--config FILE reads a JSON object whose keys are these flags' names (with
+'-' or '_'), for example {"listen":"127.0.0.1:8000","backend":
+[{"name":"n1","url":"http://127.0.0.1:8081"}],"health-interval":"5s"}.
+Flags and environment variables win over the file. SESSIONKIT_BACKEND holds
+a comma-separated list of NAME=URL.`
+
+// backendList is the repeatable --backend flag.
+type backendList []balancer.Backend
+
+func (l *backendList) String() string {
+	var parts []string
+	for _, b := range *l {
+		parts = append(parts, b.Name+"="+b.URL)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set adds NAME=URL, or a comma-separated list of them.
+func (l *backendList) Set(v string) error {
+	for item := range strings.SplitSeq(v, ",") {
+		name, url, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || name == "" || url == "" {
+			return fmt.Errorf("want NAME=URL, such as n1=http://127.0.0.1:8081")
+		}
+		if err := sid.CheckRoute(name); err != nil {
+			return fmt.Errorf("node name %q: want 1 to 64 ASCII letters, digits, '-' or '_'", name)
+		}
+		*l = append(*l, balancer.Backend{Name: name, URL: url})
+	}
+	return nil
+}
+
+// balanceConfig is the balance command's configuration.
+type balanceConfig struct {
+	listen, admin, configFile string
+	backends                  backendList
+	cookie, affinityCookie    string
+	affinityKeyFile           string
+	insecureCookie            bool
+	sharedSessions            bool
+	trustForwarded            bool
+	healthPath                string
+	healthInterval            time.Duration
+	healthTimeout             time.Duration
+	ejectFor, drainTimeout    time.Duration
+	loadFactor                float64
+	maxBody                   int
+	logLevel                  string
+}
+
+const maxConfigFile = 1 << 20
+
+func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) {
+	f := newFlagSet("balance")
+	f.String(&cfg.listen, "listen", "127.0.0.1:8000", "`host:port` to serve the balanced app on; port 0 picks a free port")
+	f.Var(&cfg.backends, "backend", "a node as `name=url`, such as n1=http://127.0.0.1:8081; repeat it for each node\n"+
+		"        (the name is the route tag of the node's session IDs: its serve --node)")
+	f.String(&cfg.admin, "admin", "", "`host:port` of the admin API and /metrics (empty: none); keep it private")
+	f.String(&cfg.configFile, "config", "", "JSON `file` of settings (keys: these flags' names); flags win over it")
+	f.String(&cfg.cookie, "cookie", balancer.DefaultSessionCookie, "`name` of the app's session cookie, whose route tag picks the node")
+	f.Bool(&cfg.sharedSessions, "shared-sessions", false,
+		"sessions live in a shared store or tokens: a user whose node is gone is re-homed\n"+
+			"        silently; without it (in-memory sessions) each re-homed session counts as lost")
+	f.String(&cfg.affinityCookie, "affinity-cookie", "",
+		"`name` of the balancer's own signed affinity cookie, for apps whose sessions carry\n"+
+			"        no route tag (empty: off)")
+	f.String(&cfg.affinityKeyFile, "affinity-key-file", "",
+		"`file` holding the affinity cookie's HMAC key (at least 32 bytes); balancers that\n"+
+			"        share it accept each other's cookies (empty: a random key per process)")
+	f.Bool(&cfg.insecureCookie, "insecure-cookie", false, "drop the affinity cookie's Secure attribute (plain-HTTP development)")
+	f.String(&cfg.healthPath, "health-path", balancer.DefaultHealthPath, "`path` of the nodes' health check (GET; 2xx or 3xx passes)")
+	f.Duration(&cfg.healthInterval, "health-interval", balancer.DefaultHealthInterval, "`duration` between health checks")
+	f.Duration(&cfg.healthTimeout, "health-timeout", balancer.DefaultHealthTimeout, "`duration` a health check may take")
+	f.Duration(&cfg.ejectFor, "eject-for", balancer.DefaultEjectFor,
+		"keep a node whose connection failed out of rotation this `duration` (or until its next passed check)")
+	f.Duration(&cfg.drainTimeout, "drain-timeout", balancer.DefaultDrainTimeout, "default drain deadline (`duration`) of the admin API")
+	f.Float64(&cfg.loadFactor, "load-factor", 0,
+		"bound new sessions and re-homes to `factor` times the average load (0: no bound; else >= 1)")
+	f.Int(&cfg.maxBody, "max-body", balancer.DefaultMaxBodyBytes, "largest request body in `bytes` (-1: no limit)")
+	f.Bool(&cfg.trustForwarded, "trust-forwarded", false,
+		"keep the clients' X-Forwarded-* headers (only behind another trusted proxy)")
+	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	if code, ok := f.parse(s, args, balanceAbout); !ok {
+		return cfg, code, false
+	}
+	if cfg.configFile != "" {
+		if code, ok := readBalanceConfig(s, f, &cfg); !ok {
+			return cfg, code, false
+		}
+	}
+
+	for _, a := range []struct{ name, v string }{{"listen", cfg.listen}, {"admin", cfg.admin}} {
+		if a.v == "" && a.name == "admin" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return cfg, f.invalid(s, a.name, a.v, "want host:port, such as 127.0.0.1:8000 or :8000"), false
+		}
+	}
+	if len(cfg.backends) == 0 {
+		return cfg, f.errf(s, "no backend: give at least one --backend NAME=URL (see 'sessionkit balance --help')"), false
+	}
+	if _, ok := logLevels[cfg.logLevel]; !ok {
+		return cfg, f.invalid(s, "log-level", cfg.logLevel, "want one of debug, info, warn, error"), false
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"health-interval", cfg.healthInterval}, {"health-timeout", cfg.healthTimeout}, {"eject-for", cfg.ejectFor}, {"drain-timeout", cfg.drainTimeout}} {
+		if d.v <= 0 {
+			return cfg, f.invalid(s, d.name, d.v.String(), "must be positive"), false
+		}
+	}
+	if cfg.maxBody == 0 || cfg.maxBody < -1 {
+		return cfg, f.invalid(s, "max-body", strconv.Itoa(cfg.maxBody), "want a positive number of bytes, or -1 for no limit"), false
+	}
+	// The balancer checks the rest (names, URLs, the load factor, the
+	// cookie names); its errors are reported in one line too.
+	b, err := balancer.New(cfg.balancerConfig(nil))
+	if err != nil {
+		return cfg, f.errf(s, "%s (see 'sessionkit balance --help')", strings.TrimPrefix(err.Error(), "balancer: ")), false
+	}
+	b.Close()
+	return cfg, exitOK, true
+}
+
+// readBalanceConfig applies the JSON file's settings to the flags that
+// neither the command line nor the environment set.
+func readBalanceConfig(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
+	file, err := os.Open(cfg.configFile)
+	if err != nil {
+		return f.errf(s, "--config: %v", err), false
+	}
+	defer file.Close()
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(io.LimitReader(file, maxConfigFile))
+	if err := dec.Decode(&raw); err != nil {
+		return f.errf(s, "--config %s: not a JSON object: %v", cfg.configFile, err), false
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		name := strings.ReplaceAll(k, "_", "-")
+		if name == "backends" {
+			name = "backend"
+		}
+		fl := f.fs.Lookup(name)
+		if fl == nil || name == "config" {
+			return f.errf(s, "--config %s: unknown setting %q", cfg.configFile, k), false
+		}
+		if f.fromCLI[name] || f.fromEnv[name] {
+			continue
+		}
+		if name == "backend" {
+			var list []balancer.Backend
+			if err := json.Unmarshal(raw[k], &list); err != nil {
+				return f.errf(s, `--config %s: %q: want [{"name":"n1","url":"http://..."}, ...]`, cfg.configFile, k), false
+			}
+			cfg.backends = list
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(raw[k], &v); err != nil {
+			return f.errf(s, "--config %s: %q: %v", cfg.configFile, k, err), false
+		}
+		var text string
+		switch v := v.(type) {
+		case string:
+			text = v
+		case float64, bool:
+			text = string(raw[k])
+		default:
+			return f.errf(s, "--config %s: %q: want a string, number or boolean", cfg.configFile, k), false
+		}
+		if err := f.fs.Set(name, text); err != nil {
+			return f.errf(s, "--config %s: invalid %q %q: %s", cfg.configFile, k, text, hint(fl, err)), false
+		}
+	}
+	return exitOK, true
+}
+
+// balancerConfig returns the balancer.Config of the command's settings.
+// Health checks are off when reg is nil (validation only).
+func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Config {
+	maxBody := int64(c.maxBody)
+	cfg := balancer.Config{
+		Backends:       c.backends,
+		SessionCookie:  c.cookie,
+		SharedSessions: c.sharedSessions,
+		LoadFactor:     c.loadFactor,
+		Health:         balancer.HealthCheck{Path: c.healthPath, Interval: c.healthInterval, Timeout: c.healthTimeout},
+		EjectFor:       c.ejectFor,
+		DrainTimeout:   c.drainTimeout,
+		MaxBodyBytes:   maxBody,
+		TrustForwarded: c.trustForwarded,
+		Registerer:     reg,
+	}
+	if reg == nil {
+		cfg.Health.Interval = -1
+	}
+	if c.affinityCookie != "" {
+		cfg.Affinity = balancer.AffinityCookie{Enabled: true, Name: c.affinityCookie, Insecure: c.insecureCookie}
+	}
+	return cfg
+}
+
+// runBalance is "sessionkit balance".
+func runBalance(ctx context.Context, s *sys, args []string) int {
+	cfg, code, ok := parseBalance(s, args)
+	if !ok {
+		return code
+	}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(s.stderr, "sessionkit balance: "+format+"\n", args...)
+		return exitError
+	}
+	logger := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: logLevels[cfg.logLevel]}))
+
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return fail("%v", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return fail("%v", err)
+	}
+	bc := cfg.balancerConfig(reg)
+	bc.Logger = logger
+	if cfg.affinityKeyFile != "" {
+		key, err := os.ReadFile(cfg.affinityKeyFile)
+		if err != nil {
+			return fail("--affinity-key-file: %v", err)
+		}
+		bc.Affinity.Key = key
+	}
+	b, err := balancer.New(bc)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer b.Close()
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fail("%v", err)
+	}
+	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	// No ReadTimeout or WriteTimeout: they would cut off WebSockets,
+	// server-sent events and slow uploads. Slow clients are bounded by
+	// ReadHeaderTimeout and IdleTimeout, the nodes by the transport's.
+	srv := &http.Server{
+		Handler:           b,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	servers := []*http.Server{srv}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(ln) }()
+	names := make([]string, len(cfg.backends))
+	for i, be := range cfg.backends {
+		names[i] = be.Name
+	}
+	fmt.Fprintf(s.stderr, "sessionkit balance: listening on http://%s (nodes %s)\n", ln.Addr(), strings.Join(names, ", "))
+
+	if cfg.admin != "" {
+		aln, err := net.Listen("tcp", cfg.admin)
+		if err != nil {
+			srv.Close()
+			return fail("admin: %v", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
+		mux.Handle("/", b.AdminHandler())
+		asrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}
+		servers = append(servers, asrv)
+		go func() { served <- asrv.Serve(aln) }()
+		fmt.Fprintf(s.stderr, "sessionkit balance: admin API and /metrics on http://%s\n", aln.Addr())
+	}
+
+	select {
+	case err := <-served:
+		for _, srv := range servers {
+			srv.Close()
+		}
+		return fail("%v", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("balance: requests still running after the shutdown timeout were cut off",
+				"timeout", shutdownTimeout, "err", err)
+			srv.Close()
+		}
+	}
+	b.Close()
+	fmt.Fprintln(s.stderr, "sessionkit balance: stopped")
+	return exitOK
+}

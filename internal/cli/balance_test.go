@@ -1,0 +1,247 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/cli"
+)
+
+var (
+	balanceRE = regexp.MustCompile(`(?m)^sessionkit balance: listening on (http://\S+) \(nodes ([^)]*)\)$`)
+	adminRE   = regexp.MustCompile(`(?m)^sessionkit balance: admin API and /metrics on (http://\S+)$`)
+)
+
+// balance is a "sessionkit balance" running in the test's process.
+type balance struct {
+	url, admin string
+	stderr     *syncBuffer
+	cancel     context.CancelFunc
+	done       chan int
+}
+
+func startBalance(t *testing.T, e env, args ...string) *balance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &balance{stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() { b.done <- cli.Main(ctx, append([]string{"balance"}, args...), io.Discard, b.stderr, e.get) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-b.done:
+		case <-time.After(10 * time.Second):
+			t.Error("balance did not stop")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := b.stderr.String()
+		if m := balanceRE.FindStringSubmatch(out); m != nil && (!strings.Contains(strings.Join(args, " "), "--admin") || adminRE.MatchString(out)) {
+			b.url = m[1]
+			if a := adminRE.FindStringSubmatch(out); a != nil {
+				b.admin = a[1]
+			}
+			return b
+		}
+		select {
+		case code := <-b.done:
+			b.done <- code
+			t.Fatalf("balance exited with %d before listening; stderr:\n%s", code, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("balance did not print its address; stderr:\n%s", out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBalance_sticky runs three serve nodes and a balancer in front of
+// them, logs users in through the balancer and checks that each stays on
+// the node that holds their session.
+func TestBalance_sticky(t *testing.T) {
+	var backends []string
+	for _, n := range []string{"n1", "n2", "n3"} {
+		s := startServe(t, nil, "serve", "--node", n, "--addr", "127.0.0.1:0", "--insecure-cookie")
+		backends = append(backends, "--backend", n+"="+s.url)
+	}
+	b := startBalance(t, nil, append(backends, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")...)
+
+	homes := map[string]int{}
+	for i := range 12 {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar}
+		post := func(path, body string) *http.Response {
+			resp, err := c.Post(b.url+path, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp
+		}
+		resp := post("/login", `{"user":"u`+string(rune('a'+i))+`"}`)
+		home := resp.Header.Get("X-Node")
+		homes[home]++
+		for range 3 {
+			resp := post("/cart", `{"item":"x"}`)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Node") != home {
+				t.Fatalf("user logged in on %s: POST /cart got %d from %s", home, resp.StatusCode, resp.Header.Get("X-Node"))
+			}
+		}
+	}
+	if len(homes) < 2 {
+		t.Errorf("12 users all landed on %v; want them spread", homes)
+	}
+
+	resp, err := http.Get(b.admin + "/nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []struct {
+		Name, State string
+		Sessions    int
+	}
+	err = json.NewDecoder(resp.Body).Decode(&nodes)
+	resp.Body.Close()
+	if err != nil || len(nodes) != 3 || nodes[0].State != "active" {
+		t.Fatalf("GET /nodes: %v %+v", err, nodes)
+	}
+	m := scrape(t, b.admin+"/metrics", "sessionkit_balancer_")
+	if got := m[`sessionkit_balancer_affinity_total{result="hit"}`]; got != 36 {
+		t.Errorf("affinity hits = %v; want 36 (3 per user)", got)
+	}
+	if got := m[`sessionkit_balancer_node_up{node="n2"}`]; got != 1 {
+		t.Errorf("node_up{n2} = %v; want 1", got)
+	}
+}
+
+func TestBalance_badCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   env
+		args  []string
+		parts []string
+	}{
+		{"no backend", nil, nil, []string{"no backend"}},
+		{"bad backend", nil, []string{"--backend", "n1"}, []string{"want NAME=URL"}},
+		{"bad node name", nil, []string{"--backend", "a.b=http://x"}, []string{`node name "a.b"`}},
+		{"bad url", nil, []string{"--backend", "n1=ftp://x"}, []string{"ftp://x", "want http(s)"}},
+		{"duplicate", nil, []string{"--backend", "n1=http://a", "--backend", "n1=http://b"}, []string{`two backends are named "n1"`}},
+		{"bad listen", nil, []string{"--backend", "n1=http://a", "--listen", "x"}, []string{`invalid --listen "x"`}},
+		{"bad admin", nil, []string{"--backend", "n1=http://a", "--admin", "x"}, []string{`invalid --admin "x"`}},
+		{"bad load factor", nil, []string{"--backend", "n1=http://a", "--load-factor", "0.5"}, []string{"LoadFactor"}},
+		{"bad cookie", nil, []string{"--backend", "n1=http://a", "--cookie", "a;b"}, []string{"cookie name"}},
+		{"bad interval", nil, []string{"--backend", "n1=http://a", "--health-interval", "0s"}, []string{"--health-interval", "positive"}},
+		{"bad max body", nil, []string{"--backend", "n1=http://a", "--max-body", "0"}, []string{"--max-body"}},
+		{"bad env float", env{"SESSIONKIT_LOAD_FACTOR": "lots"}, []string{"--backend", "n1=http://a"}, []string{"SESSIONKIT_LOAD_FACTOR", "want a number"}},
+		{"bad env backend", env{"SESSIONKIT_BACKEND": "n1"}, nil, []string{"SESSIONKIT_BACKEND", "want NAME=URL"}},
+		{"missing config", nil, []string{"--config", "/nonexistent/x.json"}, []string{"--config", "no such file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tc.env, append([]string{"balance"}, tc.args...)...)
+			if code != 2 || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout)
+			}
+			oneLine(t, stderr, "sessionkit balance: ", tc.parts...)
+		})
+	}
+}
+
+func TestBalance_help(t *testing.T) {
+	code, stdout, stderr := run(t, nil, "balance", "--help")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"Usage: sessionkit balance [flags]", "--backend NAME=URL", "SESSIONKIT_BACKEND",
+		"--listen HOST:PORT", "--admin HOST:PORT", "(default none;", "--cookie NAME", "(default session;",
+		"--config FILE", "--shared-sessions", "--affinity-cookie NAME", "GET /nodes", "/metrics"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("help does not mention %q", want)
+		}
+	}
+	code, stdout, _ = run(t, nil, "--help")
+	if code != 0 || !strings.Contains(stdout, "balance ") {
+		t.Errorf("sessionkit --help does not list balance:\n%s", stdout)
+	}
+}
+
+func TestBalance_configFile(t *testing.T) {
+	s := startServe(t, nil, "serve", "--node", "n1", "--addr", "127.0.0.1:0")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "balance.json")
+	os.WriteFile(file, []byte(`{"listen":"127.0.0.1:0","backend":[{"name":"n1","url":"`+s.url+`"}],
+		"health_interval":"5s","shared-sessions":true,"load_factor":1.5}`), 0o600)
+	b := startBalance(t, nil, "--config", file)
+	resp, err := http.Get(b.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Node") != "n1" {
+		t.Errorf("GET /healthz through the balancer: %d from %q", resp.StatusCode, resp.Header.Get("X-Node"))
+	}
+
+	for body, part := range map[string]string{
+		`{"nope":1}`:                 `unknown setting "nope"`,
+		`{"health_interval":"soon"}`: `invalid "health_interval" "soon"`,
+		`[1]`:                        "not a JSON object",
+		`{"backend":"n1=http://x"}`:  `want [{"name"`,
+		`{"listen":{"a":1}}`:         "want a string, number or boolean",
+		`{"config":"other.json"}`:    `unknown setting "config"`,
+		`{"backend":[{"name":"n 1","url":"http://x"}]}`: `backend name "n 1"`,
+	} {
+		os.WriteFile(file, []byte(body), 0o600)
+		code, _, stderr := run(t, nil, "balance", "--config", file)
+		if code != 2 {
+			t.Errorf("config %s: exit %d; want 2", body, code)
+		}
+		oneLine(t, stderr, "sessionkit balance: ", part)
+	}
+}
+
+// TestBalance_limitsAndShutdown checks the listener's header limit, then
+// that cancelling the command's context stops it gracefully with status 0.
+func TestBalance_limitsAndShutdown(t *testing.T) {
+	s := startServe(t, nil, "serve", "--node", "n1", "--addr", "127.0.0.1:0")
+	b := startBalance(t, nil, "--listen", "127.0.0.1:0", "--backend", "n1="+s.url, "--max-body", "16")
+
+	req, _ := http.NewRequest("GET", b.url+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("128 KiB header: status %d; want 431", resp.StatusCode)
+	}
+	resp, err = http.Post(b.url+"/login", "application/json", strings.NewReader(`{"user":"a-rather-long-name"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("X-Node") != "" {
+		t.Errorf("body over --max-body: status %d from node %q; want 413 from the balancer", resp.StatusCode, resp.Header.Get("X-Node"))
+	}
+
+	b.cancel()
+	select {
+	case code := <-b.done:
+		b.done <- code
+		if code != 0 || !strings.HasSuffix(b.stderr.String(), "sessionkit balance: stopped\n") {
+			t.Errorf("after cancel: exit %d, stderr:\n%s", code, b.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("balance did not stop within 10s")
+	}
+}
