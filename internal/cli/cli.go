@@ -32,6 +32,7 @@ type command struct {
 // commands is the command table. A new subcommand is one entry here.
 func commands() []command {
 	return []command{
+		{"lab", "measure every session strategy's trade-offs under load and faults", runLab},
 		{"serve", "run one node of the reference app", runServe},
 		{"balance", "run the sticky-session load balancer in front of serve nodes", runBalance},
 		{"help", "show help for sessionkit or one of its commands", runHelp},

@@ -1,0 +1,371 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Faults Config.Faults may name.
+const (
+	FaultNode  = "node"  // kill one node at about 40%, bring it back at about 70%
+	FaultStore = "store" // cut the shared store from about 45% to 60%
+)
+
+// Defaults of Config.
+const (
+	DefaultNodes    = 3
+	DefaultUsers    = 24
+	DefaultDuration = 6 * time.Second
+	DefaultSeed     = 1
+
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+)
+
+// Config configures Run. The zero value of every field means its default.
+type Config struct {
+	// Strategies to measure, in order; default Strategies (all).
+	Strategies []string
+	// Nodes per topology; default DefaultNodes (at least 2).
+	Nodes int
+	// Users is the number of virtual users; default DefaultUsers.
+	Users int
+	// Duration of each strategy's run; default DefaultDuration.
+	Duration time.Duration
+	// Faults to inject: FaultNode, FaultStore, both, or "none". Default
+	// FaultNode.
+	Faults []string
+	// Seed of the users' choices; default DefaultSeed.
+	Seed uint64
+
+	// RedisURL and PostgresURL are the services of the redis and
+	// postgres strategies (URLs as redisstore.ParseURL and pgstore.Open
+	// take them); defaults DefaultRedisURL and DefaultPostgresURL.
+	RedisURL    string
+	PostgresURL string
+
+	// Progress, if set, receives a progress line that is rewritten
+	// (carriage returns) while a strategy runs.
+	Progress io.Writer
+	// Logger receives the nodes' and the balancer's logs; default
+	// discard (a node killed on purpose makes noise).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Strategies) == 0 {
+		c.Strategies = Strategies
+	}
+	for _, s := range c.Strategies {
+		if _, ok := strategyByName(s); !ok {
+			return c, fmt.Errorf("lab: unknown strategy %q (want some of %s)", s, strings.Join(Strategies, ", "))
+		}
+	}
+	switch {
+	case c.Nodes == 0:
+		c.Nodes = DefaultNodes
+	case c.Nodes < 2 || c.Nodes > 16:
+		return c, fmt.Errorf("lab: %d nodes: want 2 to 16", c.Nodes)
+	}
+	switch {
+	case c.Users == 0:
+		c.Users = DefaultUsers
+	case c.Users < 1 || c.Users > 10000:
+		return c, fmt.Errorf("lab: %d users: want 1 to 10000", c.Users)
+	}
+	switch {
+	case c.Duration == 0:
+		c.Duration = DefaultDuration
+	case c.Duration < time.Second || c.Duration > time.Hour:
+		return c, fmt.Errorf("lab: duration %v: want 1s to 1h", c.Duration)
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = []string{FaultNode}
+	}
+	for _, f := range c.Faults {
+		if f != FaultNode && f != FaultStore && f != "none" {
+			return c, fmt.Errorf("lab: unknown fault %q (want %s, %s or none)", f, FaultNode, FaultStore)
+		}
+	}
+	if c.Seed == 0 {
+		c.Seed = DefaultSeed
+	}
+	if c.RedisURL == "" {
+		c.RedisURL = DefaultRedisURL
+	}
+	if c.PostgresURL == "" {
+		c.PostgresURL = DefaultPostgresURL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+func (c Config) fault(name string) bool { return slices.Contains(c.Faults, name) }
+
+// Report is the result of Run.
+type Report struct {
+	Started  time.Time     `json:"started"`
+	Nodes    int           `json:"nodes"`
+	Users    int           `json:"users"`
+	Duration time.Duration `json:"duration_ns"`
+	Faults   []string      `json:"faults"`
+	Seed     uint64        `json:"seed"`
+	CPUs     int           `json:"cpus"`
+	Results  []Result      `json:"results"`
+}
+
+// Result is one strategy's measurements.
+type Result struct {
+	Strategy string `json:"strategy"`
+	What     string `json:"what"`
+	// Skipped is the reason the strategy did not run, or "".
+	Skipped string `json:"skipped,omitempty"`
+
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	RPS      float64 `json:"requests_per_second"`
+	P50      float64 `json:"p50_ms"`
+	P95      float64 `json:"p95_ms"`
+	P99      float64 `json:"p99_ms"`
+
+	Logins       int64 `json:"logins"`
+	SessionsLost int64 `json:"sessions_lost"`
+	UpdatesAcked int64 `json:"updates_acknowledged"`
+	UpdatesLost  int64 `json:"updates_lost"`
+
+	// BytesPerRequest is session state on the wire: Cookie and Set-Cookie
+	// headers, per request.
+	BytesPerRequest float64 `json:"session_bytes_per_request"`
+	// StoreCallsPerRequest is the nodes' store calls per request.
+	StoreCallsPerRequest float64 `json:"store_calls_per_request"`
+
+	Timeline []Point `json:"timeline"`
+	Events   []Event `json:"events"`
+}
+
+// Point is one slice of the run's time line.
+type Point struct {
+	At     float64 `json:"t_s"` // seconds since the start, at the slice's start
+	RPS    float64 `json:"requests_per_second"`
+	P50    float64 `json:"p50_ms"`
+	P99    float64 `json:"p99_ms"`
+	Errors int     `json:"errors"`
+}
+
+// Event is a fault, at a time since the start.
+type Event struct {
+	At    float64 `json:"t_s"`
+	Label string  `json:"label"`
+}
+
+// Run measures every strategy of cfg, one after another, and returns the
+// report. A strategy that cannot run is in the report with Skipped set; an
+// error is returned only for a bad Config or when ctx ends.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Started: time.Now().UTC(), Nodes: cfg.Nodes, Users: cfg.Users, Duration: cfg.Duration,
+		Faults: cfg.Faults, Seed: cfg.Seed, CPUs: runtime.NumCPU()}
+	for _, name := range cfg.Strategies {
+		s, _ := strategyByName(name)
+		res, err := runStrategy(ctx, cfg, s)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		if err != nil {
+			reason := err.Error()
+			if !errors.Is(err, errSkip) {
+				reason = "failed: " + reason
+			}
+			res = Result{Strategy: s.name, What: s.what, Skipped: strings.TrimPrefix(reason, errSkip.Error()+": ")}
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	if cfg.Progress != nil {
+		fmt.Fprint(cfg.Progress, "\r\033[K")
+	}
+	return rep, nil
+}
+
+// slices of the time line per run
+const timelineSlices = 60
+
+func runStrategy(ctx context.Context, cfg Config, s strategy) (Result, error) {
+	dir, removeDir, err := scratchDir()
+	if err != nil {
+		return Result{}, err
+	}
+	defer removeDir()
+	e := &env{cfg: cfg, nodes: cfg.Nodes, dir: dir, log: cfg.Logger}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	be, err := s.setup(setupCtx, e)
+	if err != nil {
+		return Result{}, err
+	}
+	defer be.close()
+	topo, err := startTopology(setupCtx, s, be, cfg.Nodes, cfg.Logger)
+	if err != nil {
+		return Result{}, err
+	}
+	defer topo.close()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Users * 4, IdleConnTimeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	bucket := cfg.Duration / timelineSlices
+	start := time.Now()
+	c := newCounters(start, bucket, timelineSlices)
+	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
+	defer stop()
+
+	var wg sync.WaitGroup
+	for i := range cfg.Users {
+		u := newUser(i, topo.url, tr, c, cfg.Seed)
+		wg.Go(func() { u.run(runCtx) })
+	}
+	events := schedule(runCtx, cfg, topo, start, &wg)
+	progress(runCtx, cfg, s.name, start, c)
+	wg.Wait()
+	elapsed := time.Since(start)
+	return summarize(s, c, topo, elapsed, *events), nil
+}
+
+// schedule runs the faults of cfg on their schedule, in goroutines added
+// to wg, and returns the list they append their events to (complete once
+// wg is done).
+func schedule(ctx context.Context, cfg Config, t *topology, start time.Time, wg *sync.WaitGroup) *[]Event {
+	var mu sync.Mutex
+	events := &[]Event{}
+	mark := func(label string) {
+		mu.Lock()
+		*events = append(*events, Event{At: time.Since(start).Seconds(), Label: label})
+		mu.Unlock()
+	}
+	at := func(frac float64) bool {
+		pause(ctx, time.Until(start.Add(time.Duration(frac*float64(cfg.Duration)))))
+		return ctx.Err() == nil
+	}
+	victim := len(t.nodes) - 1
+	if cfg.fault(FaultNode) {
+		wg.Go(func() {
+			if !at(0.4) {
+				return
+			}
+			t.killNode(victim)
+			mark("node " + t.nodes[victim].name + " killed")
+			if !at(0.7) {
+				return
+			}
+			if err := t.start(context.WithoutCancel(ctx), victim); err != nil {
+				mark("node " + t.nodes[victim].name + " failed to restart: " + err.Error())
+				return
+			}
+			mark("node " + t.nodes[victim].name + " back")
+		})
+	}
+	if p := t.be.proxy(); p != nil && cfg.fault(FaultStore) {
+		wg.Go(func() {
+			if !at(0.45) {
+				return
+			}
+			p.Break()
+			mark("store down")
+			at(0.6)
+			p.Heal() // even when the run ends first
+			mark("store back")
+		})
+	}
+	return events
+}
+
+// progress draws the progress line until ctx ends.
+func progress(ctx context.Context, cfg Config, name string, start time.Time, c *counters) {
+	if cfg.Progress == nil {
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		frac := min(1, float64(time.Since(start))/float64(cfg.Duration))
+		const width = 30
+		bar := strings.Repeat("#", int(frac*width)) + strings.Repeat(".", width-int(frac*width))
+		fmt.Fprintf(cfg.Progress, "\r\033[K%-9s [%s] %3.0f%%  %d requests, %d errors, %d sessions lost",
+			name, bar, frac*100, c.requests.Load(), c.errors.Load(), c.sessionsLost.Load())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func summarize(s strategy, c *counters, t *topology, elapsed time.Duration, events []Event) Result {
+	r := Result{
+		Strategy:     s.name,
+		What:         s.what,
+		Requests:     c.requests.Load(),
+		Errors:       c.errors.Load(),
+		Logins:       c.logins.Load(),
+		SessionsLost: c.sessionsLost.Load(),
+		UpdatesAcked: c.updatesAcked.Load(),
+		UpdatesLost:  c.updatesLost.Load(),
+		Events:       events,
+	}
+	if r.Requests > 0 {
+		r.RPS = float64(r.Requests) / elapsed.Seconds()
+		r.BytesPerRequest = float64(c.wireBytes.Load()) / float64(r.Requests)
+		r.StoreCallsPerRequest = float64(t.storeCalls.Load()) / float64(r.Requests)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var all []time.Duration
+	for i, l := range c.lat {
+		all = append(all, l...)
+		sortDurations(l)
+		r.Timeline = append(r.Timeline, Point{
+			At:     (time.Duration(i) * c.bucket).Seconds(),
+			RPS:    float64(len(l)) / c.bucket.Seconds(),
+			P50:    ms(quantile(l, 0.5)),
+			P99:    ms(quantile(l, 0.99)),
+			Errors: c.errs[i],
+		})
+	}
+	sortDurations(all)
+	r.P50, r.P95, r.P99 = ms(quantile(all, 0.5)), ms(quantile(all, 0.95)), ms(quantile(all, 0.99))
+	return r
+}
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
+
+// quantile of sorted d, nearest rank; 0 for none.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Check returns the error Run would return for cfg's values, without
+// running anything.
+func Check(cfg Config) error {
+	_, err := cfg.withDefaults()
+	return err
+}

@@ -1,0 +1,123 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/lab"
+	"github.com/sessionkit/sessionkit/internal/testenv"
+)
+
+// TestCountersTellTheTruth runs a short lab with the node fault and checks
+// what the virtual users counted: the in-memory strategy loses the killed
+// node's sessions (about a third with 3 nodes) and nothing else does;
+// no strategy with a store loses an acknowledged update.
+func TestCountersTellTheTruth(t *testing.T) {
+	redis := "redis://" + testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379") + "/0"
+	pg := os.Getenv("SESSIONKIT_POSTGRES_URL")
+	const users = 30
+	rep, err := lab.Run(t.Context(), lab.Config{
+		Users:       users,
+		Duration:    4 * time.Second,
+		RedisURL:    redis,
+		PostgresURL: pg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	if len(rep.Results) != len(lab.Strategies) {
+		t.Fatalf("got %d results; want one per strategy (%d)", len(rep.Results), len(lab.Strategies))
+	}
+	for _, r := range rep.Results {
+		if r.Skipped != "" {
+			testenv.Missing(t, fmt.Sprintf("%s skipped: %s", r.Strategy, r.Skipped))
+			continue
+		}
+		if r.Requests < 100 || r.Logins < users {
+			t.Errorf("%s: %d requests, %d logins; want at least 100 and %d", r.Strategy, r.Requests, r.Logins, users)
+		}
+		if len(r.Events) != 2 {
+			t.Errorf("%s: events %v; want the node killed and back", r.Strategy, r.Events)
+		}
+		if r.UpdatesLost != 0 {
+			t.Errorf("%s: %d of %d acknowledged updates lost; want none", r.Strategy, r.UpdatesLost, r.UpdatesAcked)
+		}
+		switch r.Strategy {
+		case "memory":
+			// The users homed on the killed node: about a third.
+			if r.SessionsLost < users/8 || r.SessionsLost > users*2/3 {
+				t.Errorf("memory: %d sessions lost with %d users on 3 nodes; want about a third", r.SessionsLost, users)
+			}
+		default:
+			if r.SessionsLost != 0 {
+				t.Errorf("%s: %d sessions lost; want none (the sessions are shared)", r.Strategy, r.SessionsLost)
+			}
+		}
+		if r.BytesPerRequest < 20 || r.StoreCallsPerRequest <= 0.5 {
+			t.Errorf("%s: %.0f session bytes and %.2f store calls per request; want a cookie and a load per request",
+				r.Strategy, r.BytesPerRequest, r.StoreCallsPerRequest)
+		}
+	}
+}
+
+// TestStoreFault cuts the connections to Redis mid-run: requests fail
+// while it is down, and no session or update is lost.
+func TestStoreFault(t *testing.T) {
+	redis := "redis://" + testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379") + "/0"
+	rep, err := lab.Run(t.Context(), lab.Config{
+		Strategies: []string{"redis"},
+		Duration:   3 * time.Second,
+		Faults:     []string{lab.FaultStore},
+		RedisURL:   redis,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	if r.Skipped != "" {
+		t.Fatal(r.Skipped)
+	}
+	var labels []string
+	for _, e := range r.Events {
+		labels = append(labels, e.Label)
+	}
+	if strings.Join(labels, ",") != "store down,store back" {
+		t.Errorf("events %q; want the store down and back", labels)
+	}
+	if r.Errors == 0 {
+		t.Errorf("no errors while the store was down; want some")
+	}
+	if r.SessionsLost != 0 || r.UpdatesLost != 0 {
+		t.Errorf("%d sessions and %d updates lost; want none", r.SessionsLost, r.UpdatesLost)
+	}
+	// Requests succeed again after the outage.
+	last := r.Timeline[len(r.Timeline)-4:]
+	ok := 0
+	for _, p := range last {
+		ok += int(p.RPS*(rep.Duration.Seconds()/float64(len(r.Timeline)))+0.5) - p.Errors
+	}
+	if ok <= 0 {
+		t.Errorf("no successful request at the end of the run: %+v", last)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []lab.Config{
+		{Strategies: []string{"memcached"}},
+		{Nodes: 1},
+		{Users: -1},
+		{Duration: time.Millisecond},
+		{Faults: []string{"disk"}},
+	} {
+		if _, err := lab.Run(context.Background(), c); err == nil {
+			t.Errorf("Run(%+v): no error; want one", c)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessionkit/sessionkit/balancer"
+	"github.com/sessionkit/sessionkit/internal/refapp"
+	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store"
+)
+
+// topology is a balancer in front of n reference-app nodes sharing one
+// strategy, all on loopback.
+type topology struct {
+	strat strategy
+	be    backend
+	log   *slog.Logger
+
+	// storeCalls counts the nodes' calls to their stores.
+	storeCalls atomic.Int64
+
+	nodes []*labNode
+	bal   *balancer.Balancer
+	front *http.Server
+	url   string // the balancer's base URL
+}
+
+// labNode is one reference-app node.
+type labNode struct {
+	name string
+	addr string // fixed for the run, so that a restart comes back on it
+
+	mu   sync.Mutex
+	srv  *http.Server
+	kill func() // drops the node's store
+}
+
+func startTopology(ctx context.Context, s strategy, be backend, n int, log *slog.Logger) (*topology, error) {
+	t := &topology{strat: s, be: be, log: log}
+	addrs, err := freeAddrs(n + 1)
+	if err != nil {
+		return nil, err
+	}
+	var backends []balancer.Backend
+	for i := range n {
+		nd := &labNode{name: fmt.Sprintf("n%d", i+1), addr: addrs[i]}
+		t.nodes = append(t.nodes, nd)
+		backends = append(backends, balancer.Backend{Name: nd.name, URL: "http://" + nd.addr})
+	}
+	for i := range t.nodes {
+		if err := t.start(ctx, i); err != nil {
+			t.close()
+			return nil, fmt.Errorf("starting node n%d: %w", i+1, err)
+		}
+	}
+	t.bal, err = balancer.New(balancer.Config{
+		Backends:       backends,
+		SharedSessions: s.shared,
+		// Notice a dead node within a few hundred milliseconds: the run
+		// lasts seconds.
+		Health:   balancer.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1},
+		EjectFor: time.Second,
+		Logger:   log,
+	})
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addrs[n])
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	t.front = &http.Server{Handler: t.bal, ReadHeaderTimeout: 5 * time.Second}
+	go t.front.Serve(ln)
+	t.url = "http://" + ln.Addr().String()
+	return t, nil
+}
+
+// start starts (or restarts) node i: a fresh Manager on the store the
+// backend gives it.
+func (t *topology) start(ctx context.Context, i int) error {
+	nd := t.nodes[i]
+	st, kill, err := t.be.open(ctx, i)
+	if err != nil {
+		return err
+	}
+	counted := store.Intercept(st, func(ctx context.Context, _ string, call func(context.Context) error) error {
+		t.storeCalls.Add(1)
+		return call(ctx)
+	})
+	m, err := session.New(session.Config{
+		Store: counted,
+		// The virtual users speak plain HTTP on loopback, and Go's cookie
+		// jar sends Secure cookies over HTTPS only.
+		Transport:    session.Cookie{Insecure: true},
+		Route:        nd.name,
+		IdleTimeout:  5 * time.Minute,
+		Lifetime:     10 * time.Minute,
+		ErrorHandler: refapp.NewErrorHandler(t.log),
+		Logger:       t.log,
+	})
+	if err != nil {
+		kill()
+		return err
+	}
+	app, err := refapp.New(refapp.Config{Node: nd.name, Strategy: t.strat.name, Manager: m, Logger: t.log})
+	if err != nil {
+		kill()
+		return err
+	}
+	var ln net.Listener
+	// The port was ours a moment ago (or until the kill); another socket
+	// may hold it briefly.
+	for attempt := 0; ; attempt++ {
+		if ln, err = net.Listen("tcp", nd.addr); err == nil || attempt == 20 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		kill()
+		return err
+	}
+	srv := &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	nd.mu.Lock()
+	nd.srv, nd.kill = srv, kill
+	nd.mu.Unlock()
+	return nil
+}
+
+// killNode kills node i abruptly: its listener and every connection
+// closed at once, its store (and, for the memory strategy, every session
+// in it) dropped.
+func (t *topology) killNode(i int) {
+	nd := t.nodes[i]
+	nd.mu.Lock()
+	srv, kill := nd.srv, nd.kill
+	nd.srv, nd.kill = nil, nil
+	nd.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+	if kill != nil {
+		kill()
+	}
+}
+
+func (t *topology) close() {
+	if t.front != nil {
+		t.front.Close()
+	}
+	if t.bal != nil {
+		t.bal.Close()
+	}
+	for i := range t.nodes {
+		t.killNode(i)
+	}
+}
