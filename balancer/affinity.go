@@ -113,7 +113,9 @@ func (s signer) verify(v string) (key, nodeID string, ok bool) {
 	}
 	kid := v[:affKeyLen+1+nodeIDLen]
 	var got [affMACBytes + 2]byte
-	n, err := b64.Decode(got[:], []byte(v[len(kid)+1:]))
+	// Strict: a MAC whose last character has stray low bits would decode
+	// to the same bytes, so one cookie would have several valid spellings.
+	n, err := b64.Strict().Decode(got[:], []byte(v[len(kid)+1:]))
 	if err != nil || n != affMACBytes {
 		return "", "", false
 	}
