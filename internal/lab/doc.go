@@ -25,6 +25,12 @@
 //   - store calls per request are the calls the nodes' Managers made to the
 //     store, counted around the store, over the requests the users made.
 //
+// All of a topology runs in this one process, so a killed node's memory
+// is dropped rather than lost with a process: its memstore is closed, and
+// for the nats strategy its embedded NATS server is shut down (which hands
+// its Raft leadership over; store/natsstore's crash test kills node
+// processes with SIGKILL instead).
+//
 // A strategy whose service does not answer (Redis, PostgreSQL) is reported
 // as skipped, with the reason. Run is not safe for concurrent use with
 // itself: the topologies take loopback ports and CPU, one at a time.

@@ -61,6 +61,14 @@
 //	Delete (v>0)  Delete(key, LastRevision(v)), after the same check
 //	Delete (v=0)  Delete at the current revision (retried if it moves)
 //
+// On a replicated bucket the leader also answers "wrong last sequence"
+// (without a sequence, code 10164) while an earlier write of the same key
+// is still being applied, even one already acknowledged: the store then
+// reads the revision again and, if it is still the expected one, writes
+// again after a short pause (1 to 64 ms), so that such an answer is never
+// reported as a conflict. A full CI run caught one as a failed conformance
+// test before this retry.
+//
 // A Save with the version that the same Store's Load or Save returned skips
 // the read (the Store remembers the metadata of the last 4096 revisions it
 // saw; a revision names exactly one value, so if the Update succeeds the

@@ -372,6 +372,29 @@ func isMismatch(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
+// inFlight reports whether a mismatch is JetStream's "wrong last
+// sequence" without a sequence (code 10164): on a replicated stream the
+// leader gives it when another write of the same key is still being
+// applied, whatever the expected revision, even right after that write
+// was acknowledged to its client. It is no proof of a conflict: the
+// caller reads the revision again and, if it is still the expected one,
+// writes again.
+func inFlight(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// backoff waits a little longer at each attempt (1 ms, 2 ms, ... up to
+// 64 ms), or until ctx ends.
+func backoff(ctx context.Context, attempt int) {
+	t := time.NewTimer(time.Millisecond << min(attempt, 6))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // current is the latest entry of a record key: rev 0 if there is none (or
 // only a delete marker).
 type current struct {
@@ -573,11 +596,18 @@ func (s *Store) save(ctx context.Context, key string, rec store.Record) (uint64,
 			rev, err = retry(ctx, func() (uint64, error) { return s.kv.Update(ctx, k, val, rec.Version) })
 			if isMismatch(err) {
 				s.forget(k)
+				if inFlight(err) {
+					backoff(ctx, attempt)
+					continue // look again: still at rec.Version means write again
+				}
 				s.removeChunks(context.WithoutCancel(ctx), written)
 				return 0, store.ErrConflict
 			}
 		}
 		if isMismatch(err) {
+			if inFlight(err) {
+				backoff(ctx, attempt)
+			}
 			continue // changed between Get and write: look again
 		}
 		if err != nil {
@@ -626,7 +656,7 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 // whether a live record was deleted.
 func (s *Store) del(ctx context.Context, key string, version uint64, match func(meta) bool) (bool, error) {
 	k := recordKey(key)
-	for range 8 {
+	for attempt := 0; attempt < 8; attempt++ {
 		cur, err := s.current(ctx, k)
 		if err != nil {
 			return false, err
@@ -639,6 +669,10 @@ func (s *Store) del(ctx context.Context, key string, version uint64, match func(
 		}
 		err = retry0(ctx, func() error { return s.kv.Delete(ctx, k, jetstream.LastRevision(cur.rev)) })
 		if isMismatch(err) {
+			if inFlight(err) {
+				backoff(ctx, attempt) // look again (see inFlight)
+				continue
+			}
 			if version > 0 {
 				return false, store.ErrConflict
 			}

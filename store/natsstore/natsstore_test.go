@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +167,37 @@ func TestConformanceCluster(t *testing.T) {
 		// do not fit the suite's 30 s bound. 16 contending writers still
 		// catch any lost or doubled update.
 		Writers: 16,
+	})
+
+	// A compare-and-set right after the write it follows: the stream
+	// leader may still count that write as in flight and answer "wrong
+	// last sequence" (10164) for a version that is right; that must not
+	// surface as a conflict.
+	t.Run("WriteRightAfterWrite", func(t *testing.T) {
+		s := newBucketStore(t, nodes[0].ClientURL(), 3, time.Now)
+		expires := time.Now().Add(time.Hour)
+		var wg sync.WaitGroup
+		for g := range 8 { // each on its own keys, to keep the leader busy
+			wg.Go(func() {
+				for i := range 60 {
+					key := fmt.Sprintf("g%d/k%d", g, i%5)
+					v1, err := s.Save(t.Context(), key, store.Record{Data: []byte("one"), Expires: expires})
+					if err != nil {
+						t.Errorf("Save(%q, new): %v", key, err)
+						return
+					}
+					v2, err := s.Save(t.Context(), key, store.Record{Data: []byte("two"), Version: v1, Expires: expires})
+					if err != nil {
+						t.Errorf("Save(%q, Version %d) right after the save that returned it: %v", key, v1, err)
+						return
+					}
+					if err := s.Delete(t.Context(), key, v2); err != nil {
+						t.Errorf("Delete(%q, %d) right after the save that returned it: %v", key, v2, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
 	})
 }
