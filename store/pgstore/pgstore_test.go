@@ -153,6 +153,13 @@ func TestConformance(t *testing.T) {
 					}
 					return s // Run closes it, before the table is dropped
 				},
+				// 64 writers on one row took 12 to 17 s of the suite's
+				// 30 s bound under the race detector on a quiet 2-core
+				// machine, and failed it while other packages' tests ran:
+				// every conflict is a row-lock wait inside PostgreSQL.
+				// 32 writers (a quarter of the attempts) still catch any
+				// lost or doubled update.
+				Writers: 32,
 			})
 		})
 	}
