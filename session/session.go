@@ -97,6 +97,9 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 	if tok == "" {
 		return sid.ID{}, store.Record{}, state{}, false
 	}
+	if s.m.tokens != nil {
+		return s.loadStateless(tok)
+	}
 	id, err := sid.Parse(tok)
 	if err != nil {
 		s.m.logDebug("session: ignoring unreadable token", "len", len(tok), "err", err)
@@ -395,7 +398,13 @@ func (s *Session) Destroy() error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.id.IsZero() {
+	if !s.id.IsZero() && s.m.tokens != nil {
+		if err := s.destroyStateless(); err != nil {
+			s.err = err
+			return s.err
+		}
+		s.m.event(s.req.Context(), EventDestroyed, s.key, 0, nil)
+	} else if !s.id.IsZero() {
 		if err := s.destroy(); err != nil {
 			s.err = fmt.Errorf("%w: delete: %w", ErrStore, err)
 			return s.err

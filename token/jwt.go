@@ -1,0 +1,257 @@
+package token
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/sessionkit/sessionkit/session"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// JWT is the signed token format: compact JWS (RFC 7515) JWTs (RFC 7519)
+// signed with the ring's current EdDSA, ES256 or HS256 key, for services
+// that verify sessionkit's tokens themselves (with the public keys of
+// JWKSHandler). Signing and verifying go through github.com/go-jose/go-jose/v4;
+// this package parses no JWS itself. The claims are readable by anyone
+// holding the token: use Sealed for browsers' cookies.
+//
+// A token is accepted only if all of these hold: it is at most
+// Config.MaxLen bytes with exactly two dots; its header has only "alg",
+// "kid" and "typ" (so embedded "jwk", "x5c", "jku", "x5u", "crit" and
+// "b64" headers reject it rather than being trusted or ignored); its "kid"
+// names a key of the ring and its "alg" is that key's algorithm (so "none"
+// in any spelling, and an EdDSA or ES256 public key used as an HS256
+// secret, are rejected); its "typ" is "<purpose>+jwt"; the signature
+// verifies; the payload is a JSON object with no duplicate, unknown or
+// mistyped claims; "iss" and "aud" equal Config.Issuer and Config.Audience;
+// "jti", integer "iat" and "exp" are present; and the times pass the
+// checks of Config (leeway, "nbf", lifetime, retired keys). Safe for
+// concurrent use; immutable.
+type JWT struct {
+	cfg     Config
+	typ     string
+	signer  jose.Signer
+	cur     *Key
+	allowed []jose.SignatureAlgorithm
+}
+
+var _ Format = (*JWT)(nil)
+
+// NewJWT returns the JWT format over cfg.Ring's EdDSA, ES256 and HS256
+// keys.
+func NewJWT(cfg Config) (*JWT, error) {
+	c, err := cfg.withDefaults(false)
+	if err != nil {
+		return nil, err
+	}
+	j := &JWT{cfg: c, typ: c.Purpose + "+jwt", cur: c.Ring.Current()}
+	seen := map[Alg]bool{}
+	for _, k := range ringKeys(c.Ring, false) {
+		if !seen[k.Alg] {
+			seen[k.Alg] = true
+			j.allowed = append(j.allowed, jose.SignatureAlgorithm(k.Alg))
+		}
+	}
+	key := any(j.cur.priv)
+	if j.cur.Alg == HS256 {
+		key = j.cur.secret
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(j.typ)).WithHeader(jose.HeaderKey("kid"), j.cur.ID)
+	j.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(j.cur.Alg), Key: key}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return j, nil
+}
+
+// jwtClaims is the payload sessionkit writes.
+type jwtClaims struct {
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"`
+	Subject  string `json:"sub,omitempty"`
+	ID       string `json:"jti"`
+	IssuedAt int64  `json:"iat"`
+	Expires  int64  `json:"exp"`
+	AuthTime int64  `json:"auth_time"`
+	Data     []byte `json:"sk,omitempty"` // the session's content, base64 (std, padded: encoding/json's form)
+}
+
+// jwtIn is the payload as read: pointers tell missing claims apart.
+type jwtIn struct {
+	Issuer    *string `json:"iss"`
+	Audience  *string `json:"aud"`
+	Subject   *string `json:"sub"`
+	ID        *string `json:"jti"`
+	IssuedAt  *int64  `json:"iat"`
+	Expires   *int64  `json:"exp"`
+	NotBefore *int64  `json:"nbf"`
+	AuthTime  *int64  `json:"auth_time"`
+	Data      []byte  `json:"sk"`
+}
+
+// Seal returns the signed JWT of c. Times are whole seconds (NumericDate):
+// exp is rounded down.
+func (j *JWT) Seal(c Claims) (string, error) {
+	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString {
+		return "", fmt.Errorf("token: ID or user longer than %d bytes", maxClaimString)
+	}
+	payload, err := json.Marshal(jwtClaims{
+		Issuer: j.cfg.Issuer, Audience: j.cfg.Audience, Subject: c.UserID, ID: c.ID,
+		IssuedAt: c.Issued.Unix(), Expires: c.Expires.Unix(), AuthTime: c.AuthTime.Unix(), Data: c.Data,
+	})
+	if err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	jws, err := j.signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("token: signing: %w", err)
+	}
+	tok, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("token: signing: %w", err)
+	}
+	if len(tok) > j.cfg.MaxLen {
+		return "", &session.TokenSizeError{Size: len(tok), Limit: j.cfg.MaxLen}
+	}
+	return tok, nil
+}
+
+// Open verifies a JWT and returns its claims.
+func (j *JWT) Open(tok string) (Claims, error) {
+	if len(tok) > j.cfg.MaxLen {
+		return Claims{}, invalid("longer than the limit")
+	}
+	if strings.Count(tok, ".") != 2 {
+		return Claims{}, invalid("not a compact JWS")
+	}
+	// The signature segment must be canonical base64url: go-jose ignores
+	// a last character's unused bits, which would let one token be
+	// rewritten into others that verify.
+	var sigBuf [128]byte
+	sig := tok[strings.LastIndexByte(tok, '.')+1:]
+	if b64.DecodedLen(len(sig)) > len(sigBuf) {
+		return Claims{}, invalid("signature too long")
+	}
+	if _, err := b64strict.Decode(sigBuf[:], []byte(sig)); err != nil {
+		return Claims{}, invalid("signature not canonical base64url")
+	}
+	jws, err := jose.ParseSignedCompact(tok, j.allowed)
+	if err != nil {
+		return Claims{}, &InvalidError{Reason: "unparsable or disallowed algorithm", Err: err}
+	}
+	if len(jws.Signatures) != 1 {
+		return Claims{}, invalid("not exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	k, ok := j.cfg.Ring.Lookup(h.KeyID)
+	switch {
+	case !ok || k.Alg.sealed():
+		return Claims{}, invalid("unknown key")
+	case h.Algorithm != string(k.Alg):
+		return Claims{}, invalid("algorithm is not the key's")
+	case h.JSONWebKey != nil || h.Nonce != "":
+		return Claims{}, invalid("embedded key or nonce in the header")
+	}
+	if _, err := h.Certificates(x509.VerifyOptions{}); !errors.Is(err, jose.ErrMissingX5cHeader) {
+		return Claims{}, invalid("x5c header")
+	}
+	for name, v := range h.ExtraHeaders {
+		if name != jose.HeaderType {
+			return Claims{}, invalid("unexpected header " + string(name))
+		}
+		if s, _ := v.(string); s != j.typ {
+			return Claims{}, invalid("wrong typ")
+		}
+	}
+	if _, ok := h.ExtraHeaders[jose.HeaderType]; !ok {
+		return Claims{}, invalid("no typ")
+	}
+	verifyKey := k.pub
+	if k.Alg == HS256 {
+		verifyKey = k.secret
+	}
+	payload, err := jws.Verify(verifyKey)
+	if err != nil {
+		return Claims{}, &InvalidError{Reason: "signature", Err: err}
+	}
+	var in jwtIn
+	if err := decodeStrict(payload, &in); err != nil {
+		return Claims{}, &InvalidError{Reason: "claims", Err: err}
+	}
+	switch {
+	case in.Issuer == nil || *in.Issuer != j.cfg.Issuer:
+		return Claims{}, invalid("wrong issuer")
+	case in.Audience == nil || *in.Audience != j.cfg.Audience:
+		return Claims{}, invalid("wrong audience")
+	case in.ID == nil || *in.ID == "" || len(*in.ID) > maxClaimString:
+		return Claims{}, invalid("no jti")
+	case in.Expires == nil:
+		return Claims{}, invalid("no exp")
+	case in.IssuedAt == nil:
+		return Claims{}, invalid("no iat")
+	case in.AuthTime == nil:
+		return Claims{}, invalid("no auth_time")
+	}
+	c := Claims{ID: *in.ID, Issued: time.Unix(*in.IssuedAt, 0), Expires: time.Unix(*in.Expires, 0),
+		AuthTime: time.Unix(*in.AuthTime, 0), Data: in.Data}
+	if in.Subject != nil {
+		c.UserID = *in.Subject
+	}
+	var nbf time.Time
+	if in.NotBefore != nil {
+		nbf = time.Unix(*in.NotBefore, 0)
+	}
+	if err := checkTimes(&j.cfg, k, c.Issued, c.Expires, nbf); err != nil {
+		return Claims{}, err
+	}
+	return c, nil
+}
+
+// knownClaims are the claims a sessionkit JWT may have.
+var knownClaims = map[string]bool{
+	"iss": true, "aud": true, "sub": true, "jti": true, "iat": true, "exp": true, "nbf": true, "auth_time": true, "sk": true,
+}
+
+// decodeStrict decodes a JSON object into v, rejecting duplicate and
+// unknown names and trailing data (encoding/json alone keeps the last of
+// duplicates, which lets two parsers of one token disagree).
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]bool, 8)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string)
+		if !knownClaims[name] {
+			// Exact names only: encoding/json would also match "EXP".
+			return fmt.Errorf("unknown claim %q", name)
+		}
+		if seen[name] {
+			return fmt.Errorf("duplicate claim %q", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err == nil {
+		return errors.New("data after the JSON object")
+	}
+	dec = json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
