@@ -36,7 +36,7 @@ var rules = map[string]rule{
 		thirdParty: []string{"github.com/go-jose/go-jose/v4/...", "golang.org/x/crypto/..."}},
 	"internal/refapp": {own: []string{"session", "session/sid", "store"}},
 	"internal/cli": {own: []string{"session", "session/sid", "store", "store/memstore", "store/redisstore",
-		"store/pgstore", "store/breaker", "internal/refapp", "sessionmetrics"},
+		"store/pgstore", "store/breaker", "internal/refapp", "sessionmetrics", "token"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"internal/testenv":  {},
 	"internal/archtest": {},

@@ -33,6 +33,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run one node of the reference app", runServe},
+		{"keys", "create and rotate key-ring files for the token strategy", runKeys},
 		{"help", "show help for sessionkit or one of its commands", runHelp},
 	}
 }
