@@ -178,6 +178,12 @@ func tokenHeaderLen(t Transport, tok string, maxAge time.Duration) int {
 	if !ok {
 		return len(tok)
 	}
+	// The attributes other than Domain and Path take at most 150 bytes
+	// (Expires, Max-Age, and the flags): far from the limit, skip building
+	// the header.
+	if len(c.Name)+len(tok)+len(c.Domain)+len(c.Path)+200 < MaxSetCookieBytes {
+		return len(c.Name) + len(tok) + 1
+	}
 	ck := c.cookie(tok)
 	if maxAge > 0 {
 		ck.MaxAge = max(int(maxAge/time.Second), 1)
