@@ -81,17 +81,40 @@ type jwtClaims struct {
 	Data     []byte `json:"sk,omitempty"` // the session's content, base64 (std, padded: encoding/json's form)
 }
 
-// jwtIn is the payload as read: pointers tell missing claims apart.
+// jwtIn is the payload as read: each claim records how often it
+// appeared, so that missing and duplicate claims are told apart.
 type jwtIn struct {
-	Issuer    *string `json:"iss"`
-	Audience  *string `json:"aud"`
-	Subject   *string `json:"sub"`
-	ID        *string `json:"jti"`
-	IssuedAt  *int64  `json:"iat"`
-	Expires   *int64  `json:"exp"`
-	NotBefore *int64  `json:"nbf"`
-	AuthTime  *int64  `json:"auth_time"`
-	Data      []byte  `json:"sk"`
+	Issuer    claim[string] `json:"iss"`
+	Audience  claim[string] `json:"aud"`
+	Subject   claim[string] `json:"sub"`
+	ID        claim[string] `json:"jti"`
+	IssuedAt  claim[int64]  `json:"iat"`
+	Expires   claim[int64]  `json:"exp"`
+	NotBefore claim[int64]  `json:"nbf"`
+	AuthTime  claim[int64]  `json:"auth_time"`
+	Data      claim[[]byte] `json:"sk"`
+}
+
+// claim is one claim of jwtIn. encoding/json calls UnmarshalJSON once per
+// occurrence of the name in any letter case ("exp", "EXP"), so a second
+// call is a duplicate: two parsers of one token could read different
+// values, and it is rejected.
+type claim[T any] struct {
+	v   T
+	set bool
+}
+
+var errDuplicate = errors.New("duplicate claim")
+
+func (c *claim[T]) UnmarshalJSON(b []byte) error {
+	if c.set {
+		return errDuplicate
+	}
+	c.set = true
+	if string(b) == "null" {
+		return errors.New("null claim")
+	}
+	return json.Unmarshal(b, &c.v)
 }
 
 // Seal returns the signed JWT of c. Times are whole seconds (NumericDate):
@@ -184,27 +207,24 @@ func (j *JWT) Open(tok string) (Claims, error) {
 		return Claims{}, &InvalidError{Reason: "claims", Err: err}
 	}
 	switch {
-	case in.Issuer == nil || *in.Issuer != j.cfg.Issuer:
+	case !in.Issuer.set || in.Issuer.v != j.cfg.Issuer:
 		return Claims{}, invalid("wrong issuer")
-	case in.Audience == nil || *in.Audience != j.cfg.Audience:
+	case !in.Audience.set || in.Audience.v != j.cfg.Audience:
 		return Claims{}, invalid("wrong audience")
-	case in.ID == nil || *in.ID == "" || len(*in.ID) > maxClaimString:
+	case in.ID.v == "" || len(in.ID.v) > maxClaimString || len(in.Subject.v) > maxClaimString:
 		return Claims{}, invalid("no jti")
-	case in.Expires == nil:
+	case !in.Expires.set:
 		return Claims{}, invalid("no exp")
-	case in.IssuedAt == nil:
+	case !in.IssuedAt.set:
 		return Claims{}, invalid("no iat")
-	case in.AuthTime == nil:
+	case !in.AuthTime.set:
 		return Claims{}, invalid("no auth_time")
 	}
-	c := Claims{ID: *in.ID, Issued: time.Unix(*in.IssuedAt, 0), Expires: time.Unix(*in.Expires, 0),
-		AuthTime: time.Unix(*in.AuthTime, 0), Data: in.Data}
-	if in.Subject != nil {
-		c.UserID = *in.Subject
-	}
+	c := Claims{ID: in.ID.v, UserID: in.Subject.v, Issued: time.Unix(in.IssuedAt.v, 0),
+		Expires: time.Unix(in.Expires.v, 0), AuthTime: time.Unix(in.AuthTime.v, 0), Data: in.Data.v}
 	var nbf time.Time
-	if in.NotBefore != nil {
-		nbf = time.Unix(*in.NotBefore, 0)
+	if in.NotBefore.set {
+		nbf = time.Unix(in.NotBefore.v, 0)
 	}
 	if err := checkTimes(&j.cfg, k, c.Issued, c.Expires, nbf); err != nil {
 		return Claims{}, err
@@ -212,46 +232,16 @@ func (j *JWT) Open(tok string) (Claims, error) {
 	return c, nil
 }
 
-// knownClaims are the claims a sessionkit JWT may have.
-var knownClaims = map[string]bool{
-	"iss": true, "aud": true, "sub": true, "jti": true, "iat": true, "exp": true, "nbf": true, "auth_time": true, "sk": true,
-}
-
-// decodeStrict decodes a JSON object into v, rejecting duplicate and
-// unknown names and trailing data (encoding/json alone keeps the last of
-// duplicates, which lets two parsers of one token disagree).
+// decodeStrict decodes a JSON object into v in one pass, rejecting
+// unknown names and trailing data (duplicates are caught by claim).
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return errors.New("not a JSON object")
-	}
-	seen := make(map[string]bool, 8)
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := t.(string)
-		if !knownClaims[name] {
-			// Exact names only: encoding/json would also match "EXP".
-			return fmt.Errorf("unknown claim %q", name)
-		}
-		if seen[name] {
-			return fmt.Errorf("duplicate claim %q", name)
-		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil {
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err == nil {
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
 		return errors.New("data after the JSON object")
 	}
-	dec = json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	return nil
 }
