@@ -3,12 +3,15 @@ package token
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/sessionkit/sessionkit/session"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -113,6 +116,30 @@ func (c *claim[T]) UnmarshalJSON(b []byte) error {
 	c.set = true
 	if string(b) == "null" {
 		return errors.New("null claim")
+	}
+	// Fast paths for the common forms; b is valid JSON (the decoder has
+	// checked it), so an unescaped string is its bytes between the quotes.
+	unescaped := len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0
+	switch p := any(&c.v).(type) {
+	case *int64:
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			return errors.New("claim is not an integer")
+		}
+		*p = n
+		return nil
+	case *string:
+		if unescaped && utf8.Valid(b) {
+			*p = string(b[1 : len(b)-1])
+			return nil
+		}
+	case *[]byte:
+		if unescaped {
+			dst := make([]byte, base64.StdEncoding.DecodedLen(len(b)-2))
+			n, err := base64.StdEncoding.Strict().Decode(dst, b[1:len(b)-1])
+			*p = dst[:n]
+			return err
+		}
 	}
 	return json.Unmarshal(b, &c.v)
 }
