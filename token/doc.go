@@ -57,6 +57,17 @@
 // default), which bounds how long a revocation takes to reach the other
 // instances: the refresh interval plus one store call.
 //
+// # API clients: access and refresh tokens
+//
+// An API keeps its session in a short-lived access token (a Manager with
+// session.Header and an IdleTimeout of minutes) and gives the client a
+// refresh token from a Refresher to get the next one. Refresh tokens are
+// random, kept server-side as hashes in a shared store, and rotate: each
+// works once and returns its successor. A used token presented again after
+// RefreshConfig.Grace (10 s) reveals a theft, so its whole family (every
+// token descending from one login) is revoked; within the grace window it
+// gets another successor, so two tabs refreshing at once both keep working.
+//
 // # What tokens cannot do
 //
 // Until that delay has passed, another instance may still accept a

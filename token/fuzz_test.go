@@ -75,3 +75,20 @@ func FuzzParseRing(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRefresherRefresh: no refresh token crashes Refresh, and none but
+// an issued one is accepted.
+func FuzzRefresherRefresh(f *testing.F) {
+	f.Add("skr1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c := newClock()
+		r, err := token.NewRefresher(token.RefreshConfig{Store: newMem(t, c), Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.Refresh(t.Context(), tok); !errors.Is(err, token.ErrInvalid) {
+			t.Fatalf("Refresh(%q): got %v; want ErrInvalid", tok, err)
+		}
+	})
+}
