@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -157,12 +156,6 @@ func (k *Key) raw() []byte {
 // Public reports whether the key has a public half that may be published
 // (EdDSA, ES256).
 func (k *Key) Public() bool { return k.pub != nil }
-
-// equal reports whether k and o are the same key, comparing material in
-// constant time.
-func (k *Key) equal(o *Key) bool {
-	return k.ID == o.ID && k.Alg == o.Alg && subtle.ConstantTimeCompare(k.raw(), o.raw()) == 1
-}
 
 // Ring is a set of keys with rotation. The newest key that is not retired
 // signs or seals new tokens; retired keys only verify tokens issued before

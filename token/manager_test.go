@@ -367,3 +367,24 @@ func TestManager_tokens_oneAnswerForEveryRejection(t *testing.T) {
 		})
 	}
 }
+
+// With tokens, two concurrent requests of one session that both change it
+// do not merge: each answers with its own token, and the client keeps the
+// last one, so one change is lost. (The stores merge them; see
+// session's lost-update tests.) This test pins the documented behaviour.
+func TestManager_tokens_concurrentUpdatesLost(t *testing.T) {
+	c := newCluster(t, token.XC20P, 2, nil)
+	_, _, tok := c.do(0, "POST", "/login", `{"user":"alice"}`, "")
+	// Both requests carry the same token, as two tabs would.
+	_, bodyA, tokA := c.do(0, "POST", "/cart", `{"item":"a"}`, tok)
+	_, bodyB, tokB := c.do(1, "POST", "/cart", `{"item":"b"}`, tok)
+	if !strings.Contains(bodyA, `["a"]`) || !strings.Contains(bodyB, `["b"]`) {
+		t.Fatalf("answers %s and %s; want each request to see only its own item", bodyA, bodyB)
+	}
+	for _, last := range []string{tokA, tokB} {
+		_, body, _ := c.do(0, "GET", "/cart", "", last)
+		if strings.Contains(body, `"a","b"`) || strings.Contains(body, `"b","a"`) {
+			t.Errorf("a token holds both items (%s): the updates merged, which tokens cannot do", body)
+		}
+	}
+}
