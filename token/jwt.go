@@ -144,8 +144,10 @@ func (c *claim[T]) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &c.v)
 }
 
-// Seal returns the signed JWT of c. Times are whole seconds (NumericDate):
-// exp is rounded down.
+// Seal returns the signed JWT of c. Times are whole seconds (NumericDate),
+// rounded down: exp ends up to a second early, and since auth_time does
+// too, a login in the same second as a RevokeUser cutoff after it is
+// still refused (the sealed format keeps milliseconds).
 func (j *JWT) Seal(c Claims) (string, error) {
 	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString {
 		return "", fmt.Errorf("token: ID or user longer than %d bytes", maxClaimString)
