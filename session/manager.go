@@ -145,7 +145,7 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
 	if m.tokens != nil {
 		if err := m.tokens.RevokeUser(ctx, userID, m.cfg.Now()); err != nil {
-			return 0, fmt.Errorf("%w: revoke user: %w", ErrToken, err)
+			return 0, fmt.Errorf("%w (%w): revoke user: %w", ErrStore, ErrToken, err)
 		}
 		m.event(ctx, EventUserRevoked, "", 0, nil)
 		return 0, nil

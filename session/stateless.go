@@ -83,7 +83,8 @@ func (e *TokenSizeError) Error() string {
 func (e *TokenSizeError) Is(target error) bool { return target == ErrTokenTooLarge }
 
 // ErrToken wraps failures of Config.Tokens to seal a token or to record a
-// revocation.
+// revocation. A failed revocation (its store is unreachable) also wraps
+// ErrStore, so that it is answered like a store failure (503 by default).
 var ErrToken = errors.New("session: token codec failed")
 
 // loadStateless reads the session from a stateless token.
@@ -147,7 +148,7 @@ func (s *Session) commitStateless(now time.Time) error {
 		// The old token must stop working, as an old ID does in a store.
 		err := s.m.tokens.Revoke(s.ctx(), TokenClaims{ID: old.String(), UserID: s.rec.UserID, Expires: s.rec.Expires})
 		if err != nil {
-			return fmt.Errorf("%w: revoke the renewed token: %w", ErrToken, err)
+			return fmt.Errorf("%w (%w): revoke the renewed token: %w", ErrStore, ErrToken, err)
 		}
 	}
 	s.id, s.key, s.rec = id, id.Key(), rec
@@ -166,7 +167,7 @@ func (s *Session) commitStateless(now time.Time) error {
 func (s *Session) destroyStateless() error {
 	err := s.m.tokens.Revoke(s.ctx(), TokenClaims{ID: s.id.String(), UserID: s.rec.UserID, Expires: s.rec.Expires})
 	if err != nil {
-		return fmt.Errorf("%w: revoke: %w", ErrToken, err)
+		return fmt.Errorf("%w (%w): revoke: %w", ErrStore, ErrToken, err)
 	}
 	return nil
 }

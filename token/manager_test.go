@@ -388,3 +388,27 @@ func TestManager_tokens_concurrentUpdatesLost(t *testing.T) {
 		}
 	}
 }
+
+// When the revocation store is down, a logout fails visibly (503, like a
+// store failure) instead of pretending to have ended the session.
+func TestManager_tokens_revocationStoreDown(t *testing.T) {
+	c := newCluster(t, token.XC20P, 1, nil)
+	_, _, tok := c.do(0, "POST", "/login", `{"user":"alice"}`, "")
+	c.mem.Close()
+	code, body, cleared := c.do(0, "POST", "/logout", "", tok)
+	if code != 503 || cleared != "" {
+		t.Fatalf("logout with the revocation store down: %d %s, cookie %q; want 503 and the cookie left alone", code, body, cleared)
+	}
+	if err := c.nodes[0].errs[0]; !errors.Is(err, session.ErrStore) || !errors.Is(err, session.ErrToken) {
+		t.Errorf("error %v; want it to wrap ErrStore and ErrToken", err)
+	}
+	if code, _, _ := c.do(0, "GET", "/cart", "", tok); code != 200 {
+		t.Errorf("reads still work from the token: %d; want 200", code)
+	}
+	if code, _, _ := c.do(0, "POST", "/logout-all", "", tok); code != 503 {
+		t.Errorf("logout-all with the revocation store down: %d; want 503", code)
+	}
+	if _, err := session.New(session.Config{Tokens: mustCodec(t, c), FailOpen: true}); err == nil {
+		t.Error("FailOpen with Tokens: got nil; want an error")
+	}
+}
