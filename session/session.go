@@ -43,6 +43,7 @@ type Session struct {
 	destroyed bool         // Destroy ended the stored session
 	degraded  bool         // the store failed and Config.FailOpen is set
 	moved     bool         // another request renewed the session: key is its new record
+	family    string       // Config.Tokens: TokenClaims.Family of the loaded token
 	// headerSent: the response header has gone out; no token can be sent.
 	headerSent     bool
 	persistChanged bool // RememberMe changed: the token's lifetime must be re-sent
@@ -149,7 +150,7 @@ func (s *Session) fresh() {
 	s.id, s.key = sid.ID{}, ""
 	s.rec = store.Record{}
 	s.st = state{created: s.m.cfg.Now().Truncate(time.Millisecond), values: map[string]value{}}
-	s.user = ""
+	s.user, s.family = "", ""
 }
 
 // ctx is the context of store writes: the request's, minus its

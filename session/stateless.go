@@ -27,9 +27,10 @@ type TokenCodec interface {
 	// its session, so it must not wait on the network.
 	Open(token string) (TokenClaims, error)
 
-	// Revoke makes every token of the session c.ID invalid until
-	// c.Expires, on every instance sharing the codec's revocation store
-	// (within the codec's documented propagation delay).
+	// Revoke makes every token with the ID c.ID invalid until c.Expires,
+	// and if c.Family is set every token of that family too, on every
+	// instance sharing the codec's revocation store (within the codec's
+	// documented propagation delay).
 	Revoke(ctx context.Context, c TokenClaims) error
 
 	// RevokeUser makes every token of userID whose AuthTime is not after
@@ -42,6 +43,12 @@ type TokenClaims struct {
 	// ID is the session ID (package sid's format). Renew and Login give a
 	// session a new one.
 	ID string
+	// Family names the session across renewals: its ID when it was
+	// created or last logged in. Destroy revokes the family, so that a
+	// token renewed elsewhere before the revocation arrived is revoked too;
+	// Renew revokes only the old ID; Login starts a new family and revokes
+	// the old one. Empty means the same as ID.
+	Family string
 	// UserID is the bound user, or "".
 	UserID string
 	// AuthTime is when the session was created or last logged in: the
@@ -102,6 +109,10 @@ func (s *Session) loadStateless(tok string) (sid.ID, store.Record, state, bool) 
 	}
 	rec := store.Record{Data: c.Data, Version: 1, Expires: c.Expires, UserID: c.UserID}
 	st, ok := s.check(id, rec)
+	s.family = c.Family
+	if s.family == "" {
+		s.family = c.ID
+	}
 	return id, rec, st, ok
 }
 
@@ -129,9 +140,13 @@ func (s *Session) commitStateless(now time.Time) error {
 	if created || s.renew {
 		id = s.newID()
 	}
+	family, login := s.family, s.loggedIn()
+	if created || login {
+		family = id.String()
+	}
 	rec := s.record(now, 1)
 	tok, err := s.m.tokens.Seal(TokenClaims{
-		ID: id.String(), UserID: s.user, AuthTime: s.st.created,
+		ID: id.String(), Family: family, UserID: s.user, AuthTime: s.st.created,
 		Issued: now, Expires: rec.Expires, Data: rec.Data,
 	})
 	if err != nil {
@@ -145,13 +160,18 @@ func (s *Session) commitStateless(now time.Time) error {
 		return &TokenSizeError{Size: n, Limit: MaxSetCookieBytes}
 	}
 	if !created && s.renew {
-		// The old token must stop working, as an old ID does in a store.
-		err := s.m.tokens.Revoke(s.ctx(), TokenClaims{ID: old.String(), UserID: s.rec.UserID, Expires: s.rec.Expires})
+		// The old token must stop working, as an old ID does in a store;
+		// after a login, with every token of its family.
+		old := TokenClaims{ID: old.String(), UserID: s.rec.UserID, Expires: s.rec.Expires}
+		if login {
+			old.Family, old.Expires = s.family, s.deadline()
+		}
+		err := s.m.tokens.Revoke(s.ctx(), old)
 		if err != nil {
 			return fmt.Errorf("%w (%w): revoke the renewed token: %w", ErrStore, ErrToken, err)
 		}
 	}
-	s.id, s.key, s.rec = id, id.Key(), rec
+	s.id, s.key, s.rec, s.family = id, id.Key(), rec, family
 	s.ops, s.renew, s.destroyed = s.ops[:0], false, false
 	s.sendTokenValue(now, tok)
 	switch {
@@ -163,9 +183,26 @@ func (s *Session) commitStateless(now time.Time) error {
 	return nil
 }
 
-// destroyStateless revokes the session's token.
+// deadline returns the end of the session's absolute lifetime: no token
+// of its family lives longer, so neither need its revocation.
+func (s *Session) deadline() time.Time {
+	_, life := s.m.timeouts(s.st.remember)
+	return s.st.created.Add(life)
+}
+
+// loggedIn reports whether this request called Login.
+func (s *Session) loggedIn() bool {
+	for i := range s.ops {
+		if s.ops[i].kind == opUser {
+			return true
+		}
+	}
+	return false
+}
+
+// destroyStateless revokes the session's tokens: its family.
 func (s *Session) destroyStateless() error {
-	err := s.m.tokens.Revoke(s.ctx(), TokenClaims{ID: s.id.String(), UserID: s.rec.UserID, Expires: s.rec.Expires})
+	err := s.m.tokens.Revoke(s.ctx(), TokenClaims{ID: s.id.String(), Family: s.family, UserID: s.rec.UserID, Expires: s.deadline()})
 	if err != nil {
 		return fmt.Errorf("%w (%w): revoke: %w", ErrStore, ErrToken, err)
 	}

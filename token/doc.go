@@ -48,8 +48,8 @@
 //
 // # Revocation
 //
-// Revocations keeps revoked sessions (Session.Destroy, and the old token
-// of a Renew or Login) and per-user cutoffs (Manager.DestroyUser: every
+// Revocations keeps revoked sessions (Session.Destroy: the session's
+// family; Renew: the old ID; Login: the old family) and per-user cutoffs (Manager.DestroyUser: every
 // token of the user whose session began before the cutoff) in a shared
 // store.Store, each until the last token it concerns has expired. Every
 // request checks an in-memory copy, with no network call; the copy is
@@ -71,9 +71,10 @@
 // # What tokens cannot do
 //
 // Until that delay has passed, another instance may still accept a
-// revoked token, and anything its holder does there meanwhile (including
-// a Renew, which gives the session a new ID that the revocation does not
-// name) survives; a DestroyUser does catch renewed tokens. Two concurrent
+// revoked token and serve its holder. A token renewed there meanwhile is
+// caught once the revocation arrives: a logout revokes the session's
+// family (the ID it had at its creation or last login, which Renew keeps),
+// not only its current ID. Two concurrent
 // requests of one session that both change it are not merged, unlike with
 // a store: each answers with its own token, and the client keeps the one
 // that arrived last, so the other request's changes are lost. A token is

@@ -239,3 +239,24 @@ func TestConfig_invalid(t *testing.T) {
 		t.Errorf("leeway of exactly 60s: %v", err)
 	}
 }
+
+// The family travels in the token; a token without one (no renewal since
+// the login) reads as its own family.
+func TestFormat_family(t *testing.T) {
+	for _, alg := range token.Algs {
+		t.Run(string(alg), func(t *testing.T) {
+			c := newClock()
+			f, _ := newFormat(t, alg, c)
+			in := claims(t, c.Now())
+			got, err := f.Open(mustSeal(t, f, in))
+			if err != nil || got.Family != in.ID {
+				t.Fatalf("no family: got %q, %v; want the ID", got.Family, err)
+			}
+			in.Family = claims(t, c.Now()).ID
+			got, err = f.Open(mustSeal(t, f, in))
+			if err != nil || got.Family != in.Family {
+				t.Fatalf("family: got %q, %v; want %q", got.Family, err, in.Family)
+			}
+		})
+	}
+}

@@ -78,6 +78,7 @@ type jwtClaims struct {
 	Audience string `json:"aud"`
 	Subject  string `json:"sub,omitempty"`
 	ID       string `json:"jti"`
+	Family   string `json:"sid,omitempty"` // OpenID Connect's session ID claim: stable across renewals; omitted if jti
 	IssuedAt int64  `json:"iat"`
 	Expires  int64  `json:"exp"`
 	AuthTime int64  `json:"auth_time"`
@@ -91,6 +92,7 @@ type jwtIn struct {
 	Audience  claim[string] `json:"aud"`
 	Subject   claim[string] `json:"sub"`
 	ID        claim[string] `json:"jti"`
+	Family    claim[string] `json:"sid"`
 	IssuedAt  claim[int64]  `json:"iat"`
 	Expires   claim[int64]  `json:"exp"`
 	NotBefore claim[int64]  `json:"nbf"`
@@ -149,11 +151,15 @@ func (c *claim[T]) UnmarshalJSON(b []byte) error {
 // too, a login in the same second as a RevokeUser cutoff after it is
 // still refused (the sealed format keeps milliseconds).
 func (j *JWT) Seal(c Claims) (string, error) {
-	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString {
-		return "", fmt.Errorf("token: ID or user longer than %d bytes", maxClaimString)
+	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString || len(c.Family) > maxClaimString {
+		return "", fmt.Errorf("token: ID, family or user longer than %d bytes", maxClaimString)
+	}
+	family := c.Family
+	if family == c.ID {
+		family = ""
 	}
 	payload, err := json.Marshal(jwtClaims{
-		Issuer: j.cfg.Issuer, Audience: j.cfg.Audience, Subject: c.UserID, ID: c.ID,
+		Issuer: j.cfg.Issuer, Audience: j.cfg.Audience, Subject: c.UserID, ID: c.ID, Family: family,
 		IssuedAt: c.Issued.Unix(), Expires: c.Expires.Unix(), AuthTime: c.AuthTime.Unix(), Data: c.Data,
 	})
 	if err != nil {
@@ -240,7 +246,8 @@ func (j *JWT) Open(tok string) (Claims, error) {
 		return Claims{}, invalid("wrong issuer")
 	case !in.Audience.set || in.Audience.v != j.cfg.Audience:
 		return Claims{}, invalid("wrong audience")
-	case in.ID.v == "" || len(in.ID.v) > maxClaimString || len(in.Subject.v) > maxClaimString:
+	case in.ID.v == "" || len(in.ID.v) > maxClaimString || len(in.Subject.v) > maxClaimString ||
+		len(in.Family.v) > maxClaimString:
 		return Claims{}, invalid("no jti")
 	case !in.Expires.set:
 		return Claims{}, invalid("no exp")
@@ -249,7 +256,10 @@ func (j *JWT) Open(tok string) (Claims, error) {
 	case !in.AuthTime.set:
 		return Claims{}, invalid("no auth_time")
 	}
-	c := Claims{ID: in.ID.v, UserID: in.Subject.v, Issued: time.Unix(in.IssuedAt.v, 0),
+	if !in.Family.set {
+		in.Family.v = in.ID.v
+	}
+	c := Claims{ID: in.ID.v, Family: in.Family.v, UserID: in.Subject.v, Issued: time.Unix(in.IssuedAt.v, 0),
 		Expires: time.Unix(in.Expires.v, 0), AuthTime: time.Unix(in.AuthTime.v, 0), Data: in.Data.v}
 	var nbf time.Time
 	if in.NotBefore.set {

@@ -412,3 +412,38 @@ func TestManager_tokens_revocationStoreDown(t *testing.T) {
 		t.Error("FailOpen with Tokens: got nil; want an error")
 	}
 }
+
+// A token renewed on another node before a logout's revocation reached it
+// is revoked too once it does: Renew keeps the session's family, and a
+// logout revokes the family.
+func TestManager_tokens_renewInTheWindowStillRevoked(t *testing.T) {
+	c := newCluster(t, token.XC20P, 2, nil)
+	renew := c.nodes[1].m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		session.From(r).Renew()
+		io.WriteString(w, session.From(r).UserID())
+	}))
+	_, _, tok := c.do(0, "POST", "/login", `{"user":"alice"}`, "")
+	c.do(0, "POST", "/logout", "", tok)
+	// Node b has not refreshed: it still takes the token, and renews it.
+	_, body, renewed := do(t, renew, "GET", "/", "", tok)
+	if body != "alice" || renewed == "" || renewed == "-" {
+		t.Fatalf("renew on b inside the window: %q, token %q; want alice and a new token", body, renewed)
+	}
+	c.refresh(1)
+	for i := range c.nodes {
+		if code, _, _ := c.do(i, "GET", "/cart", "", renewed); code != 401 {
+			t.Errorf("the token renewed inside the window, on node %d after the refresh: %d; want 401", i, code)
+		}
+	}
+	// Without a logout, Renew keeps the session working and retires only
+	// the old token.
+	_, _, tok = c.do(0, "POST", "/login", `{"user":"bob"}`, "")
+	_, _, renewed = do(t, renew, "GET", "/", "", tok)
+	c.refresh(0)
+	if code, _, _ := c.do(0, "GET", "/cart", "", renewed); code != 200 {
+		t.Errorf("the renewed token: %d; want 200", code)
+	}
+	if code, _, _ := c.do(0, "GET", "/cart", "", tok); code != 401 {
+		t.Errorf("the token before the renew: %d; want 401", code)
+	}
+}

@@ -28,6 +28,7 @@ const revocationOwner = "\x00sessionkit/token-revocations"
 // Store keys of revocation records.
 const (
 	sessionPrefix = "sessionkit/token-revoked/s/" // + the session's store key (a hash of its ID)
+	familyPrefix  = "sessionkit/token-revoked/f/" // + the store key of the family's first ID
 	userPrefix    = "sessionkit/token-revoked/u/" // + base64url(SHA-256(user ID))
 )
 
@@ -77,6 +78,7 @@ type Revocations struct {
 
 	mu       sync.RWMutex
 	sessions map[string]time.Time // store key of a session -> when its tokens expire
+	families map[string]time.Time // store key of a family -> when its tokens expire
 	users    map[string]time.Time // hash of a user ID -> cutoff
 	own      []entry              // revocations made here, kept in every refresh until they expire
 
@@ -86,7 +88,7 @@ type Revocations struct {
 }
 
 type entry struct {
-	user    bool
+	kind    byte // 's', 'f' or 'u'
 	key     string
 	at      time.Time // session: expiry; user: cutoff
 	expires time.Time
@@ -124,7 +126,8 @@ func NewRevocations(ctx context.Context, cfg RevocationConfig) (*Revocations, er
 			return t.C, t.Stop
 		}
 	}
-	r := &Revocations{cfg: c, index: idx, sessions: map[string]time.Time{}, users: map[string]time.Time{}, done: make(chan struct{})}
+	r := &Revocations{cfg: c, index: idx, sessions: map[string]time.Time{}, families: map[string]time.Time{},
+		users: map[string]time.Time{}, done: make(chan struct{})}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -170,11 +173,14 @@ func (r *Revocations) Refresh(ctx context.Context) error {
 	}
 	now := r.cfg.Now()
 	sessions := make(map[string]time.Time, len(entries))
+	families := map[string]time.Time{}
 	users := map[string]time.Time{}
 	for _, e := range entries {
 		switch {
 		case len(e.Key) > len(sessionPrefix) && e.Key[:len(sessionPrefix)] == sessionPrefix:
 			sessions[e.Key[len(sessionPrefix):]] = e.Record.Expires
+		case len(e.Key) > len(familyPrefix) && e.Key[:len(familyPrefix)] == familyPrefix:
+			families[e.Key[len(familyPrefix):]] = e.Record.Expires
 		case len(e.Key) > len(userPrefix) && e.Key[:len(userPrefix)] == userPrefix && len(e.Record.Data) == 8:
 			users[e.Key[len(userPrefix):]] = time.UnixMilli(int64(binary.BigEndian.Uint64(e.Record.Data)))
 		}
@@ -187,17 +193,20 @@ func (r *Revocations) Refresh(ctx context.Context) error {
 			continue
 		}
 		own = append(own, e)
-		r.merge(sessions, users, e)
+		r.merge(sessions, families, users, e)
 	}
 	clear(r.own[len(own):])
-	r.own, r.sessions, r.users = own, sessions, users
+	r.own, r.sessions, r.families, r.users = own, sessions, families, users
 	return nil
 }
 
 // merge adds e to the maps, keeping the later time.
-func (r *Revocations) merge(sessions, users map[string]time.Time, e entry) {
+func (r *Revocations) merge(sessions, families, users map[string]time.Time, e entry) {
 	m := sessions
-	if e.user {
+	switch e.kind {
+	case 'f':
+		m = families
+	case 'u':
 		m = users
 	}
 	if old, ok := m[e.key]; !ok || e.at.After(old) {
@@ -220,8 +229,8 @@ func hashKey(s string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// Revoke revokes every token of session c.ID until c.Expires, in the store
-// and here.
+// Revoke revokes every token with the ID c.ID, and if c.Family is set
+// every token of that family, until c.Expires, in the store and here.
 func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
 	if c.ID == "" {
 		return errors.New("token: Revoke: empty session ID")
@@ -232,12 +241,20 @@ func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
 	}
 	// Keep it past the token's expiry by the most leeway a Format allows.
 	until := exp.Add(MaxLeeway)
-	key := sessionKey(c.ID)
-	_, err := r.cfg.Store.Save(ctx, sessionPrefix+key, store.Record{Expires: until, UserID: revocationOwner})
+	if c.Family != "" {
+		if err := r.revoke(ctx, 'f', familyPrefix, sessionKey(c.Family), exp, until); err != nil {
+			return err
+		}
+	}
+	return r.revoke(ctx, 's', sessionPrefix, sessionKey(c.ID), exp, until)
+}
+
+func (r *Revocations) revoke(ctx context.Context, kind byte, prefix, key string, exp, until time.Time) error {
+	_, err := r.cfg.Store.Save(ctx, prefix+key, store.Record{Expires: until, UserID: revocationOwner})
 	if err != nil && !errors.Is(err, store.ErrConflict) { // a conflict: it is revoked already
 		return fmt.Errorf("token: recording a revocation: %w", err)
 	}
-	r.add(entry{key: key, at: exp, expires: until})
+	r.add(entry{kind: kind, key: key, at: exp, expires: until})
 	return nil
 }
 
@@ -259,12 +276,12 @@ func (r *Revocations) RevokeUser(ctx context.Context, userID string, before time
 		case err != nil:
 			return fmt.Errorf("token: recording a user's revocation: %w", err)
 		case len(rec.Data) == 8 && int64(binary.BigEndian.Uint64(rec.Data)) >= before.UnixMilli():
-			r.add(entry{user: true, key: key, at: time.UnixMilli(int64(binary.BigEndian.Uint64(rec.Data))), expires: rec.Expires})
+			r.add(entry{kind: 'u', key: key, at: time.UnixMilli(int64(binary.BigEndian.Uint64(rec.Data))), expires: rec.Expires})
 			return nil // a later cutoff is in place
 		}
 		_, err = r.cfg.Store.Save(ctx, userPrefix+key, store.Record{Data: data, Version: rec.Version, Expires: until, UserID: revocationOwner})
 		if err == nil {
-			r.add(entry{user: true, key: key, at: before, expires: until})
+			r.add(entry{kind: 'u', key: key, at: before, expires: until})
 			return nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 8 {
@@ -277,7 +294,7 @@ func (r *Revocations) add(e entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.own = append(r.own, e)
-	r.merge(r.sessions, r.users, e)
+	r.merge(r.sessions, r.families, r.users, e)
 }
 
 // Revoked reports whether c's session, or its user's sessions up to its
@@ -290,6 +307,11 @@ func (r *Revocations) Revoked(c Claims) bool {
 			return true
 		}
 	}
+	if len(r.families) > 0 && c.Family != "" {
+		if _, ok := r.families[sessionKey(c.Family)]; ok {
+			return true
+		}
+	}
 	if len(r.users) > 0 && c.UserID != "" {
 		if cutoff, ok := r.users[hashKey(c.UserID)]; ok && !c.AuthTime.After(cutoff) {
 			return true
@@ -298,10 +320,10 @@ func (r *Revocations) Revoked(c Claims) bool {
 	return false
 }
 
-// Len returns how many session revocations and user cutoffs the copy in
-// memory holds.
+// Len returns how many session and family revocations, and user cutoffs,
+// the copy in memory holds.
 func (r *Revocations) Len() (sessions, users int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.sessions), len(r.users)
+	return len(r.sessions) + len(r.families), len(r.users)
 }

@@ -27,6 +27,7 @@ import (
 //	varint   exp, Unix milliseconds
 //	varint   auth_time, Unix milliseconds
 //	uvarint  ID length, ID
+//	uvarint  family length, family (empty: the same as the ID)
 //	uvarint  user length, user
 //	rest     session data
 const (
@@ -76,11 +77,12 @@ func NewSealed(cfg Config) (*Sealed, error) {
 
 // Seal returns the sealed token of c.
 func (s *Sealed) Seal(c Claims) (string, error) {
-	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString {
-		return "", fmt.Errorf("token: ID or user longer than %d bytes", maxClaimString)
+	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString || len(c.Family) > maxClaimString {
+		return "", fmt.Errorf("token: ID, family or user longer than %d bytes", maxClaimString)
 	}
 	k := s.cur.k
-	n := sealedHeadLen + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen16 + len(c.ID) + len(c.UserID) + len(c.Data) + chacha20poly1305.Overhead
+	n := sealedHeadLen + 3*binary.MaxVarintLen64 + 3*binary.MaxVarintLen16 + len(c.ID) + len(c.Family) + len(c.UserID) +
+		len(c.Data) + chacha20poly1305.Overhead
 	buf := make([]byte, sealedHeadLen, n)
 	buf[0] = sealedV1
 	copy(buf[1:], k.kidRaw[:])
@@ -91,6 +93,12 @@ func (s *Sealed) Seal(c Claims) (string, error) {
 	pt = binary.AppendVarint(pt, c.AuthTime.UnixMilli())
 	pt = binary.AppendUvarint(pt, uint64(len(c.ID)))
 	pt = append(pt, c.ID...)
+	family := c.Family
+	if family == c.ID {
+		family = "" // the common case: no renewal since the login
+	}
+	pt = binary.AppendUvarint(pt, uint64(len(family)))
+	pt = append(pt, family...)
 	pt = binary.AppendUvarint(pt, uint64(len(c.UserID)))
 	pt = append(pt, c.UserID...)
 	pt = append(pt, c.Data...)
@@ -150,7 +158,7 @@ func decodeSealedClaims(pt []byte) (Claims, error) {
 		}
 		ms[i], pt = v, pt[n:]
 	}
-	var strs [2]string
+	var strs [3]string
 	for i := range strs {
 		l, n := binary.Uvarint(pt)
 		if n <= 0 || l > maxClaimString || l > uint64(len(pt)-n) {
@@ -159,7 +167,10 @@ func decodeSealedClaims(pt []byte) (Claims, error) {
 		strs[i], pt = string(pt[n:n+int(l)]), pt[n+int(l):]
 	}
 	c.Issued, c.Expires, c.AuthTime = time.UnixMilli(ms[0]), time.UnixMilli(ms[1]), time.UnixMilli(ms[2])
-	c.ID, c.UserID = strs[0], strs[1]
+	c.ID, c.Family, c.UserID = strs[0], strs[1], strs[2]
+	if c.Family == "" {
+		c.Family = c.ID
+	}
 	c.Data = pt
 	return c, nil
 }
