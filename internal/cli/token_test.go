@@ -172,6 +172,41 @@ func TestServe_tokenTwoNodes(t *testing.T) {
 			if delay > bound {
 				t.Errorf("propagation took %v; want at most %v", delay, bound)
 			}
+			// Log out everywhere on n2: both of bob's sessions end, on n2
+			// at once and on n1 after its refresh; a login afterwards works.
+			bob := "bob-" + rand.Text()[:8]
+			phone, laptop := &client{t: t}, &client{t: t}
+			phone.do("POST", n1+"/login", `{"user":"`+bob+`"}`)
+			laptop.do("POST", n2+"/login", `{"user":"`+bob+`"}`)
+			oldPhone := &client{t: t, cookie: phone.cookie}
+			time.Sleep(5 * time.Millisecond) // real clocks: the cutoff must fall after both logins (ms)
+			if code, body := laptop.do("POST", n2+"/logout-all", ""); code != 200 || body != `{"revoked":0}` {
+				t.Fatalf("logout-all: %d %s", code, body)
+			}
+			if code, _ := oldPhone.do("GET", n2+"/cart", ""); code != 401 {
+				t.Errorf("bob's phone on n2 after logout-all there: %d; want 401", code)
+			}
+			deadline := time.Now().Add(bound)
+			for {
+				code, _ := oldPhone.do("GET", n1+"/cart", "")
+				if code == 401 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("n1 still accepts bob's phone %v after logout-all on n2", bound)
+				}
+				time.Sleep(refresh / 20)
+			}
+			if format == "jwt" {
+				// A real process's clock: JWTs carry auth_time in whole
+				// seconds, so a login in the cutoff's second is refused.
+				time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+			}
+			again := &client{t: t}
+			again.do("POST", n1+"/login", `{"user":"`+bob+`"}`)
+			if code, body := again.do("GET", n2+"/cart", ""); code != 200 {
+				t.Errorf("bob logging in again after logout-all: %d %s; want 200", code, body)
+			}
 			if format == "jwt" {
 				resp, err := http.Get(n2 + "/.well-known/jwks.json")
 				if err != nil {
