@@ -260,3 +260,18 @@ func TestFormat_family(t *testing.T) {
 		})
 	}
 }
+
+// auth_time keeps milliseconds in every format, so that RevokeUser tells
+// a login just after its cutoff from a session just before.
+func TestFormat_authTimeMillis(t *testing.T) {
+	for _, alg := range token.Algs {
+		c := newClock()
+		f, _ := newFormat(t, alg, c)
+		in := claims(t, c.Now())
+		in.AuthTime = c.Now().Add(-1234567 * time.Millisecond)
+		got, err := f.Open(mustSeal(t, f, in))
+		if err != nil || !got.AuthTime.Equal(in.AuthTime) {
+			t.Errorf("%s: auth time %v, %v; want %v", alg, got.AuthTime, err, in.AuthTime)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/sessionkit/sessionkit/session"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -74,30 +75,30 @@ func NewJWT(cfg Config) (*JWT, error) {
 
 // jwtClaims is the payload sessionkit writes.
 type jwtClaims struct {
-	Issuer   string `json:"iss"`
-	Audience string `json:"aud"`
-	Subject  string `json:"sub,omitempty"`
-	ID       string `json:"jti"`
-	Family   string `json:"sid,omitempty"` // OpenID Connect's session ID claim: stable across renewals; omitted if jti
-	IssuedAt int64  `json:"iat"`
-	Expires  int64  `json:"exp"`
-	AuthTime int64  `json:"auth_time"`
-	Data     []byte `json:"sk,omitempty"` // the session's content, base64 (std, padded: encoding/json's form)
+	Issuer   string      `json:"iss"`
+	Audience string      `json:"aud"`
+	Subject  string      `json:"sub,omitempty"`
+	ID       string      `json:"jti"`
+	Family   string      `json:"sid,omitempty"` // OpenID Connect's session ID claim: stable across renewals; omitted if jti
+	IssuedAt int64       `json:"iat"`
+	Expires  int64       `json:"exp"`
+	AuthTime json.Number `json:"auth_time"`    // seconds with milliseconds: a NumericDate may have a fraction
+	Data     []byte      `json:"sk,omitempty"` // the session's content, base64 (std, padded: encoding/json's form)
 }
 
 // jwtIn is the payload as read: each claim records how often it
 // appeared, so that missing and duplicate claims are told apart.
 type jwtIn struct {
-	Issuer    claim[string] `json:"iss"`
-	Audience  claim[string] `json:"aud"`
-	Subject   claim[string] `json:"sub"`
-	ID        claim[string] `json:"jti"`
-	Family    claim[string] `json:"sid"`
-	IssuedAt  claim[int64]  `json:"iat"`
-	Expires   claim[int64]  `json:"exp"`
-	NotBefore claim[int64]  `json:"nbf"`
-	AuthTime  claim[int64]  `json:"auth_time"`
-	Data      claim[[]byte] `json:"sk"`
+	Issuer    claim[string]  `json:"iss"`
+	Audience  claim[string]  `json:"aud"`
+	Subject   claim[string]  `json:"sub"`
+	ID        claim[string]  `json:"jti"`
+	Family    claim[string]  `json:"sid"`
+	IssuedAt  claim[int64]   `json:"iat"`
+	Expires   claim[int64]   `json:"exp"`
+	NotBefore claim[int64]   `json:"nbf"`
+	AuthTime  claim[float64] `json:"auth_time"`
+	Data      claim[[]byte]  `json:"sk"`
 }
 
 // claim is one claim of jwtIn. encoding/json calls UnmarshalJSON once per
@@ -130,6 +131,13 @@ func (c *claim[T]) UnmarshalJSON(b []byte) error {
 		}
 		*p = n
 		return nil
+	case *float64:
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil || b[0] == '"' || math.Abs(f) > 1e12 {
+			return errors.New("claim is not a time in seconds")
+		}
+		*p = f
+		return nil
 	case *string:
 		if unescaped && utf8.Valid(b) {
 			*p = string(b[1 : len(b)-1])
@@ -146,10 +154,20 @@ func (c *claim[T]) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &c.v)
 }
 
-// Seal returns the signed JWT of c. Times are whole seconds (NumericDate),
-// rounded down: exp ends up to a second early, and since auth_time does
-// too, a login in the same second as a RevokeUser cutoff after it is
-// still refused (the sealed format keeps milliseconds).
+// authTime writes t as a NumericDate with milliseconds, so that a login
+// just after a RevokeUser cutoff is told apart from a session just before.
+func authTime(t time.Time) json.Number {
+	ms := t.UnixMilli()
+	sign := ""
+	if ms < 0 {
+		sign, ms = "-", -ms
+	}
+	return json.Number(fmt.Sprintf("%s%d.%03d", sign, ms/1000, ms%1000))
+}
+
+// Seal returns the signed JWT of c. "iat" and "exp" are whole seconds
+// (exp rounded down, so it ends up to a second early); "auth_time" keeps
+// milliseconds.
 func (j *JWT) Seal(c Claims) (string, error) {
 	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString || len(c.Family) > maxClaimString {
 		return "", fmt.Errorf("token: ID, family or user longer than %d bytes", maxClaimString)
@@ -160,7 +178,7 @@ func (j *JWT) Seal(c Claims) (string, error) {
 	}
 	payload, err := json.Marshal(jwtClaims{
 		Issuer: j.cfg.Issuer, Audience: j.cfg.Audience, Subject: c.UserID, ID: c.ID, Family: family,
-		IssuedAt: c.Issued.Unix(), Expires: c.Expires.Unix(), AuthTime: c.AuthTime.Unix(), Data: c.Data,
+		IssuedAt: c.Issued.Unix(), Expires: c.Expires.Unix(), AuthTime: authTime(c.AuthTime), Data: c.Data,
 	})
 	if err != nil {
 		return "", fmt.Errorf("token: %w", err)
@@ -260,7 +278,7 @@ func (j *JWT) Open(tok string) (Claims, error) {
 		in.Family.v = in.ID.v
 	}
 	c := Claims{ID: in.ID.v, Family: in.Family.v, UserID: in.Subject.v, Issued: time.Unix(in.IssuedAt.v, 0),
-		Expires: time.Unix(in.Expires.v, 0), AuthTime: time.Unix(in.AuthTime.v, 0), Data: in.Data.v}
+		Expires: time.Unix(in.Expires.v, 0), AuthTime: time.UnixMilli(int64(math.Round(in.AuthTime.v * 1000))), Data: in.Data.v}
 	var nbf time.Time
 	if in.NotBefore.set {
 		nbf = time.Unix(in.NotBefore.v, 0)
