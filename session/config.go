@@ -24,8 +24,9 @@ const (
 )
 
 // Config configures a Manager. Exactly one of Store and Tokens is
-// required; every other zero field means its documented default. New copies the Config, so changing it
-// afterwards has no effect on the Manager.
+// required; every other zero field means its documented default. New
+// copies the Config, so changing it afterwards has no effect on the
+// Manager.
 type Config struct {
 	// Store holds the sessions: the stateful strategies (memory, Redis,
 	// PostgreSQL, ...).
@@ -39,7 +40,8 @@ type Config struct {
 	// it are not merged (the client keeps the token it received last, so
 	// one request's changes are lost); and Manager.UserSessions and
 	// Manager.DestroyHandle return ErrUnsupported (DestroyUser works, by
-	// revocation). Destroy and Renew revoke the old token through Tokens.
+	// revocation). Destroy, Renew and Login revoke the old tokens through
+	// Tokens (see TokenClaims.Family).
 	// A session whose token would exceed MaxSetCookieBytes fails to save
 	// with a *TokenSizeError.
 	Tokens TokenCodec
