@@ -37,7 +37,7 @@ func (n *revNode) fire() {
 	n.tick <- time.Time{}
 }
 
-func newMem(t *testing.T, c *clock) *memstore.Store {
+func newMem(t testing.TB, c *clock) *memstore.Store {
 	t.Helper()
 	mem, err := memstore.New(memstore.Config{Now: c.Now})
 	if err != nil {
