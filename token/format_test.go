@@ -17,7 +17,7 @@ func sameClaims(a, b token.Claims) bool {
 }
 
 func TestFormat_roundTrip(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			f, _ := newFormat(t, alg, c)
@@ -39,7 +39,7 @@ func TestFormat_roundTrip(t *testing.T) {
 }
 
 func TestFormat_expiry(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			f, _ := newFormat(t, alg, c)
@@ -58,7 +58,7 @@ func TestFormat_expiry(t *testing.T) {
 }
 
 func TestFormat_issuedInFuture(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			f, _ := newFormat(t, alg, c)
@@ -75,7 +75,7 @@ func TestFormat_issuedInFuture(t *testing.T) {
 }
 
 func TestFormat_lifetimeCapped(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			r := mustRing(t, mustKey(t, alg, c.Now()))
@@ -96,7 +96,7 @@ func TestFormat_lifetimeCapped(t *testing.T) {
 // Purposes: a token of one purpose is never accepted as another, with the
 // same key.
 func TestFormat_purposeBound(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			r := mustRing(t, mustKey(t, alg, c.Now()))
@@ -116,7 +116,7 @@ func TestFormat_purposeBound(t *testing.T) {
 func TestFormat_crossRejected(t *testing.T) {
 	c := newClock()
 	formats := map[token.Alg]token.Format{}
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		formats[alg], _ = newFormat(t, alg, c)
 	}
 	for from, ff := range formats {
@@ -138,7 +138,7 @@ func TestFormat_crossRejected(t *testing.T) {
 
 // Every single-bit change of a token is rejected.
 func TestFormat_tamper(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			f, _ := newFormat(t, alg, c)
@@ -243,7 +243,7 @@ func TestConfig_invalid(t *testing.T) {
 // The family travels in the token; a token without one (no renewal since
 // the login) reads as its own family.
 func TestFormat_family(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		t.Run(string(alg), func(t *testing.T) {
 			c := newClock()
 			f, _ := newFormat(t, alg, c)
@@ -264,7 +264,7 @@ func TestFormat_family(t *testing.T) {
 // auth_time keeps milliseconds in every format, so that RevokeUser tells
 // a login just after its cutoff from a session just before.
 func TestFormat_authTimeMillis(t *testing.T) {
-	for _, alg := range token.Algs {
+	for _, alg := range token.Algs() {
 		c := newClock()
 		f, _ := newFormat(t, alg, c)
 		in := claims(t, c.Now())

@@ -37,10 +37,8 @@ const (
 	HS256 Alg = "HS256"
 )
 
-// Algs lists every algorithm, sealed first.
-var Algs = []Alg{XC20P, EdDSA, ES256, HS256}
-
-func (a Alg) valid() bool { return slices.Contains(Algs, a) }
+// Algs returns every algorithm, sealed first.
+func Algs() []Alg { return []Alg{XC20P, EdDSA, ES256, HS256} }
 
 // sealed reports whether a is the sealed format's algorithm.
 func (a Alg) sealed() bool { return a == XC20P }
@@ -93,7 +91,7 @@ func NewKey(alg Alg, now time.Time) (*Key, error) {
 			return nil, fmt.Errorf("token: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("token: unknown algorithm %q (want one of %v)", alg, Algs)
+		return nil, fmt.Errorf("token: unknown algorithm %q (want one of %v)", alg, Algs())
 	}
 	return newKey(hex.EncodeToString(kid[:]), alg, raw, now.UTC().Truncate(time.Second), time.Time{})
 }
@@ -136,7 +134,7 @@ func newKey(kid string, alg Alg, raw []byte, created, retired time.Time) (*Key, 
 		}
 		k.priv, k.pub = priv, &priv.PublicKey
 	default:
-		return nil, fmt.Errorf("token: key %s: unknown algorithm %q (want one of %v)", kid, alg, Algs)
+		return nil, fmt.Errorf("token: key %s: unknown algorithm %q (want one of %v)", kid, alg, Algs())
 	}
 	return k, nil
 }

@@ -15,13 +15,13 @@ import (
 func TestRing_fileRoundTrip(t *testing.T) {
 	c := newClock()
 	var keys []*token.Key
-	for i, alg := range token.Algs {
+	for i, alg := range token.Algs() {
 		k := mustKey(t, alg, c.Now().Add(time.Duration(i)*time.Hour))
 		keys = append(keys, k)
 	}
 	r := mustRing(t, keys[0]) // one current key; the rest via Rotate
 	var err error
-	for _, alg := range token.Algs[1:] {
+	for _, alg := range token.Algs()[1:] {
 		if r, err = r.Rotate(alg, c.Now(), time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestRing_fileRoundTrip(t *testing.T) {
 	if !bytes.Equal(data, again) {
 		t.Errorf("the ring changed through a file round trip:\n%s\n%s", data, again)
 	}
-	if got, want := len(back.Keys()), len(token.Algs); got != want {
+	if got, want := len(back.Keys()), len(token.Algs()); got != want {
 		t.Errorf("got %d keys; want %d", got, want)
 	}
 	if back.Current().ID != r.Current().ID || back.Current().Alg != token.HS256 {

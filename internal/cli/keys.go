@@ -51,8 +51,8 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 	if sub != "new" {
 		defAlg = ""
 	}
-	algs := make([]string, len(token.Algs))
-	for i, a := range token.Algs {
+	algs := make([]string, len(token.Algs()))
+	for i, a := range token.Algs() {
 		algs[i] = string(a)
 	}
 	f.String(&alg, "alg", defAlg, "`algorithm` of the new key: "+strings.Join(algs, ", ")+
