@@ -29,7 +29,18 @@ const revocationOwner = "\x00sessionkit/token-revocations"
 const (
 	sessionPrefix = "sessionkit/token-revoked/s/" // + the session's store key (a hash of its ID)
 	familyPrefix  = "sessionkit/token-revoked/f/" // + the store key of the family's first ID
-	userPrefix    = "sessionkit/token-revoked/u/" // + base64url(SHA-256(user ID))
+	// generationKey names a record rewritten after every revocation, not
+	// listed with them: a refresh that finds its version unchanged skips
+	// reading the list.
+	generationKey = "sessionkit/token-revoked/generation"
+)
+
+// fullRefreshEvery bounds how many refreshes in a row may skip the list:
+// a full read also drops entries that expired from the store.
+const fullRefreshEvery = 30
+
+const (
+	userPrefix = "sessionkit/token-revoked/u/" // + base64url(SHA-256(user ID))
 )
 
 // RevocationConfig configures Revocations. Store is required; every other
@@ -63,7 +74,8 @@ type RevocationConfig struct {
 // Revocations is the set of revoked sessions and per-user cutoffs, kept in
 // a shared store and mirrored in memory: Revoked, called on every request,
 // reads only the mirror, which a background loop refreshes from the store
-// every RefreshInterval. Safe for concurrent use. Close stops the loop.
+// every RefreshInterval (see Refresh for what that reads). Safe for
+// concurrent use. Close stops the loop.
 //
 // Guarantees: a revocation is written to the store before Revoke returns,
 // and kept there until the last token it concerns has expired; this
@@ -81,6 +93,11 @@ type Revocations struct {
 	families map[string]time.Time // store key of a family -> when its tokens expire
 	users    map[string]time.Time // hash of a user ID -> cutoff
 	own      []entry              // revocations made here, kept in every refresh until they expire
+
+	refreshMu sync.Mutex // serializes Refresh; guards the fields below
+	listed    bool       // the list has been read at least once
+	lastGen   uint64     // the generation record's version at the last read of the list
+	skipped   int        // refreshes since then that skipped the list
 
 	stop     func()
 	done     chan struct{}
@@ -163,14 +180,31 @@ func (r *Revocations) Close() error {
 	return nil
 }
 
-// Refresh reads the whole list from the store now, replacing the copy in
-// memory (revocations made here are kept until they expire). The loop
+// Refresh brings the copy in memory up to date with the store, now
+// (revocations made here are kept until they expire). It reads one
+// record, the generation, and only if that changed since the last read
+// of the list (some instance revoked something) the whole list; every
+// 30th refresh reads the list anyway, to drop what expired. The loop
 // calls it every RefreshInterval.
 func (r *Revocations) Refresh(ctx context.Context) error {
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	gen, err := r.cfg.Store.Load(ctx, generationKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		gen = store.Record{}
+	case err != nil:
+		return fmt.Errorf("token: reading the revocations' generation: %w", err)
+	}
+	if r.listed && gen.Version == r.lastGen && r.skipped < fullRefreshEvery-1 {
+		r.skipped++
+		return nil
+	}
 	entries, err := r.index.ListUser(ctx, revocationOwner)
 	if err != nil {
 		return fmt.Errorf("token: reading revocations: %w", err)
 	}
+	r.listed, r.lastGen, r.skipped = true, gen.Version, 0
 	now := r.cfg.Now()
 	sessions := make(map[string]time.Time, len(entries))
 	families := map[string]time.Time{}
@@ -255,6 +289,25 @@ func (r *Revocations) revoke(ctx context.Context, kind byte, prefix, key string,
 		return fmt.Errorf("token: recording a revocation: %w", err)
 	}
 	r.add(entry{kind: kind, key: key, at: exp, expires: until})
+	return r.bump(ctx)
+}
+
+// bump rewrites the generation record after a revocation was written, so
+// that every instance's next refresh reads the list. A conflict means
+// another instance bumped it after this revocation was written: enough.
+func (r *Revocations) bump(ctx context.Context) error {
+	rec, err := r.cfg.Store.Load(ctx, generationKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		rec = store.Record{}
+	case err != nil:
+		return fmt.Errorf("token: announcing a revocation: %w", err)
+	}
+	exp := r.cfg.Now().Add(r.cfg.MaxLifetime + MaxLeeway)
+	_, err = r.cfg.Store.Save(ctx, generationKey, store.Record{Version: rec.Version, Expires: exp})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("token: announcing a revocation: %w", err)
+	}
 	return nil
 }
 
@@ -282,7 +335,7 @@ func (r *Revocations) RevokeUser(ctx context.Context, userID string, before time
 		_, err = r.cfg.Store.Save(ctx, userPrefix+key, store.Record{Data: data, Version: rec.Version, Expires: until, UserID: revocationOwner})
 		if err == nil {
 			r.add(entry{kind: 'u', key: key, at: before, expires: until})
-			return nil
+			return r.bump(ctx)
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 8 {
 			return fmt.Errorf("token: recording a user's revocation: %w", err)

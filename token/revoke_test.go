@@ -2,9 +2,11 @@ package token_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/memstore"
 	"github.com/sessionkit/sessionkit/token"
 )
@@ -124,12 +126,18 @@ func TestRevocations_expire(t *testing.T) {
 		t.Fatalf("Len() = %d, %d; want 1, 1", s, u)
 	}
 	c.Advance(31*time.Minute + token.MaxLeeway)
-	a.fire()
+	// Expiry changes no generation: the list is read again, and the
+	// expired entries dropped, at the latest on the 30th refresh.
+	for range 30 {
+		a.fire()
+	}
 	if s, u := a.rev.Len(); s != 0 || u != 1 {
 		t.Errorf("after the session's token expired: Len() = %d, %d; want 0, 1", s, u)
 	}
 	c.Advance(24 * time.Hour)
-	a.fire()
+	for range 30 {
+		a.fire()
+	}
 	if s, u := a.rev.Len(); s != 0 || u != 0 {
 		t.Errorf("after the longest lifetime: Len() = %d, %d; want 0, 0", s, u)
 	}
@@ -160,5 +168,72 @@ func TestRevocations_storeDownKeepsCopy(t *testing.T) {
 func TestRevocations_needsUserIndex(t *testing.T) {
 	if _, err := token.NewRevocations(t.Context(), token.RevocationConfig{}); err == nil {
 		t.Error("no store: got nil; want an error")
+	}
+}
+
+// listCounter counts the full reads of the list that reach a real store.
+type listCounter struct {
+	*memstore.Store
+	lists atomic.Int64
+}
+
+func (l *listCounter) ListUser(ctx context.Context, user string) ([]store.Entry, error) {
+	l.lists.Add(1)
+	return l.Store.ListUser(ctx, user)
+}
+
+// A refresh reads the whole list only when some instance revoked
+// something since the last read (or every 30th time); otherwise it costs
+// one record read.
+func TestRevocations_refreshSkipsUnchangedList(t *testing.T) {
+	c := newClock()
+	mem := &listCounter{Store: newMem(t, c)}
+	newNode := func() *revNode {
+		n := &revNode{tick: make(chan time.Time)}
+		var err error
+		n.rev, err = token.NewRevocations(t.Context(), token.RevocationConfig{Store: mem, Now: c.Now,
+			NewTicker: func(time.Duration) (<-chan time.Time, func()) { return n.tick, func() {} }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.rev.Close() })
+		return n
+	}
+	a, b := newNode(), newNode()
+	start := mem.lists.Load() // one read each at start
+	for range 10 {
+		if err := b.rev.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mem.lists.Load() - start; got != 0 {
+		t.Fatalf("10 refreshes with nothing revoked read the list %d times; want 0", got)
+	}
+	cl := claims(t, c.Now())
+	if err := a.rev.Revoke(t.Context(), cl); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rev.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !b.rev.Revoked(cl) || mem.lists.Load()-start != 1 {
+		t.Fatalf("after a revocation elsewhere: revoked %v, %d list reads; want true, 1", b.rev.Revoked(cl), mem.lists.Load()-start)
+	}
+	if err := a.rev.RevokeUser(t.Context(), "alice", c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b.rev.Refresh(t.Context())
+	if mem.lists.Load()-start != 2 {
+		t.Fatalf("a user's revocation did not make the next refresh read the list")
+	}
+	for range 29 {
+		b.rev.Refresh(t.Context())
+	}
+	if got := mem.lists.Load() - start; got != 2 {
+		t.Errorf("29 more refreshes read the list %d times in all; want still 2", got)
+	}
+	b.rev.Refresh(t.Context())
+	if got := mem.lists.Load() - start; got != 3 {
+		t.Errorf("the 30th refresh since the last read: %d list reads in all; want 3 (one forced)", got)
 	}
 }
