@@ -100,7 +100,8 @@ type Revocations struct {
 	skipped   int        // refreshes since then that skipped the list
 
 	stop     func()
-	done     chan struct{}
+	done     chan struct{} // closed by Close
+	exited   chan struct{} // closed when the loop has returned
 	closeOne sync.Once
 }
 
@@ -144,7 +145,7 @@ func NewRevocations(ctx context.Context, cfg RevocationConfig) (*Revocations, er
 		}
 	}
 	r := &Revocations{cfg: c, index: idx, sessions: map[string]time.Time{}, families: map[string]time.Time{},
-		users: map[string]time.Time{}, done: make(chan struct{})}
+		users: map[string]time.Time{}, done: make(chan struct{}), exited: make(chan struct{})}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -155,6 +156,7 @@ func NewRevocations(ctx context.Context, cfg RevocationConfig) (*Revocations, er
 }
 
 func (r *Revocations) loop(tick <-chan time.Time) {
+	defer close(r.exited)
 	for {
 		select {
 		case <-r.done:
@@ -169,7 +171,9 @@ func (r *Revocations) loop(tick <-chan time.Time) {
 	}
 }
 
-// Close stops the refresh loop. It does not close the store.
+// Close stops the refresh loop and waits for a refresh in progress to
+// end, so that the store can be closed after it. It does not close the
+// store.
 func (r *Revocations) Close() error {
 	r.closeOne.Do(func() {
 		if r.stop != nil {
@@ -177,6 +181,7 @@ func (r *Revocations) Close() error {
 		}
 		close(r.done)
 	})
+	<-r.exited
 	return nil
 }
 

@@ -283,6 +283,11 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 			logger.Warn("serve: closing the store", "err", err)
 		}
 	}
+	if tokens != nil {
+		if err := tokens.Close(); err != nil {
+			logger.Warn("serve: closing the revocation store", "err", err)
+		}
+	}
 	fmt.Fprintln(s.stderr, "sessionkit serve: stopped")
 	return exitOK
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,7 +116,9 @@ func (c *client) do(method, url, body string) (int, string) {
 // JWT format's JWKS.
 func TestServe_tokenTwoNodes(t *testing.T) {
 	addr := testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379")
-	redisURL := "redis://" + addr + "/0?key_prefix=sktest" + rand.Text()[:8] + ":"
+	prefix := "sktest" + rand.Text()[:8] + ":"
+	redisURL := "redis://" + addr + "/0?key_prefix=" + prefix
+	t.Cleanup(func() { deleteRedisKeys(t, addr, prefix) })
 	for _, format := range []string{"sealed", "jwt"} {
 		t.Run(format, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "ring.json")
@@ -220,5 +223,25 @@ func TestServe_tokenTwoNodes(t *testing.T) {
 				n.stop(t)
 			}
 		})
+	}
+}
+
+// deleteRedisKeys deletes the keys the test's nodes left in the shared
+// Redis (revocation records live as long as a session could).
+func deleteRedisKeys(t *testing.T, addr, prefix string) {
+	cli := testenv.Command(t, "redis-cli")
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := exec.Command(cli, "-h", host, "-p", port, "--scan", "--pattern", prefix+"*").Output()
+	if err != nil {
+		t.Errorf("redis-cli --scan: %v", err)
+		return
+	}
+	keys := strings.Fields(string(out))
+	if len(keys) == 0 {
+		return
+	}
+	args := append([]string{"-h", host, "-p", port, "del"}, keys...)
+	if err := exec.Command(cli, args...).Run(); err != nil {
+		t.Errorf("redis-cli del: %v", err)
 	}
 }

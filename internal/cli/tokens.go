@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/store"
@@ -25,6 +26,8 @@ type tokenStrategy struct {
 	rev   *token.Revocations
 	st    store.Store
 	jwks  http.Handler
+
+	closeOnce sync.Once
 }
 
 // openTokens reads the key ring and opens the revocation store.
@@ -82,9 +85,12 @@ func openTokens(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*tok
 	return t, nil
 }
 
-// Close stops the revocation loop and closes its store.
+// Close stops the revocation loop, then closes its store. It may be
+// called more than once.
 func (t *tokenStrategy) Close() error {
-	return errors.Join(t.rev.Close(), t.st.Close())
+	var err error
+	t.closeOnce.Do(func() { err = errors.Join(t.rev.Close(), t.st.Close()) })
+	return err
 }
 
 // withJWKS answers GET and HEAD of jwksPath with the key ring's public
