@@ -44,6 +44,7 @@ const (
 	tagBytes  = 'b'
 	tagInt    = 'i' // varint
 	tagBool   = 't' // one byte, 0 or 1
+	tagStrs   = 'l' // []string: uvarint count, then per string uvarint length and bytes
 )
 
 const flagRemember = 1 << 0
@@ -128,7 +129,7 @@ func decodeState(data []byte) (state, error) {
 
 func validTag(t byte) bool {
 	switch t {
-	case tagJSON, tagString, tagBytes, tagInt, tagBool:
+	case tagJSON, tagString, tagBytes, tagInt, tagBool, tagStrs:
 		return true
 	}
 	return false
@@ -207,6 +208,20 @@ func encodeValue(v any) (value, error) {
 			return value{tagBool, []byte{1}}, nil
 		}
 		return value{tagBool, []byte{0}}, nil
+	case []string:
+		if x == nil {
+			break // JSON null, as before
+		}
+		n := binary.MaxVarintLen32
+		for _, e := range x {
+			n += binary.MaxVarintLen32 + len(e)
+		}
+		b := binary.AppendUvarint(make([]byte, 0, n), uint64(len(x)))
+		for _, e := range x {
+			b = binary.AppendUvarint(b, uint64(len(e)))
+			b = append(b, e...)
+		}
+		return value{tagStrs, b}, nil
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -253,6 +268,15 @@ func decodeValue(v value, dst any) error {
 			*p = v.raw[0] == 1
 			return nil
 		}
+	case *[]string:
+		if v.tag == tagStrs {
+			l, err := v.strings()
+			if err != nil {
+				return err
+			}
+			*p = l
+			return nil
+		}
 	}
 	raw, err := v.json()
 	if err != nil {
@@ -272,9 +296,33 @@ func (v value) int() (int64, error) {
 	return n, nil
 }
 
+// strings decodes a tagStrs value.
+func (v value) strings() ([]string, error) {
+	d := decoder{b: v.raw}
+	n := d.uvarint()
+	// Every string takes at least one byte, which bounds n before allocating.
+	if d.err != nil || n > uint64(len(d.b)) {
+		return nil, fmt.Errorf("%w: bad string list", errCorrupt)
+	}
+	l := make([]string, n)
+	for i := range l {
+		l[i] = string(d.bytes())
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: bad string list", errCorrupt)
+	}
+	return l, nil
+}
+
 // json returns the value as JSON.
 func (v value) json() ([]byte, error) {
 	switch v.tag {
+	case tagStrs:
+		l, err := v.strings()
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(l)
 	case tagJSON:
 		return v.raw, nil
 	case tagString:

@@ -50,6 +50,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(&state{created: time.UnixMilli(1), values: map[string]value{"k": {tagString, []byte("v")}}}))
 	f.Add(encodeState(&state{values: map[string]value{"n": {tagInt, []byte{2}}, "b": {tagBool, []byte{1}}}}))
 	f.Add([]byte{formatV1, 0, 0, 0})
+	f.Add(encodeState(&state{values: map[string]value{"l": {tagStrs, []byte{2, 1, 'a', 0}}}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := decodeState(data)
 		if err != nil {
@@ -68,4 +69,40 @@ func FuzzDecodeState(f *testing.F) {
 			decodeValue(v, &anyv) // must not panic
 		}
 	})
+}
+
+// Lists of strings (a cart) take a binary fast path, and still read
+// through JSON into other types.
+func TestCodec_stringList(t *testing.T) {
+	for _, in := range [][]string{{}, {"a"}, {"", "sku-10001", "ünï"}} {
+		v, err := encodeValue(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.tag != tagStrs {
+			t.Fatalf("tag %q; want %q", v.tag, tagStrs)
+		}
+		var got []string
+		if err := decodeValue(v, &got); err != nil || len(got) != len(in) || (len(in) > 0 && got[len(got)-1] != in[len(in)-1]) {
+			t.Fatalf("decode %q: got %q, %v", in, got, err)
+		}
+		var anyv []any
+		if err := decodeValue(v, &anyv); err != nil || len(anyv) != len(in) {
+			t.Fatalf("decode %q into []any: got %v, %v", in, anyv, err)
+		}
+	}
+	if v, _ := encodeValue([]string(nil)); v.tag != tagJSON || string(v.raw) != "null" {
+		t.Errorf("nil list: got %q %s; want JSON null", v.tag, v.raw)
+	}
+	for name, raw := range map[string][]byte{
+		"count over length": {5, 1, 'a'},
+		"truncated string":  {1, 3, 'a'},
+		"trailing":          {1, 1, 'a', 'b'},
+		"empty":             {},
+	} {
+		var got []string
+		if err := decodeValue(value{tagStrs, raw}, &got); !errors.Is(err, errCorrupt) {
+			t.Errorf("%s: got %v; want errCorrupt", name, err)
+		}
+	}
 }

@@ -36,6 +36,9 @@ func (s *Session) commit() error {
 		return s.err
 	}
 	now := s.m.cfg.Now()
+	if s.m.tokens != nil {
+		return s.commitStateless(now)
+	}
 	needsToken := (s.id.IsZero() && len(s.ops) > 0) || s.renew
 	switch {
 	case s.degraded && len(s.ops) > 0:
@@ -320,13 +323,17 @@ func (s *Session) destroy() error {
 	return fmt.Errorf("session: renewed more than %d times during one request", maxHops)
 }
 
-func (s *Session) sendToken(now time.Time) {
+func (s *Session) sendToken(now time.Time) { s.sendTokenValue(now, s.id.String()) }
+
+// sendTokenValue sends tok, the session's token: its ID, or with
+// Config.Tokens the whole sealed session.
+func (s *Session) sendTokenValue(now time.Time, tok string) {
 	var maxAge time.Duration
 	if s.m.persistent(&s.st) {
 		maxAge = s.rec.Expires.Sub(now)
 	}
 	w := s.w.ResponseWriter
-	s.m.cfg.Transport.SetToken(w, s.id.String(), maxAge)
+	s.m.cfg.Transport.SetToken(w, tok, maxAge)
 	h := w.Header()
 	// A response that hands out a session token must never be stored by a
 	// shared cache.

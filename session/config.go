@@ -23,12 +23,28 @@ const (
 	DefaultMaxRetries          = 16
 )
 
-// Config configures a Manager. Store is required; every other zero field
-// means its documented default. New copies the Config, so changing it
-// afterwards has no effect on the Manager.
+// Config configures a Manager. Exactly one of Store and Tokens is
+// required; every other zero field means its documented default. New
+// copies the Config, so changing it afterwards has no effect on the
+// Manager.
 type Config struct {
-	// Store holds the sessions. Required.
+	// Store holds the sessions: the stateful strategies (memory, Redis,
+	// PostgreSQL, ...).
 	Store store.Store
+
+	// Tokens switches the Manager to the stateless strategy: the whole
+	// session travels in the client's token, sealed or signed by Tokens
+	// (see package token), and no store holds it. The API is the same,
+	// with three differences: every change or extension of a session sends
+	// a new token; two concurrent requests of one session that both change
+	// it are not merged (the client keeps the token it received last, so
+	// one request's changes are lost); and Manager.UserSessions and
+	// Manager.DestroyHandle return ErrUnsupported (DestroyUser works, by
+	// revocation). Destroy, Renew and Login revoke the old tokens through
+	// Tokens (see TokenClaims.Family).
+	// A session whose token would exceed MaxSetCookieBytes fails to save
+	// with a *TokenSizeError.
+	Tokens TokenCodec
 
 	// Transport carries the session token; default Cookie{} (a Secure,
 	// HttpOnly, SameSite=Lax cookie named "session"). Use Header{} for APIs.
@@ -120,8 +136,13 @@ var (
 )
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Store == nil {
-		return c, errors.New("session: Config.Store is required")
+	switch {
+	case c.Store == nil && c.Tokens == nil:
+		return c, errors.New("session: Config.Store (or Config.Tokens, for the stateless strategy) is required")
+	case c.Store != nil && c.Tokens != nil:
+		return c, errors.New("session: Config.Store and Config.Tokens are exclusive: set one")
+	case c.Tokens != nil && c.FailOpen:
+		return c, errors.New("session: Config.FailOpen has no meaning with Config.Tokens (there is no store to fail)")
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout

@@ -47,6 +47,15 @@
 // oversized tokens read as "no session". IDs never reach the logs: sessions
 // are named by a salted hash of their store key.
 //
+// # Stateless tokens
+//
+// With Config.Tokens instead of Config.Store (package token provides one),
+// the Manager keeps the whole session in the client's token: no store
+// call to read a session, a new token whenever it changes, revocation for
+// Destroy, Renew, Login and DestroyUser, and a *TokenSizeError for a
+// session too large for a cookie. Concurrent changes of one session are
+// not merged with tokens: the client keeps the last token it received.
+//
 // # Observing
 //
 // Config.Observer receives session events and every store call (package

@@ -22,6 +22,7 @@ type Manager struct {
 	clearSiteData string   // the Clear-Site-Data header of a logout, or ""
 	toucher       store.Toucher
 	userIndex     store.UserIndex
+	tokens        TokenCodec // the stateless strategy, or nil
 }
 
 // New returns a Manager for cfg. It copies cfg and fills in defaults; it
@@ -31,13 +32,16 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Observer != nil {
+	if c.Observer != nil && c.Store != nil {
 		c.Store = observe(c.Store, c.Observer)
 	}
-	m := &Manager{cfg: c, redact: newRedactor()}
+	m := &Manager{cfg: c, redact: newRedactor(), tokens: c.Tokens}
 	_, m.cookie = c.Transport.(Cookie)
 	if m.cookie {
 		m.clearSiteData = clearSiteData(c.ClearSiteData)
+	}
+	if m.tokens != nil {
+		return m, nil
 	}
 	m.toucher, _ = c.Store.(store.Toucher)
 	m.userIndex, _ = c.Store.(store.UserIndex)
@@ -105,7 +109,7 @@ type Info struct {
 
 // UserSessions lists the live sessions bound to userID (see Session.Login).
 // It returns an error wrapping ErrUnsupported if the store has no per-user
-// index.
+// index, and with Config.Tokens (no server knows a user's tokens).
 func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, error) {
 	if m.userIndex == nil {
 		return nil, fmt.Errorf("session: listing a user's sessions: %w", ErrUnsupported)
@@ -131,10 +135,21 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 // sessions that are still running cannot bring them back. It returns an
 // error wrapping ErrUnsupported if the store has no per-user index.
 //
+// With Config.Tokens it revokes every token of the user whose session was
+// created or logged in up to now (Session.Login starts a new one), and
+// returns 0: how many tokens that ends is unknown.
+//
 // It sweeps the index twice: a login that was renewing one of the user's
 // sessions during the first sweep may have moved it to a key the sweep had
 // passed, and the second sweep ends it.
 func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
+	if m.tokens != nil {
+		if err := m.tokens.RevokeUser(ctx, userID, m.cfg.Now()); err != nil {
+			return 0, fmt.Errorf("%w (%w): revoke user: %w", ErrStore, ErrToken, err)
+		}
+		m.event(ctx, EventUserRevoked, "", 0, nil)
+		return 0, nil
+	}
 	if m.userIndex == nil {
 		return 0, fmt.Errorf("session: destroying a user's sessions: %w", ErrUnsupported)
 	}
@@ -156,8 +171,12 @@ var ErrNotFound = errors.New("session: no such session")
 
 // DestroyHandle ends the session named by an Info.Handle, if it belongs to
 // userID ("log out that device"). Checking the owner keeps a handle taken
-// from one user's list from ending another user's session.
+// from one user's list from ending another user's session. With
+// Config.Tokens it returns an error wrapping ErrUnsupported.
 func (m *Manager) DestroyHandle(ctx context.Context, userID, handle string) error {
+	if m.tokens != nil {
+		return fmt.Errorf("session: destroying a session by handle: %w", ErrUnsupported)
+	}
 	rec, err := m.cfg.Store.Load(ctx, handle)
 	switch {
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey):

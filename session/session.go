@@ -43,6 +43,7 @@ type Session struct {
 	destroyed bool         // Destroy ended the stored session
 	degraded  bool         // the store failed and Config.FailOpen is set
 	moved     bool         // another request renewed the session: key is its new record
+	family    string       // Config.Tokens: TokenClaims.Family of the loaded token
 	// headerSent: the response header has gone out; no token can be sent.
 	headerSent     bool
 	persistChanged bool // RememberMe changed: the token's lifetime must be re-sent
@@ -97,6 +98,9 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 	if tok == "" {
 		return sid.ID{}, store.Record{}, state{}, false
 	}
+	if s.m.tokens != nil {
+		return s.loadStateless(tok)
+	}
 	id, err := sid.Parse(tok)
 	if err != nil {
 		s.m.logDebug("session: ignoring unreadable token", "len", len(tok), "err", err)
@@ -146,7 +150,7 @@ func (s *Session) fresh() {
 	s.id, s.key = sid.ID{}, ""
 	s.rec = store.Record{}
 	s.st = state{created: s.m.cfg.Now().Truncate(time.Millisecond), values: map[string]value{}}
-	s.user = ""
+	s.user, s.family = "", ""
 }
 
 // ctx is the context of store writes: the request's, minus its
@@ -395,7 +399,13 @@ func (s *Session) Destroy() error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.id.IsZero() {
+	if !s.id.IsZero() && s.m.tokens != nil {
+		if err := s.destroyStateless(); err != nil {
+			s.err = err
+			return s.err
+		}
+		s.m.event(s.req.Context(), EventDestroyed, s.key, 0, nil)
+	} else if !s.id.IsZero() {
 		if err := s.destroy(); err != nil {
 			s.err = fmt.Errorf("%w: delete: %w", ErrStore, err)
 			return s.err

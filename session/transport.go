@@ -50,6 +50,10 @@ type Cookie struct {
 	// Partitioned sets the Partitioned attribute (CHIPS), for sessions in
 	// third-party iframes. Default false.
 	Partitioned bool
+
+	// attrs is the Set-Cookie header after "name=value" for a session
+	// cookie, as net/http writes it, computed once by withDefaults.
+	attrs string
 }
 
 var _ Transport = Cookie{}
@@ -79,7 +83,23 @@ func (c Cookie) withDefaults() (Cookie, error) {
 	if !validCookieName(c.Name) {
 		return c, errors.New("session: invalid cookie name " + c.Name)
 	}
+	c.attrs = ""
+	if h := c.cookie("x").String(); strings.HasPrefix(h, c.Name+"=x") {
+		c.attrs = h[len(c.Name)+2:]
+	}
 	return c, nil
+}
+
+// plainToken reports whether every byte of v is a base64url letter or a
+// dot: a cookie value net/http would write as it is.
+func plainToken(v string) bool {
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return false
+		}
+	}
+	return v != ""
 }
 
 func validCookieName(name string) bool {
@@ -121,6 +141,12 @@ func (c Cookie) Token(r *http.Request) string {
 
 // SetToken sets the cookie.
 func (c Cookie) SetToken(w http.ResponseWriter, token string, maxAge time.Duration) {
+	if maxAge <= 0 && c.attrs != "" && plainToken(token) {
+		// What http.SetCookie would write, without checking again the
+		// attributes New checked and a value that needs no sanitizing.
+		w.Header().Add("Set-Cookie", c.Name+"="+token+c.attrs)
+		return
+	}
 	ck := c.cookie(token)
 	if maxAge > 0 {
 		ck.MaxAge = max(int(maxAge/time.Second), 1)

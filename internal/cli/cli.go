@@ -35,6 +35,7 @@ func commands() []command {
 		{"lab", "measure every session strategy's trade-offs under load and faults", runLab},
 		{"serve", "run one node of the reference app", runServe},
 		{"balance", "run the sticky-session load balancer in front of serve nodes", runBalance},
+		{"keys", "create and rotate key-ring files for the token strategy", runKeys},
 		{"help", "show help for sessionkit or one of its commands", runHelp},
 	}
 }

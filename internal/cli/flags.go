@@ -14,6 +14,9 @@ import (
 // wins.
 type flagSet struct {
 	cmd     string // the command's name, for messages
+	args    string // the arguments after the flags, for --help ("FILE"), or ""
+	nargs   int    // how many arguments after the flags the command takes
+	rest    []string
 	fs      *flag.FlagSet
 	order   []string        // flag names, in definition order, for --help
 	fromEnv map[string]bool // flags whose value came from the environment
@@ -86,9 +89,12 @@ func (f *flagSet) parse(s *sys, args []string, about string) (code int, ok bool)
 		return exitOK, false
 	case err != nil:
 		return f.errf(s, "%v (see 'sessionkit %s --help')", err, f.cmd), false
-	case f.fs.NArg() > 0:
-		return f.errf(s, "unexpected argument %q (see 'sessionkit %s --help')", f.fs.Arg(0), f.cmd), false
+	case f.fs.NArg() > f.nargs:
+		return f.errf(s, "unexpected argument %q (see 'sessionkit %s --help')", f.fs.Arg(f.nargs), f.cmd), false
+	case f.fs.NArg() < f.nargs:
+		return f.errf(s, "missing %s (see 'sessionkit %s --help')", f.args, f.cmd), false
 	}
+	f.rest = f.fs.Args()
 	f.fs.Visit(func(fl *flag.Flag) { f.fromCLI[fl.Name] = true })
 	for _, name := range f.order {
 		env := envName(name)
@@ -140,7 +146,11 @@ func hint(fl *flag.Flag, err error) string {
 // environment variables.
 func (f *flagSet) printHelp(w io.Writer, about string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Usage: sessionkit %s [flags]\n\n%s\n\nFlags (each also read from the environment variable shown; the command line wins):\n", f.cmd, strings.TrimSpace(about))
+	args := ""
+	if f.args != "" {
+		args = " " + f.args
+	}
+	fmt.Fprintf(&b, "Usage: sessionkit %s [flags]%s\n\n%s\n\nFlags (each also read from the environment variable shown; the command line wins):\n", f.cmd, args, strings.TrimSpace(about))
 	for _, name := range f.order {
 		fl := f.fs.Lookup(name)
 		arg, usage := flag.UnquoteUsage(fl)

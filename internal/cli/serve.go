@@ -27,12 +27,13 @@ import (
 	"github.com/sessionkit/sessionkit/store/natsstore"
 	"github.com/sessionkit/sessionkit/store/pgstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
+	"github.com/sessionkit/sessionkit/token"
 )
 
 // Strategies of DESIGN.md, and those this build can serve.
 var (
 	strategies      = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
-	builtStrategies = []string{"memory", "redis", "postgres", "nats"}
+	builtStrategies = []string{"memory", "token", "redis", "postgres", "nats"}
 )
 
 var logLevels = map[string]slog.Level{
@@ -64,7 +65,14 @@ GET /metrics, on the same address, serves Prometheus metrics: session
 events, store calls by operation and result, store latency, the circuit
 breaker's state (redis, postgres) or the in-memory store's size and
 evictions (memory), and Go and process metrics. It is not authenticated:
-keep it from the public internet (see docs/operations.md).`
+keep it from the public internet (see docs/operations.md).
+
+--strategy token keeps each session in its cookie, sealed (or signed, with
+--token-format jwt) with the key ring of --keys; run every node with the
+same file and, to share logouts, --revocations redis. A logout on one node
+is honoured by the others within --revocation-refresh (2s by default) plus
+one Redis call. With --token-format jwt, GET /.well-known/jwks.json serves
+the ring's public keys.`
 
 // serveConfig is the serve command's configuration, from its flags.
 type serveConfig struct {
@@ -83,6 +91,10 @@ type serveConfig struct {
 	peers          string
 	dataDir        string
 	failOpen       bool
+	keys           string
+	tokenFormat    string
+	revocations    string
+	revRefresh     time.Duration
 }
 
 // Default addresses of the shared stores: the local servers.
@@ -129,6 +141,18 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.Bool(&cfg.failOpen, "fail-open", false,
 		"while the store is down, serve read-only requests with an empty, degraded\n"+
 			"        session instead of answering 503")
+	f.String(&cfg.keys, "keys", "",
+		"key-ring `file` for --strategy token (create one with 'sessionkit keys new FILE');\n"+
+			"        every node of one app needs the same file")
+	f.String(&cfg.tokenFormat, "token-format", "sealed",
+		"`format` of --strategy token: sealed (encrypted cookie, XC20P keys) or jwt\n"+
+			"        (signed, readable by other services; EdDSA, ES256 or HS256 keys)")
+	f.String(&cfg.revocations, "revocations", "memory",
+		"`store` of token revocations (logout): memory (this node only) or redis\n"+
+			"        (shared by every node using the same --redis)")
+	f.Duration(&cfg.revRefresh, "revocation-refresh", token.DefaultRefreshInterval,
+		"how often each node re-reads the revocation list: the bound on how long a\n"+
+			"        logout on one node takes to reach the others")
 	if code, ok := f.parse(s, args, serveAbout); !ok {
 		return cfg, code, false
 	}
@@ -162,6 +186,18 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	if cfg.maxSessions < 0 {
 		return cfg, f.invalid(s, "max-sessions", fmt.Sprint(cfg.maxSessions), "must be 0 (no bound) or positive"), false
 	}
+	if cfg.strategy == "token" {
+		switch {
+		case cfg.keys == "":
+			return cfg, f.errf(s, "--strategy token needs --keys FILE (create one with 'sessionkit keys new FILE')"), false
+		case cfg.tokenFormat != "sealed" && cfg.tokenFormat != "jwt":
+			return cfg, f.invalid(s, "token-format", cfg.tokenFormat, "want sealed or jwt"), false
+		case cfg.revocations != "memory" && cfg.revocations != "redis":
+			return cfg, f.invalid(s, "revocations", cfg.revocations, "want memory or redis"), false
+		case cfg.revRefresh <= 0:
+			return cfg, f.invalid(s, "revocation-refresh", cfg.revRefresh.String(), "must be positive"), false
+		}
+	}
 	if _, ok := logLevels[cfg.logLevel]; !ok {
 		return cfg, f.invalid(s, "log-level", cfg.logLevel, "want one of debug, info, warn, error"), false
 	}
@@ -184,15 +220,31 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	st, closeStore, err := openStore(ctx, cfg, logger, sm)
-	if err != nil {
-		return fail("%v", err)
+	var (
+		st         store.Store
+		closeStore = func() {}
+		tokens     *tokenStrategy
+	)
+	if cfg.strategy == "token" {
+		if tokens, err = openTokens(ctx, cfg, logger); err != nil {
+			return fail("%v", err)
+		}
+		defer tokens.Close()
+	} else {
+		if st, closeStore, err = openStore(ctx, cfg, logger, sm); err != nil {
+			return fail("%v", err)
+		}
+		defer closeStore()
 	}
-	defer closeStore()
+	var codec session.TokenCodec
+	if tokens != nil {
+		codec = tokens.codec
+	}
 	m, err := session.New(session.Config{
 		Store:        st,
+		Tokens:       codec,
 		Observer:     sm,
-		FailOpen:     cfg.failOpen,
+		FailOpen:     cfg.failOpen && tokens == nil,
 		Transport:    session.Cookie{Insecure: cfg.insecureCookie},
 		IdleTimeout:  cfg.idleTimeout,
 		Lifetime:     cfg.lifetime,
@@ -212,8 +264,12 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	handler := withMetrics(app, reg, cfg.node, logger)
+	if tokens != nil && tokens.jwks != nil {
+		handler = withJWKS(handler, tokens.jwks)
+	}
 	srv := &http.Server{
-		Handler:           withMetrics(app, reg, cfg.node, logger),
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -242,6 +298,11 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	}
 	<-served
 	closeStore()
+	if tokens != nil {
+		if err := tokens.Close(); err != nil {
+			logger.Warn("serve: closing the revocation store", "err", err)
+		}
+	}
 	fmt.Fprintln(s.stderr, "sessionkit serve: stopped")
 	return exitOK
 }

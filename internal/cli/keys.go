@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/token"
+)
+
+const keysAbout = `
+Creates and rotates key-ring files for --strategy token (see package token):
+
+  sessionkit keys new FILE      a new ring with one key; fails if FILE exists
+  sessionkit keys rotate FILE   a new current key; the previous one is retired
+
+The current key seals or signs new tokens; a retired key only verifies tokens
+issued before it was retired, and rotate drops it once --keep has passed (the
+longest lifetime of a token), so rotating logs nobody out. Give every node
+the new file and restart them promptly: nodes still on the old ring refuse
+the new key's tokens. Files are written with mode 0600, atomically (a reader
+sees the old ring or the new one). They hold secrets: never commit them.
+
+Algorithms: XC20P (the sealed cookie format, default), EdDSA, ES256 or HS256
+(signed JWTs for other services, --token-format jwt; EdDSA and ES256 public
+keys are served at /.well-known/jwks.json).`
+
+// runKeys is "sessionkit keys new|rotate FILE".
+func runKeys(ctx context.Context, s *sys, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(s.stderr, "sessionkit keys: want 'new FILE' or 'rotate FILE' (see 'sessionkit keys --help')")
+		return exitUsage
+	}
+	sub := args[0]
+	switch sub {
+	case "-h", "-help", "--help":
+		sub, args = "new|rotate", []string{"", "--help"}
+	case "new", "rotate":
+	default:
+		fmt.Fprintf(s.stderr, "sessionkit keys: unknown subcommand %q; want new or rotate (see 'sessionkit keys --help')\n", args[0])
+		return exitUsage
+	}
+	var alg string
+	var keep time.Duration
+	f := newFlagSet("keys " + sub)
+	f.args, f.nargs = "FILE", 1
+	defAlg := string(token.XC20P)
+	if sub != "new" {
+		defAlg = ""
+	}
+	algs := make([]string, len(token.Algs()))
+	for i, a := range token.Algs() {
+		algs[i] = string(a)
+	}
+	f.String(&alg, "alg", defAlg, "`algorithm` of the new key: "+strings.Join(algs, ", ")+
+		map[bool]string{true: "\n        (keys rotate: the current key's by default; keys new: XC20P)", false: ""}[sub != "new"])
+	if sub != "new" {
+		f.Duration(&keep, "keep", session.DefaultRememberLifetime,
+			"drop keys retired more than this `duration` ago: at least the longest\n        token lifetime (--lifetime of serve, or the remember-me lifetime)")
+	}
+	if code, ok := f.parse(s, args[1:], keysAbout); !ok {
+		return code
+	}
+	if alg != "" && !slices.Contains(algs, alg) {
+		return f.invalid(s, "alg", alg, "want one of "+strings.Join(algs, ", "))
+	}
+	if sub == "rotate" && keep <= 0 {
+		return f.invalid(s, "keep", keep.String(), "must be positive")
+	}
+	path := f.rest[0]
+	fail := func(err error) int {
+		fmt.Fprintf(s.stderr, "sessionkit keys %s: %v\n", sub, err)
+		return exitError
+	}
+	now := time.Now()
+	if sub == "new" {
+		k, err := token.NewKey(token.Alg(alg), now)
+		if err != nil {
+			return fail(err)
+		}
+		r, err := token.NewRing(k)
+		if err != nil {
+			return fail(err)
+		}
+		if err := token.WriteRingFile(path, r, true); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(s.stdout, "sessionkit keys new: wrote %s with key %s (%s)\n", path, k.ID, k.Alg)
+		return exitOK
+	}
+	r, err := token.ReadRingFile(path)
+	if err != nil {
+		return fail(err)
+	}
+	old := r.Current()
+	nr, err := r.Rotate(token.Alg(alg), now, keep)
+	if err != nil {
+		return fail(err)
+	}
+	if err := token.WriteRingFile(path, nr, false); err != nil {
+		return fail(err)
+	}
+	cur := nr.Current()
+	msg := fmt.Sprintf("sessionkit keys rotate: wrote %s; new key %s (%s)", path, cur.ID, cur.Alg)
+	if old != nil {
+		msg += fmt.Sprintf(", retired %s", old.ID)
+	}
+	if dropped := len(r.Keys()) + 1 - len(nr.Keys()); dropped > 0 {
+		msg += fmt.Sprintf(", dropped %d key(s) retired over %v ago", dropped, keep)
+	}
+	fmt.Fprintln(s.stdout, msg)
+	return exitOK
+}

@@ -1,0 +1,52 @@
+package token
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// JWKS returns the JSON Web Key Set (RFC 7517) of the ring's public keys:
+// the EdDSA and ES256 keys, current and retired, with their "kid", "alg"
+// and "use":"sig". Secret keys (XC20P, HS256) and private halves never
+// appear in it.
+func (r *Ring) JWKS() ([]byte, error) {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for _, k := range r.keys {
+		if !k.Public() {
+			continue
+		}
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.pub, KeyID: k.ID, Algorithm: string(k.Alg), Use: "sig"})
+	}
+	return json.Marshal(set)
+}
+
+// JWKSHandler returns an http.Handler that answers GET and HEAD with the
+// ring's JWKS (see Ring.JWKS), cacheable for five minutes, and other
+// methods with 405. Rotate by restarting with the new ring, at least five
+// minutes before the new key's tokens must verify elsewhere. Safe for
+// concurrent use.
+func JWKSHandler(r *Ring) (http.Handler, error) {
+	body, err := r.JWKS()
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := w.Header()
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h.Set("Content-Type", "application/jwk-set+json")
+		h.Set("Cache-Control", "public, max-age=300")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("X-Content-Type-Options", "nosniff")
+		if req.Method == http.MethodHead {
+			return
+		}
+		w.Write(body) //nolint:errcheck // the client is gone
+	}), nil
+}
