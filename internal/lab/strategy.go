@@ -11,17 +11,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
 	"github.com/sessionkit/sessionkit/store/natsstore"
 	"github.com/sessionkit/sessionkit/store/pgstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
+	"github.com/sessionkit/sessionkit/token"
 )
 
 // Strategies are the names Config.Strategies accepts, in the order Run
 // measures them by default.
-var Strategies = []string{"memory", "redis", "postgres", "nats"}
+var Strategies = []string{"memory", "token", "redis", "postgres", "nats"}
 
 // strategy is one way of keeping sessions, as the lab runs it.
 type strategy struct {
@@ -47,12 +49,20 @@ type env struct {
 	log   *slog.Logger
 }
 
-// backend makes the stores of the nodes of one topology.
+// nodeSessions is where one node keeps its sessions: a store, or (the
+// token strategy) a token codec.
+type nodeSessions struct {
+	store  store.Store
+	tokens session.TokenCodec
+}
+
+// backend makes the session keeping of the nodes of one topology.
 type backend interface {
-	// open returns node i's store, at the start and after a restart;
-	// kill is called when the node dies abruptly, and drops whatever the
-	// node held.
-	open(ctx context.Context, i int) (st store.Store, kill func(), err error)
+	// open returns node i's sessions, at the start and after a restart;
+	// wrap must be applied to every store the node calls (it counts the
+	// calls). kill is called when the node dies abruptly, and drops
+	// whatever the node held.
+	open(ctx context.Context, i int, wrap func(store.Store) store.Store) (ns nodeSessions, kill func(), err error)
 	// proxy is the fault proxy in front of the shared store, or nil when
 	// the strategy has none.
 	proxy() *faultProxy
@@ -72,6 +82,7 @@ func strategyByName(name string) (strategy, bool) {
 func allStrategies() []strategy {
 	return []strategy{
 		{name: "memory", what: "sticky sessions: each node's memstore, the balancer routes by route tag", setup: setupMemory},
+		{name: "token", shared: true, what: "stateless: the session sealed in its cookie (XChaCha20-Poly1305), logouts in a shared revocation list", setup: setupToken},
 		{name: "redis", shared: true, what: "centralized: redisstore on one Redis, behind a circuit breaker", setup: setupRedis},
 		{name: "postgres", shared: true, what: "centralized: pgstore on one PostgreSQL, behind a circuit breaker", setup: setupPostgres},
 		{name: "nats", shared: true, what: "distributed cache: an embedded NATS node in each app node, bucket with 3 replicas", setup: setupNATS},
@@ -84,15 +95,61 @@ type memBackend struct{}
 
 func setupMemory(context.Context, *env) (backend, error) { return memBackend{}, nil }
 
-func (memBackend) open(context.Context, int) (store.Store, func(), error) {
+func (memBackend) open(_ context.Context, _ int, wrap func(store.Store) store.Store) (nodeSessions, func(), error) {
 	ms, err := memstore.New(memstore.Config{})
 	if err != nil {
-		return nil, nil, err
+		return nodeSessions{}, nil, err
 	}
-	return ms, func() { ms.Close() }, nil
+	return nodeSessions{store: wrap(ms)}, func() { ms.Close() }, nil
 }
-func (memBackend) proxy() *faultProxy { return nil }
-func (memBackend) close()             {}
+
+// ---- tokens ----
+
+// tokenBackend gives every node the same key ring and one shared
+// revocation store (a memstore in this process, standing for the Redis
+// the nodes of a real deployment share).
+type tokenBackend struct {
+	ring   *token.Ring
+	shared store.Store
+	log    *slog.Logger
+}
+
+func setupToken(_ context.Context, e *env) (backend, error) {
+	key, err := token.NewKey(token.XC20P, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	ring, err := token.NewRing(key)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := memstore.New(memstore.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &tokenBackend{ring: ring, shared: shared, log: e.log}, nil
+}
+
+func (b *tokenBackend) open(ctx context.Context, _ int, wrap func(store.Store) store.Store) (nodeSessions, func(), error) {
+	format, err := token.NewSealed(token.Config{Ring: b.ring})
+	if err != nil {
+		return nodeSessions{}, nil, err
+	}
+	rev, err := token.NewRevocations(ctx, token.RevocationConfig{Store: wrap(b.shared), Logger: b.log})
+	if err != nil {
+		return nodeSessions{}, nil, err
+	}
+	codec, err := token.NewCodec(format, rev)
+	if err != nil {
+		rev.Close()
+		return nodeSessions{}, nil, err
+	}
+	return nodeSessions{tokens: codec}, func() { rev.Close() }, nil
+}
+func (b *tokenBackend) proxy() *faultProxy { return nil }
+func (b *tokenBackend) close()             { b.shared.Close() }
+func (memBackend) proxy() *faultProxy      { return nil }
+func (memBackend) close()                  {}
 
 // ---- shared stores behind the fault proxy ----
 
@@ -103,17 +160,17 @@ type sharedBackend struct {
 	dial func(ctx context.Context, addr string) (store.Store, error)
 }
 
-func (b *sharedBackend) open(ctx context.Context, _ int) (store.Store, func(), error) {
+func (b *sharedBackend) open(ctx context.Context, _ int, wrap func(store.Store) store.Store) (nodeSessions, func(), error) {
 	st, err := b.dial(ctx, b.p.Addr())
 	if err != nil {
-		return nil, nil, err
+		return nodeSessions{}, nil, err
 	}
 	br, err := breaker.New(breaker.Config{OpenFor: 500 * time.Millisecond})
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return nodeSessions{}, nil, err
 	}
-	return breaker.Wrap(st, br), func() { st.Close() }, nil
+	return nodeSessions{store: breaker.Wrap(wrap(st), br)}, func() { st.Close() }, nil
 }
 func (b *sharedBackend) proxy() *faultProxy { return b.p }
 func (b *sharedBackend) close()             { b.p.Close() }
@@ -236,18 +293,18 @@ func (b *natsBackend) startNode(i int) error {
 	return nil
 }
 
-func (b *natsBackend) open(ctx context.Context, i int) (store.Store, func(), error) {
+func (b *natsBackend) open(ctx context.Context, i int, wrap func(store.Store) store.Store) (nodeSessions, func(), error) {
 	if b.nodes[i] == nil { // a restart: the node comes back on its disk
 		if err := b.startNode(i); err != nil {
-			return nil, nil, err
+			return nodeSessions{}, nil, err
 		}
 	}
 	st, err := natsstore.New(ctx, natsstore.Config{URL: b.nodes[i].ClientURL(), Replicas: min(3, b.e.nodes),
 		Timeout: time.Second, Logger: b.e.log})
 	if err != nil {
-		return nil, nil, err
+		return nodeSessions{}, nil, err
 	}
-	return st, func() {
+	return nodeSessions{store: wrap(st)}, func() {
 		st.Close()
 		b.nodes[i].Shutdown()
 		b.nodes[i] = nil

@@ -88,16 +88,18 @@ func startTopology(ctx context.Context, s strategy, be backend, n int, log *slog
 // backend gives it.
 func (t *topology) start(ctx context.Context, i int) error {
 	nd := t.nodes[i]
-	st, kill, err := t.be.open(ctx, i)
+	ns, kill, err := t.be.open(ctx, i, func(st store.Store) store.Store {
+		return store.Intercept(st, func(ctx context.Context, _ string, call func(context.Context) error) error {
+			t.storeCalls.Add(1)
+			return call(ctx)
+		})
+	})
 	if err != nil {
 		return err
 	}
-	counted := store.Intercept(st, func(ctx context.Context, _ string, call func(context.Context) error) error {
-		t.storeCalls.Add(1)
-		return call(ctx)
-	})
 	m, err := session.New(session.Config{
-		Store: counted,
+		Store:  ns.store,
+		Tokens: ns.tokens,
 		// The virtual users speak plain HTTP on loopback, and Go's cookie
 		// jar sends Secure cookies over HTTPS only.
 		Transport:    session.Cookie{Insecure: true},
