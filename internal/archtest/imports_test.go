@@ -29,7 +29,7 @@ var rules = map[string]rule{
 	"store/pgstore":    {own: []string{"store"}, thirdParty: []string{"github.com/jackc/pgx/v5/..."}},
 	"store/breaker":    {own: []string{"store"}},
 	"store/natsstore":  {own: []string{"store"}, thirdParty: []string{"github.com/nats-io/..."}},
-	"store/olricstore": {own: []string{"store"}, thirdParty: []string{"github.com/olric-data/olric/..."}},
+	"store/olricstore": {own: []string{"store"}, thirdParty: []string{"github.com/olric-data/olric/...", "github.com/redis/go-redis/v9"}},
 	"sessionmetrics": {own: []string{"session", "store", "store/breaker", "store/memstore"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"sessiontrace":    {own: []string{"session", "store"}, thirdParty: []string{"go.opentelemetry.io/otel/..."}},

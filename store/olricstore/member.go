@@ -241,10 +241,16 @@ type slogWriter struct{ log *slog.Logger }
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
 	level := slog.LevelDebug
-	for tag, l := range map[string]slog.Level{"[ERR": slog.LevelError, "[WARN]": slog.LevelWarn} {
-		if i := bytes.Index(line, []byte(tag)); i >= 0 && i < 32 {
-			level = l
-		}
+	head := line[:min(len(line), 40)]
+	switch {
+	case bytes.Contains(head, []byte("[ERR] memberlist:")):
+		// memberlist reports an unreachable peer as an error; a member
+		// going away is the cluster's business as usual.
+		level = slog.LevelWarn
+	case bytes.Contains(head, []byte("[ERR")):
+		level = slog.LevelError
+	case bytes.Contains(head, []byte("[WARN]")):
+		level = slog.LevelWarn
 	}
 	if w.log.Enabled(context.Background(), level) {
 		w.log.Log(context.Background(), level, string(line))

@@ -3,6 +3,7 @@ package olricstore
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/olric-data/olric"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/store"
 )
@@ -228,6 +230,37 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("olricstore: %s: %w", op, err)
 }
 
+// isOlric reports whether err is Olric's target error. A process that runs
+// no member gets Olric's errors from the cluster client as plain errors
+// with the same text (Olric registers its error codes only when a member
+// starts), so the text is compared too.
+func isOlric(err, target error) bool {
+	return errors.Is(err, target) || err != nil && err.Error() == target.Error()
+}
+
+// listMembers lists the cluster's members. A cluster client asks its members
+// in turn and may ask a dead one: it retries a few times, refreshing its
+// view of the cluster.
+func (s *Store) listMembers(ctx context.Context) ([]olric.Member, error) {
+	var err error
+	for attempt := range 4 {
+		var ms []olric.Member
+		if ms, err = s.client.Members(ctx); err == nil && len(ms) > 0 {
+			return ms, nil
+		}
+		if attempt == 1 {
+			_ = s.client.RefreshMetadata(ctx)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = errors.New("no members")
+	}
+	return nil, wrap("members", err)
+}
+
 // settling reports whether a membership change was seen within the
 // settle window.
 func (s *Store) settling() bool {
@@ -248,7 +281,7 @@ func (s *Store) read(ctx context.Context, okey string, retry bool) (value, error
 				return decodeValue(b)
 			}
 		}
-		if !errors.Is(err, olric.ErrKeyNotFound) {
+		if !isOlric(err, olric.ErrKeyNotFound) {
 			if ctx.Err() != nil {
 				err = errors.Join(err, ctx.Err())
 			}
@@ -328,7 +361,7 @@ func (s *Store) lock(ctx context.Context, okey string) (func(), time.Time, error
 	lc, err := s.locks.LockWithTimeout(ctx, okey, s.cfg.LockTTL, wait)
 	if err != nil {
 		<-sem
-		if errors.Is(err, olric.ErrLockNotAcquired) {
+		if isOlric(err, olric.ErrLockNotAcquired) {
 			err = fmt.Errorf("key locked for longer than the timeout: %w", err)
 		}
 		return nil, time.Time{}, wrap("lock", err)
@@ -336,7 +369,7 @@ func (s *Store) lock(ctx context.Context, okey string) (func(), time.Time, error
 	at := time.Now()
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		if err := lc.Unlock(uctx); err != nil && !errors.Is(err, olric.ErrNoSuchLock) {
+		if err := lc.Unlock(uctx); err != nil && !isOlric(err, olric.ErrNoSuchLock) {
 			s.cfg.Logger.Debug("olricstore: unlock", "err", err)
 		}
 		cancel()
@@ -412,7 +445,7 @@ func (s *Store) readChunks(ctx context.Context, v value) ([]byte, error) {
 	data := make([]byte, 0, v.size)
 	for n := range v.chunks {
 		resp, err := s.dm.Get(ctx, chunkKey(v.chunkID, n))
-		if errors.Is(err, olric.ErrKeyNotFound) {
+		if isOlric(err, olric.ErrKeyNotFound) {
 			return nil, errChunkGone
 		}
 		if err != nil {
@@ -478,13 +511,17 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	defer cancel()
 	okey := olricKey(key)
 	// A version that is not stored now never will be again (versions are
-	// not reused), so a conflict seen without the lock is final.
-	cur, err := s.read(ctx, okey, rec.Version != 0)
-	if err != nil {
-		return 0, err
-	}
-	if err := check(cur, rec.Version, s.cfg.Now()); err != nil {
-		return 0, err
+	// not reused), so a conflict seen without the lock is final. New
+	// sessions (version 0) rarely contend: they skip this read.
+	var cur value
+	var err error
+	if rec.Version != 0 {
+		if cur, err = s.read(ctx, okey, true); err != nil {
+			return 0, err
+		}
+		if err := check(cur, rec.Version, s.cfg.Now()); err != nil {
+			return 0, err
+		}
 	}
 	unlock, at, err := s.lock(ctx, okey)
 	if err != nil {
@@ -639,6 +676,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// sweepMark is the key, in the lock DMap, under which the last sweep by
+// any store of the DMap records when it started.
+const sweepMark = "~sweep"
+
 // Stats describes the cluster as this store sees it.
 type Stats struct {
 	// Members is how many members the last watch saw.
@@ -653,6 +694,10 @@ type Stats struct {
 	SweptKeys int64
 	SweepTook time.Duration
 	SweptAt   time.Time
+	// LastSweepStart is when the last completed sweep of the DMap, by any
+	// store, started; zero if none has completed. A sweep that started
+	// after a membership change gave every entry held then its copies.
+	LastSweepStart time.Time
 	// ShortOfCopies estimates how many entries of the sessions DMap
 	// (records, tombstones and chunks) have fewer than ReplicaCount copies:
 	// per partition, the primary entries times ReplicaCount-1 less the
@@ -681,11 +726,21 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*s.cfg.Timeout)
 	defer cancel()
-	members, err := s.client.Members(ctx)
+	members, err := s.listMembers(ctx)
 	if err != nil {
-		return st, wrap("members", err)
+		return st, err
 	}
 	st.Members = len(members)
+	resp, err := s.locks.Get(ctx, sweepMark)
+	if err == nil {
+		var b []byte
+		if b, err = resp.Byte(); err == nil && len(b) == 8 {
+			st.LastSweepStart = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+		}
+	}
+	if err != nil && !isOlric(err, olric.ErrKeyNotFound) {
+		return st, wrap("sweep mark", err)
+	}
 	primary := map[uint64]int{}
 	backup := map[uint64]int{}
 	for _, m := range members {
@@ -720,7 +775,7 @@ func (s *Store) watch() {
 	pending := false
 	for {
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.Timeout)
-		members, err := s.client.Members(ctx)
+		members, err := s.listMembers(ctx)
 		cancel()
 		if err == nil && len(members) > 0 {
 			names := make([]string, 0, len(members))
@@ -779,23 +834,15 @@ func (s *Store) Sweep(ctx context.Context) error {
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
 	start := time.Now()
-	it, err := s.dm.Scan(ctx, olric.Count(500))
+	keys, err := s.scanKeys(ctx)
 	if err != nil {
-		return wrap("scan", err)
-	}
-	keys := map[string]struct{}{}
-	for it.Next() {
-		keys[it.Key()] = struct{}{}
-	}
-	it.Close()
-	if err := ctx.Err(); err != nil {
-		return wrap("scan", err)
+		return err
 	}
 	work := make(chan string)
 	var failed atomic.Int64
 	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
-	for range 8 {
+	for range 16 {
 		wg.Go(func() {
 			for k := range work {
 				if err := s.resweep(ctx, k); err != nil {
@@ -820,12 +867,76 @@ func (s *Store) Sweep(ctx context.Context) error {
 		return wrap("sweep", err)
 	}
 	took := time.Since(start)
+	mark := binary.BigEndian.AppendUint64(nil, uint64(start.UnixNano()))
+	if err := s.locks.Put(ctx, sweepMark, mark); err != nil {
+		return wrap("sweep mark", err)
+	}
 	s.sweeps.Add(1)
 	s.sweptKeys.Store(int64(len(keys)))
 	s.sweepTook.Store(int64(took))
 	s.sweptAt.Store(time.Now().UnixNano())
 	s.cfg.Logger.Info("olricstore: re-replication sweep done", "keys", len(keys), "took", took.Round(time.Millisecond))
 	return nil
+}
+
+// scanKeys lists the keys of the sessions DMap held by every owner of every
+// partition, primary copies and backups (after a loss, some keys live only
+// in a backup). Olric's own Scan is not used: its iterator refreshes its
+// routing table from a goroutine while it reads it (a data race in
+// v0.7.4), so the store sends Olric's scan command itself.
+func (s *Store) scanKeys(ctx context.Context) (map[string]struct{}, error) {
+	rt, err := s.client.RoutingTable(ctx)
+	if err != nil {
+		_ = s.client.RefreshMetadata(ctx)
+		rt, err = s.client.RoutingTable(ctx)
+	}
+	if err != nil {
+		return nil, wrap("routing table", err)
+	}
+	conns := map[string]*redis.Client{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	keys := map[string]struct{}{}
+	for partID, route := range rt {
+		for _, replica := range []bool{false, true} {
+			owners := route.PrimaryOwners
+			if replica {
+				owners = route.ReplicaOwners
+			}
+			for _, owner := range owners {
+				c := conns[owner]
+				if c == nil {
+					c = redis.NewClient(&redis.Options{Addr: owner, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+					conns[owner] = c
+				}
+				for cursor := uint64(0); ; {
+					args := []any{"dm.scan", partID, s.cfg.DMap, cursor, "COUNT", 1000}
+					if replica {
+						args = append(args, "RC")
+					}
+					cmd := redis.NewScanCmd(ctx, nil, args...)
+					if err := c.Process(ctx, cmd); err != nil {
+						return nil, wrap(fmt.Sprintf("scan partition %d on %s", partID, owner), err)
+					}
+					page, next, err := cmd.Result()
+					if err != nil {
+						return nil, wrap(fmt.Sprintf("scan partition %d on %s", partID, owner), err)
+					}
+					for _, k := range page {
+						keys[k] = struct{}{}
+					}
+					if next == 0 {
+						break
+					}
+					cursor = next
+				}
+			}
+		}
+	}
+	return keys, nil
 }
 
 // resweep rewrites one Olric key with its own expiry.
@@ -840,7 +951,7 @@ func (s *Store) resweep(ctx context.Context, okey string) error {
 		defer unlock()
 	}
 	resp, err := s.dm.Get(ctx, okey)
-	if errors.Is(err, olric.ErrKeyNotFound) {
+	if isOlric(err, olric.ErrKeyNotFound) {
 		return nil // deleted or expired meanwhile
 	}
 	if err != nil {
