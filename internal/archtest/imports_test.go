@@ -36,7 +36,7 @@ var rules = map[string]rule{
 	"session":         {own: []string{"store", "session/sid"}},
 	"internal/refapp": {own: []string{"session", "session/sid", "store"}},
 	"internal/cli": {own: []string{"session", "session/sid", "store", "store/memstore", "store/redisstore",
-		"store/pgstore", "store/natsstore", "store/breaker", "internal/refapp", "sessionmetrics"},
+		"store/pgstore", "store/natsstore", "store/olricstore", "store/breaker", "internal/refapp", "sessionmetrics"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"internal/testenv":  {},
 	"internal/archtest": {},

@@ -134,8 +134,8 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"positional after flags", []string{"--node", "a", "b"}, []string{`unexpected argument "b"`}},
 		{"unknown strategy", []string{"--strategy", "x"},
 			[]string{`invalid --strategy "x": want one of memory, token, redis, postgres, olric, nats`}},
-		{"unavailable strategy", []string{"--strategy", "olric"},
-			[]string{`strategy "olric" is not available in this build yet (available: memory, redis, postgres, nats)`}},
+		{"unavailable strategy", []string{"--strategy", "token"},
+			[]string{`strategy "token" is not available in this build yet (available: memory, redis, postgres, olric, nats)`}},
 		{"bad node", []string{"--node", "n 1"}, []string{`invalid --node "n 1"`}},
 		{"node with dot", []string{"--node", "a.b"}, []string{`invalid --node "a.b"`}},
 		{"empty node", []string{"--node", ""}, []string{`invalid --node ""`}},
@@ -212,8 +212,8 @@ func TestServe_badEnv(t *testing.T) {
 
 	// A flag on the command line wins, even over a bad variable.
 	code, _, stderr := run(t, env{"SESSIONKIT_STRATEGY": "x", "SESSIONKIT_ADDR": "nope"},
-		"serve", "--strategy", "olric", "--addr", "127.0.0.1:0")
-	oneLine(t, stderr, "sessionkit serve: ", `strategy "olric" is not available`)
+		"serve", "--strategy", "token", "--addr", "127.0.0.1:0")
+	oneLine(t, stderr, "sessionkit serve: ", `strategy "token" is not available`)
 	if code != 2 {
 		t.Errorf("exit %d; want 2", code)
 	}

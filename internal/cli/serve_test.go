@@ -122,11 +122,21 @@ func checkRoutes(t *testing.T, strategy string, extra ...string) {
 		t.Fatal(err)
 	}
 	c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
-	for _, step := range []struct {
+	type step struct {
 		method, path, body string
 		status             int
 		want               string // exact body, without the final newline; "" with whoami
-	}{
+	}
+	// A store without a user index (olric) cannot end all sessions of a
+	// user: the app says so, and alice logs out of this one instead.
+	logoutAll := []step{{"POST", "/logout-all", "", 200, `{"revoked":1}`}}
+	if strategy == "olric" {
+		logoutAll = []step{
+			{"POST", "/logout-all", "", 501, `{"error":"this session store cannot end all sessions of a user"}`},
+			{"POST", "/logout", "", 200, `{}`},
+		}
+	}
+	steps := []step{
 		{"GET", "/healthz", "", 200, "ok"},
 		{"GET", "/cart", "", 401, `{"error":"not logged in"}`},
 		{"POST", "/login", `{"user":"` + alice + `"}`, 200, `{"user":"` + alice + `","node":"t1"}`},
@@ -137,12 +147,15 @@ func checkRoutes(t *testing.T, strategy string, extra ...string) {
 		{"POST", "/login", `{"user":`, 400, ""},
 		{"GET", "/login", "", 405, `{"error":"method GET not allowed; use POST"}`},
 		{"GET", "/nowhere", "", 404, `{"error":"not found"}`},
-		{"POST", "/logout-all", "", 200, `{"revoked":1}`},
+	}
+	steps = append(steps, logoutAll...)
+	steps = append(steps, []step{
 		{"GET", "/cart", "", 401, `{"error":"not logged in"}`},
 		{"POST", "/login", `{"user":"` + bob + `"}`, 200, `{"user":"` + bob + `","node":"t1"}`},
 		{"POST", "/logout", "", 200, `{}`},
 		{"GET", "/whoami", "", 401, `{"error":"not logged in"}`},
-	} {
+	}...)
+	for _, step := range steps {
 		what := step.method + " " + step.path
 		req, err := http.NewRequest(step.method, srv.url+step.path, strings.NewReader(step.body))
 		if err != nil {
@@ -256,5 +269,30 @@ func TestServe_nats(t *testing.T) {
 		clusterAddr := ln.Addr().String()
 		ln.Close()
 		checkRoutes(t, "nats", "--cluster-addr", clusterAddr, "--data-dir", t.TempDir())
+	})
+}
+
+// TestServe_olric serves the routes from an embedded single-member Olric
+// cluster (the form three serve processes use, with --peers, to form a
+// cluster), and fails cleanly when the member cannot start.
+func TestServe_olric(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		var addrs []string
+		for range 2 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, ln.Addr().String())
+			ln.Close() // free for the member; another socket may take it meanwhile
+		}
+		checkRoutes(t, "olric", "--cluster-addr", addrs[0], "--olric-addr", addrs[1])
+	})
+	t.Run("bad cluster address", func(t *testing.T) {
+		code, _, stderr := run(t, nil, "serve", "--strategy", "olric", "--addr", "127.0.0.1:0", "--cluster-addr", "0.0.0.0:18001")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+		oneLine(t, stderr, "sessionkit serve: olricstore: ", "reach")
 	})
 }

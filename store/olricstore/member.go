@@ -243,9 +243,10 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	level := slog.LevelDebug
 	head := line[:min(len(line), 40)]
 	switch {
-	case bytes.Contains(head, []byte("[ERR] memberlist:")):
-		// memberlist reports an unreachable peer as an error; a member
-		// going away is the cluster's business as usual.
+	case bytes.Contains(head, []byte("[ERR] memberlist:")),
+		bytes.Contains(head, []byte("Join attempt returned")):
+		// An unreachable peer (memberlist) or one not started yet (a
+		// join attempt) is the cluster's business as usual.
 		level = slog.LevelWarn
 	case bytes.Contains(head, []byte("[ERR")):
 		level = slog.LevelError
