@@ -22,17 +22,29 @@
 // follows gives every session its second copy again, so that the loss of
 // another member after that loses none either. A session deleted before a
 // failure stays deleted. Reads and writes of the sessions the lost member
-// owned fail (with an error, never store.ErrNotFound) until the others
-// notice the loss: memberlist's failure detection (about 4 s with
+// owned fail with an error (not store.ErrNotFound: the Manager answers 503,
+// it does not log the user out) until the others notice the loss: memberlist's failure detection (about 4 s with
 // MemberConfig.Network "local", 6 s with "lan"), then the coordinator's new
 // routing table, then, for a client, its next routing-table refresh (2 s).
-// A member that leaves with Shutdown is noticed at once.
+// A member that leaves with Shutdown is noticed at once. A "not found" from
+// Olric right after a membership change is retried (see below); none
+// reached a caller in the tests.
 //
 // TestCrash measures this with three member processes on loopback, each
 // running a store as an app instance would, and SIGKILL: 10,000 sessions
 // written through a cluster client (64 writers), one deleted; the
 // coordinator killed; then a replacement started, and a second original
-// member killed. FIGURES_CRASH
+// member killed. In four runs on a shared 2-core machine (load average 7
+// to 9; one under the race detector), no session was lost after either
+// kill, and the deleted one stayed deleted. After a kill, the first read
+// succeeded within 0.1 to 9.3 s (quick when the probed session's owner
+// survived), the first write within 0.03 to 12.6 s, and all 9,999 sessions
+// were readable 6.7 to 21.2 s after it (the test allows 30 s). The sweep of
+// the 10,001 entries took 5.5 s (17 s under the race detector), and no entry
+// was short of copies 13 to 25 s after the kill; after the replacement
+// joined, 20 to 41 s (Stats counts a fragment twice until Olric's balancer,
+// every 15 s, has moved it to its new owner). The test waits for both
+// before the next kill.
 // Run it with
 //
 //	go test -count=1 -v -run TestCrash ./store/olricstore/
@@ -47,8 +59,10 @@
 //
 // Memory: Olric allocates a table per partition fragment up front; with the
 // defaults here (71 partitions, 64 KiB tables) a member's heap in use was
-// FIGURES_HEAP (Olric's defaults, 271 partitions and 1 MiB tables, cost about
-// 272 MiB per member).
+// 10 to 18 MiB in TestCrash (10,000 sessions over three members, each
+// holding about a third as owner and a third as backup) and 3 to 5 MiB for
+// an idle `sessionkit serve` member (Olric's defaults, 271 partitions and
+// 1 MiB tables, cost about 272 MiB per member).
 //
 // # Compare-and-set
 //
@@ -90,7 +104,8 @@
 // and, once it has been stable for Config.SweepDelay, rewrites every entry
 // through its current owner with its own expiry (Sweep), under the key's
 // lock. Stats reports the sweeps and an estimate of the entries short of
-// copies. For Config.SettleWindow after a membership change, a read that
+// copies (an estimate, which overcounts while fragments move). For
+// Config.SettleWindow after a membership change, a read that
 // finds nothing is retried for up to Config.NotFoundRetry, since Olric
 // briefly misses keys while fragments move.
 //
@@ -107,7 +122,11 @@
 // A Load is one Olric Get (the key's owner also asks the backup: Olric
 // returns the newest copy). A Save is a lock, a Get, a Put (the owner writes
 // the backup synchronously) and an unlock, plus a Get before the lock when
-// it replaces a version. FIGURES_BENCH
+// it replaces a version. On the shared 2-core machine, with a store on one
+// member of an embedded 3-member cluster (`COUNT=6 scripts/bench -bench
+// StoreOps`, medians): Load 108 µs alone, 105 µs at 64 concurrent (9.5k/s);
+// Save 640 µs alone, 469 µs at 64 concurrent (2.1k/s), against Redis's
+// 108 µs and 28 µs in the same run.
 //
 // # Not implemented
 //
