@@ -166,7 +166,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		return nil, fmt.Errorf("olricstore: %w", err)
 	}
 	mc.BindAddr, mc.BindPort = chost, cport
-	mc.AdvertiseAddr, mc.AdvertisePort = chost, cport
+	if net.ParseIP(chost) != nil { // a name is resolved by Olric and memberlist
+		mc.AdvertiseAddr, mc.AdvertisePort = chost, cport
+	}
 
 	started := make(chan struct{})
 	c := &config.Config{
@@ -196,7 +198,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("olricstore: StartMember %s: %w", cfg.Addr, err)
 	}
-	m := &Member{db: db, name: net.JoinHostPort(c.BindAddr, strconv.Itoa(port)), replicas: cfg.ReplicaCount, done: make(chan struct{})}
+	// Olric names the member by its resolved bind address (olric.New
+	// writes it into c), which is how Members reports it.
+	m := &Member{db: db, name: c.MemberlistConfig.Name, replicas: cfg.ReplicaCount, done: make(chan struct{})}
 	go func() {
 		m.startErr = db.Start()
 		close(m.done)

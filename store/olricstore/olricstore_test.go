@@ -208,3 +208,55 @@ func TestConformanceClient(t *testing.T) {
 		Writers: 16,
 	})
 }
+
+func TestStartMember_badConfig(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	for _, tc := range []struct {
+		name string
+		cfg  olricstore.MemberConfig
+	}{
+		{"no Addr", olricstore.MemberConfig{ClusterAddr: addrs[1]}},
+		{"port 0", olricstore.MemberConfig{Addr: "127.0.0.1:0", ClusterAddr: addrs[1]}},
+		{"unspecified host", olricstore.MemberConfig{Addr: "0.0.0.0:" + addrs[0][len("127.0.0.1:"):], ClusterAddr: addrs[1]}},
+		{"same addresses", olricstore.MemberConfig{Addr: addrs[0], ClusterAddr: addrs[0]}},
+		{"bad peer", olricstore.MemberConfig{Addr: addrs[0], ClusterAddr: addrs[1], Peers: []string{"nonsense"}}},
+		{"quorum above copies", olricstore.MemberConfig{Addr: addrs[0], ClusterAddr: addrs[1], WriteQuorum: 3}},
+		{"bad network", olricstore.MemberConfig{Addr: addrs[0], ClusterAddr: addrs[1], Network: "wan2"}},
+		{"tiny table", olricstore.MemberConfig{Addr: addrs[0], ClusterAddr: addrs[1], TableSize: 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := olricstore.StartMember(tc.cfg)
+			if err == nil {
+				m.Shutdown(context.Background())
+				t.Fatalf("StartMember(%+v): got nil error; want one", tc.cfg)
+			}
+		})
+	}
+}
+
+func TestNew_badConfig(t *testing.T) {
+	for _, cfg := range []olricstore.Config{{}, {Addrs: []string{"127.0.0.1:1"}, Member: &olricstore.Member{}}} {
+		if s, err := olricstore.New(t.Context(), cfg); err == nil {
+			s.Close()
+			t.Errorf("New(%+v): got nil error; want one", cfg)
+		}
+	}
+}
+
+// TestMember_name checks that a member started on "localhost" is named by
+// its resolved address, as the cluster lists it, so that its store knows
+// when it is the coordinator (and sweeps).
+func TestMember_name(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
+	m, err := olricstore.StartMember(olricstore.MemberConfig{
+		Addr: "localhost:" + port(addrs[0]), ClusterAddr: "localhost:" + port(addrs[1]), Network: "local", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatalf("StartMember on localhost: %v", err)
+	}
+	defer m.Shutdown(context.Background())
+	if want := "127.0.0.1:" + port(addrs[0]); m.Name() != want {
+		t.Errorf("Name(): got %q; want %q", m.Name(), want)
+	}
+}
