@@ -84,10 +84,16 @@ type Config struct {
 	SettleWindow time.Duration
 	// NotFoundRetry bounds those retries of one read; default 1 s.
 	NotFoundRetry time.Duration
+	// IndexLifetime is how long a user's index entry lives after the last
+	// record was bound to the user; default 31 days. It must exceed the
+	// longest session lifetime, or ListUser and DeleteUser may miss a
+	// session that outlives its entry.
+	IndexLifetime time.Duration
 }
 
-// Store is the Olric session store. It implements store.Store and
-// store.Toucher. All methods are safe for concurrent use.
+// Store is the Olric session store. It implements store.Store,
+// store.Toucher and store.UserIndex. All methods are safe for concurrent
+// use.
 type Store struct {
 	client    olric.Client
 	ownClient bool
@@ -120,9 +126,13 @@ type Store struct {
 }
 
 var (
-	_ store.Store   = (*Store)(nil)
-	_ store.Toucher = (*Store)(nil)
+	_ store.Store     = (*Store)(nil)
+	_ store.Toucher   = (*Store)(nil)
+	_ store.UserIndex = (*Store)(nil)
 )
+
+// errKeyNotFound is Olric's "not found" (see isOlric).
+var errKeyNotFound = olric.ErrKeyNotFound
 
 // New makes a store over cfg.Member or a client of cfg.Addrs and starts
 // its membership watch. ctx bounds the connection in client mode.
@@ -165,6 +175,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.NotFoundRetry <= 0 {
 		cfg.NotFoundRetry = time.Second
+	}
+	if cfg.IndexLifetime <= 0 {
+		cfg.IndexLifetime = 31 * 24 * time.Hour
 	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
 	s := &Store{member: cfg.Member, seed: maphash.MakeSeed()}
@@ -350,17 +363,28 @@ func (s *Store) lock(ctx context.Context, okey string) (func(), time.Time, error
 	case <-ctx.Done():
 		return nil, time.Time{}, wrap("lock", ctx.Err())
 	}
+	unlock, at, err := s.clusterLock(ctx, okey)
+	if err != nil {
+		<-sem
+		return nil, time.Time{}, err
+	}
+	return func() {
+		unlock()
+		<-sem
+	}, at, nil
+}
+
+// clusterLock takes the cluster's lock on okey in the lock DMap.
+func (s *Store) clusterLock(ctx context.Context, okey string) (func(), time.Time, error) {
 	wait := s.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok {
 		wait = time.Until(dl)
 	}
 	if wait <= 0 {
-		<-sem
 		return nil, time.Time{}, wrap("lock", context.DeadlineExceeded)
 	}
 	lc, err := s.locks.LockWithTimeout(ctx, okey, s.cfg.LockTTL, wait)
 	if err != nil {
-		<-sem
 		if isOlric(err, olric.ErrLockNotAcquired) {
 			err = fmt.Errorf("key locked for longer than the timeout: %w", err)
 		}
@@ -373,7 +397,6 @@ func (s *Store) lock(ctx context.Context, okey string) (func(), time.Time, error
 			s.cfg.Logger.Debug("olricstore: unlock", "err", err)
 		}
 		cancel()
-		<-sem
 	}, at, nil
 }
 
@@ -541,6 +564,11 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 		expires:  rec.Expires.UnixMilli(),
 		userID:   rec.UserID,
 		data:     rec.Data,
+	}
+	if rec.UserID != "" && (!cur.live(s.cfg.Now()) || cur.userID != rec.UserID) {
+		if err := s.indexAdd(ctx, rec.UserID, key); err != nil {
+			return 0, err
+		}
 	}
 	if len(rec.Data) > s.cfg.ChunkSize {
 		if err := s.writeChunks(ctx, &v, rec.Data); err != nil {

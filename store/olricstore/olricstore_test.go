@@ -170,6 +170,14 @@ func (s *spread) Touch(ctx context.Context, key string, version uint64, expires 
 	return s.pick().Touch(ctx, key, version, expires)
 }
 
+func (s *spread) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
+	return s.pick().ListUser(ctx, userID)
+}
+
+func (s *spread) DeleteUser(ctx context.Context, userID string) (int, error) {
+	return s.pick().DeleteUser(ctx, userID)
+}
+
 func (s *spread) Close() error {
 	var errs []error
 	for _, st := range s.stores {
@@ -178,8 +186,18 @@ func (s *spread) Close() error {
 	return errors.Join(errs...)
 }
 
-func TestConformanceCluster(t *testing.T) {
+// TestConformance runs the conformance suite on one 3-member cluster
+// started by the test: through stores on the three members (Embedded) and
+// through a cluster client (Client); then the user index's pruning.
+func TestConformance(t *testing.T) {
+	// Not parallel: the concurrency tests, bounded at 30 s, need the CPU.
 	members := startCluster(t)
+	t.Run("Embedded", func(t *testing.T) { conformanceEmbedded(t, members) })
+	t.Run("Client", func(t *testing.T) { conformanceClient(t, members) })
+	t.Run("UserIndexPrune", func(t *testing.T) { userIndexPrune(t, members) })
+}
+
+func conformanceEmbedded(t *testing.T, members []*olricstore.Member) {
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, now func() time.Time) store.Store {
 			dmap := "storetest-" + rand.Text()
@@ -198,8 +216,7 @@ func TestConformanceCluster(t *testing.T) {
 	})
 }
 
-func TestConformanceClient(t *testing.T) {
-	members := startCluster(t)
+func conformanceClient(t *testing.T, members []*olricstore.Member) {
 	addrs := []string{members[0].Name(), members[1].Name()}
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, now func() time.Time) store.Store {
@@ -258,5 +275,52 @@ func TestMember_name(t *testing.T) {
 	defer m.Shutdown(context.Background())
 	if want := "127.0.0.1:" + port(addrs[0]); m.Name() != want {
 		t.Errorf("Name(): got %q; want %q", m.Name(), want)
+	}
+}
+
+// userIndexPrune binds more sessions to one user than the index keeps
+// unpruned, deletes half, binds more (which prunes), and checks that every
+// live session is still listed.
+func userIndexPrune(t *testing.T, members []*olricstore.Member) {
+	s := newStore(t, olricstore.Config{Member: members[1], DMap: "prune-" + rand.Text()})
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	live := map[string]bool{}
+	for i := range 40 {
+		k := fmt.Sprintf("s%02d", i)
+		v, err := s.Save(ctx, k, store.Record{Data: []byte("x"), Expires: expires, UserID: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := s.Delete(ctx, k, v); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			live[k] = true
+		}
+	}
+	for i := 40; i < 45; i++ {
+		k := fmt.Sprintf("s%02d", i)
+		if _, err := s.Save(ctx, k, store.Record{Data: []byte("x"), Expires: expires, UserID: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		live[k] = true
+	}
+	entries, err := s.ListUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range entries {
+		got[e.Key] = true
+	}
+	if len(got) != len(live) {
+		t.Errorf("ListUser after pruning: got %d sessions; want the %d live ones", len(got), len(live))
+	}
+	for k := range live {
+		if !got[k] {
+			t.Errorf("ListUser after pruning: %s missing", k)
+		}
 	}
 }

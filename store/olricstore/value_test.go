@@ -52,10 +52,17 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Add((&value{kind: kindChunked, version: 1, chunks: 2, size: 10}).encode())
 	f.Add((&value{kind: kindTombstone, version: 3}).encode())
 	f.Add([]byte{})
+	f.Add(encodeIndex(5, []string{"a", "", "k\x00"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := decodeValue(b)
 		_, _ = physicalExpiry(b)
 		_, _ = decodeChunk(b)
+		if keys, err := decodeIndex(b); err == nil {
+			again, err := decodeIndex(encodeIndex(1, keys))
+			if err != nil || len(again) != len(keys) {
+				t.Fatalf("decodeIndex(encodeIndex(%q)): got %q, %v", keys, again, err)
+			}
+		}
 		if err != nil {
 			return
 		}
