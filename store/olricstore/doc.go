@@ -33,17 +33,19 @@
 //
 // TestCrash measures this with three member processes on loopback, each
 // running a store as an app instance would, and SIGKILL: 10,000 sessions
-// written through a cluster client (64 writers), one deleted; the
+// written through a cluster client (64 writers), one in ten bound to a
+// user, one deleted; the
 // coordinator killed; then a replacement started, and a second original
-// member killed. In four runs on a shared 2-core machine (load average 7
+// member killed. In six runs on a shared 2-core machine (load average 7
 // to 9; one under the race detector), no session was lost after either
-// kill, and the deleted one stayed deleted. After a kill, the first read
-// succeeded within 0.1 to 9.3 s (quick when the probed session's owner
-// survived), the first write within 0.03 to 12.6 s, and all 9,999 sessions
-// were readable 6.7 to 21.2 s after it (the test allows 30 s). The sweep of
-// the 10,001 entries took 5.5 s (17 s under the race detector), and no entry
-// was short of copies 13 to 25 s after the kill; after the replacement
-// joined, 20 to 41 s (Stats counts a fragment twice until Olric's balancer,
+// kill, the deleted one stayed deleted, and the users' index still listed
+// their sessions at the end. After a kill, the first read succeeded within
+// 0.1 to 9.3 s (quick when the probed session's owner survived), the first
+// write within 0.01 to 12.6 s, and all 9,999 sessions were readable 6.4 to
+// 21.2 s after it (the test allows 30 s). A sweep of the 10,001 to 11,001
+// entries took 4.3 to 5.6 s (17 s under the race detector), and no entry
+// was short of copies 12 to 54 s after the kill; after the replacement
+// joined, 15 to 41 s (Stats counts a fragment twice until Olric's balancer,
 // every 15 s, has moved it to its new owner). The test waits for both
 // before the next kill.
 // Run it with

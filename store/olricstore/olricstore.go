@@ -866,6 +866,11 @@ func (s *Store) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The first failure ends the sweep (the watch retries it): while the
+	// routing table still names a lost member, every rewrite of its
+	// partitions would wait out its timeout.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	work := make(chan string)
 	var failed atomic.Int64
 	var firstErr atomic.Pointer[error]
@@ -874,8 +879,10 @@ func (s *Store) Sweep(ctx context.Context) error {
 		wg.Go(func() {
 			for k := range work {
 				if err := s.resweep(ctx, k); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, &err)
+					if failed.Add(1) == 1 {
+						firstErr.Store(&err)
+						cancel()
+					}
 				}
 			}
 		})
@@ -889,7 +896,7 @@ func (s *Store) Sweep(ctx context.Context) error {
 	close(work)
 	wg.Wait()
 	if p := firstErr.Load(); p != nil {
-		return fmt.Errorf("olricstore: sweep: %d of %d keys failed, first: %w", failed.Load(), len(keys), *p)
+		return fmt.Errorf("olricstore: sweep of %d keys stopped at a failure: %w", len(keys), *p)
 	}
 	if err := ctx.Err(); err != nil {
 		return wrap("sweep", err)
