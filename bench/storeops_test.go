@@ -13,12 +13,19 @@ package bench
 //	impl=nats-cluster3  natsstore on a 3-node NATS cluster embedded in this
 //	                    process (bucket Replicas 3, Raft): the distributed-
 //	                    cache strategy's price for surviving a node's loss
+//	impl=olric-cluster3 olricstore on a 3-member Olric cluster embedded in
+//	                    this process (ReplicaCount 2), through the store of
+//	                    one member: a third of the sessions are its own,
+//	                    the others are owned by the two other members; every
+//	                    Save is a compare-and-set under a cluster lock
 //
 // Run it with scripts/bench -bench StoreOps.
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -31,6 +38,7 @@ import (
 	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
+	"github.com/sessionkit/sessionkit/store/olricstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 )
 
@@ -56,6 +64,7 @@ func BenchmarkStoreOps(b *testing.B) {
 		stores = append(stores, namedStore{"nats", natsStore(b, ctx, "nats://"+addr, 1)})
 	}
 	stores = append(stores, namedStore{"nats-cluster3", natsStore(b, ctx, natsCluster(b), 3)})
+	stores = append(stores, namedStore{"olric-cluster3", olricStore(b, ctx, olricCluster(b))})
 	benchStoreOps(b, stores)
 }
 
@@ -124,6 +133,81 @@ func natsCluster(b *testing.B) string {
 		}
 	}
 	return url
+}
+
+// olricCluster starts a 3-member Olric cluster in this process on free
+// loopback ports (Olric cannot pick its own port: a start that finds one
+// taken is retried on others) and returns its first member.
+func olricCluster(b *testing.B) *olricstore.Member {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var last error
+	for range 3 {
+		var addrs []string
+		for range 6 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			addrs = append(addrs, l.Addr().String())
+			l.Close()
+		}
+		var members []*olricstore.Member
+		var err error
+		for i := range 3 {
+			var peers []string
+			for j := range i {
+				peers = append(peers, addrs[2*j+1])
+			}
+			var m *olricstore.Member
+			m, err = olricstore.StartMember(olricstore.MemberConfig{
+				Addr: addrs[2*i], ClusterAddr: addrs[2*i+1], Peers: peers, Network: "local", Logger: quiet,
+			})
+			if err != nil {
+				break
+			}
+			members = append(members, m)
+		}
+		if err == nil {
+			b.Cleanup(func() {
+				for _, m := range members {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					m.Shutdown(ctx)
+					cancel()
+				}
+			})
+			return members[0]
+		}
+		for _, m := range members {
+			m.Shutdown(context.Background())
+		}
+		last = err
+	}
+	b.Fatal(last)
+	return nil
+}
+
+// olricStore opens a store on a fresh DMap of the member and waits until
+// the member sees the whole cluster.
+func olricStore(b *testing.B, ctx context.Context, m *olricstore.Member) store.Store {
+	// Timeout 10 s, not 2: three members and 64 goroutines share two
+	// cores with the other stores' servers, and one slow call in a
+	// thousand would otherwise end the run.
+	ost, err := olricstore.New(ctx, olricstore.Config{Member: m, DMap: uniqueName(), Timeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatalf("olricstore: %v", err)
+	}
+	b.Cleanup(func() { ost.Close() })
+	for {
+		st, err := ost.Stats(ctx)
+		if err == nil && st.Members == 3 {
+			return ost
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("olricstore: %d members (err %v); want 3", st.Members, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func benchStoreOps(b *testing.B, stores []namedStore) {

@@ -134,8 +134,6 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"positional after flags", []string{"--node", "a", "b"}, []string{`unexpected argument "b"`}},
 		{"unknown strategy", []string{"--strategy", "x"},
 			[]string{`invalid --strategy "x": want one of memory, token, redis, postgres, olric, nats`}},
-		{"unavailable strategy", []string{"--strategy", "olric"},
-			[]string{`strategy "olric" is not available in this build yet (available: memory, token, redis, postgres, nats)`}},
 		{"token without keys", []string{"--strategy", "token"}, []string{"--strategy token needs --keys FILE"}},
 		{"bad token format", []string{"--strategy", "token", "--keys", "k.json", "--token-format", "paseto"},
 			[]string{`invalid --token-format "paseto"`, "sealed or jwt"}},
@@ -219,8 +217,8 @@ func TestServe_badEnv(t *testing.T) {
 
 	// A flag on the command line wins, even over a bad variable.
 	code, _, stderr := run(t, env{"SESSIONKIT_STRATEGY": "x", "SESSIONKIT_ADDR": "nope"},
-		"serve", "--strategy", "olric", "--addr", "127.0.0.1:0")
-	oneLine(t, stderr, "sessionkit serve: ", `strategy "olric" is not available`)
+		"serve", "--strategy", "token", "--addr", "127.0.0.1:0")
+	oneLine(t, stderr, "sessionkit serve: ", "--strategy token needs --keys FILE")
 	if code != 2 {
 		t.Errorf("exit %d; want 2", code)
 	}

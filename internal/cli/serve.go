@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
 	"github.com/sessionkit/sessionkit/store/natsstore"
+	"github.com/sessionkit/sessionkit/store/olricstore"
 	"github.com/sessionkit/sessionkit/store/pgstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 	"github.com/sessionkit/sessionkit/token"
@@ -33,7 +35,7 @@ import (
 // Strategies of DESIGN.md, and those this build can serve.
 var (
 	strategies      = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
-	builtStrategies = []string{"memory", "token", "redis", "postgres", "nats"}
+	builtStrategies = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
 )
 
 var logLevels = map[string]slog.Level{
@@ -87,6 +89,8 @@ type serveConfig struct {
 	redisURL       string
 	postgresURL    string
 	natsURL        string
+	olricAddrs     string
+	olricAddr      string
 	clusterAddr    string
 	peers          string
 	dataDir        string
@@ -102,6 +106,7 @@ const (
 	defaultRedisURL    = "redis://127.0.0.1:6379/0"
 	defaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	defaultNATSURL     = "nats://127.0.0.1:4222"
+	defaultOlricAddrs  = "127.0.0.1:3320"
 )
 
 // parseServe parses serve's flags and environment. ok = false means stop
@@ -130,11 +135,19 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		"PostgreSQL `url` for --strategy postgres; the session table is created if missing")
 	f.String(&cfg.natsURL, "nats", defaultNATSURL,
 		"NATS `url` for --strategy nats in client mode (an existing NATS with JetStream)")
+	f.String(&cfg.olricAddrs, "olric", defaultOlricAddrs,
+		"Olric member `addresses` (host:port,...) for --strategy olric in client mode\n"+
+			"        (an Olric cluster run apart)")
 	f.String(&cfg.clusterAddr, "cluster-addr", "",
-		"with --strategy nats: run an embedded NATS node whose cluster listener is\n"+
-			"        this `host:port`, instead of connecting to --nats")
+		"with --strategy nats or olric: run an embedded NATS node or Olric member whose\n"+
+			"        cluster (gossip) listener is this `host:port`, instead of connecting to\n"+
+			"        --nats or --olric")
 	f.String(&cfg.peers, "peers", "",
 		"with --cluster-addr: the other nodes' cluster `addresses`, host:port,...")
+	f.String(&cfg.olricAddr, "olric-addr", "",
+		"with --strategy olric and --cluster-addr: the embedded member's Olric\n"+
+			"        `host:port`, which the other members connect to (default: the\n"+
+			"        --cluster-addr host with its port plus one)")
 	f.String(&cfg.dataDir, "data-dir", "",
 		"with --cluster-addr: the embedded node's JetStream `directory`\n"+
 			"        (default: a new temporary directory, removed on exit)")
@@ -417,6 +430,11 @@ func openRawStore(ctx context.Context, cfg serveConfig, logger *slog.Logger, sm 
 		st, err = redisstore.New(ctx, rc)
 	case "postgres":
 		st, err = pgstore.OpenMigrated(ctx, cfg.postgresURL, pgstore.Config{Logger: logger})
+	case "olric":
+		if cfg.clusterAddr != "" {
+			return openEmbeddedOlric(ctx, cfg, logger, closer)
+		}
+		st, err = olricstore.New(ctx, olricstore.Config{Addrs: splitList(cfg.olricAddrs), Logger: logger})
 	case "nats":
 		if cfg.clusterAddr != "" {
 			return openEmbeddedNATS(ctx, cfg, logger, closer)
@@ -443,12 +461,7 @@ func openEmbeddedNATS(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		}
 		dir, removeDir = tmp, func() { os.RemoveAll(tmp) }
 	}
-	var peers []string
-	for _, p := range strings.Split(cfg.peers, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			peers = append(peers, p)
-		}
-	}
+	peers := splitList(cfg.peers)
 	nc := natsstore.NodeConfig{Name: cfg.node, Dir: dir, ClusterAddr: cfg.clusterAddr, Peers: peers}
 	if len(peers) == 0 {
 		nc.ClusterAddr = "" // a cluster of one would wait for a quorum that never comes
@@ -465,4 +478,55 @@ func openEmbeddedNATS(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, nil, err
 	}
 	return st, closer(st, func() { node.Shutdown(); removeDir() }), nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(list string) []string {
+	var out []string
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// openEmbeddedOlric starts this process's member of an embedded Olric
+// cluster (2 copies of each session once a second member has joined) and a
+// store on it. Closing the store shuts the member down, which tells the
+// others at once that it left.
+func openEmbeddedOlric(ctx context.Context, cfg serveConfig, logger *slog.Logger,
+	closer func(store.Store, func()) func()) (store.Store, func(), error) {
+	addr := cfg.olricAddr
+	if addr == "" {
+		host, port, err := net.SplitHostPort(cfg.clusterAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--cluster-addr %q: %w", cfg.clusterAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p <= 0 || p >= 65535 {
+			return nil, nil, fmt.Errorf("--cluster-addr %q: want a port from 1 to 65534 (the Olric port is the next one)", cfg.clusterAddr)
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+	m, err := olricstore.StartMember(olricstore.MemberConfig{
+		Addr: addr, ClusterAddr: cfg.clusterAddr, Peers: splitList(cfg.peers), Logger: logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	shutdown := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := m.Shutdown(sctx); err != nil {
+			logger.Warn("serve: shutting down the Olric member", "err", err)
+		}
+	}
+	st, err := olricstore.New(ctx, olricstore.Config{Member: m, Logger: logger})
+	if err != nil {
+		shutdown()
+		return nil, nil, err
+	}
+	logger.Info("serve: Olric member started", "olric_addr", m.Name(), "cluster_addr", cfg.clusterAddr)
+	return st, closer(st, shutdown), nil
 }

@@ -258,3 +258,28 @@ func TestServe_nats(t *testing.T) {
 		checkRoutes(t, "nats", "--cluster-addr", clusterAddr, "--data-dir", t.TempDir())
 	})
 }
+
+// TestServe_olric serves the routes from an embedded single-member Olric
+// cluster (the form three serve processes use, with --peers, to form a
+// cluster), and fails cleanly when the member cannot start.
+func TestServe_olric(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		var addrs []string
+		for range 2 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, ln.Addr().String())
+			ln.Close() // free for the member; another socket may take it meanwhile
+		}
+		checkRoutes(t, "olric", "--cluster-addr", addrs[0], "--olric-addr", addrs[1])
+	})
+	t.Run("bad cluster address", func(t *testing.T) {
+		code, _, stderr := run(t, nil, "serve", "--strategy", "olric", "--addr", "127.0.0.1:0", "--cluster-addr", "0.0.0.0:18001")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+		oneLine(t, stderr, "sessionkit serve: olricstore: ", "reach")
+	})
+}

@@ -1,0 +1,377 @@
+package olricstore_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/olric-data/olric"
+
+	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/olricstore"
+)
+
+// memberEnv names the environment variable that turns the test binary into
+// one member of a crash test (see TestMain).
+const memberEnv = "SESSIONKIT_OLRICSTORE_TEST_MEMBER"
+
+// memberSpec is what a member process is told to start.
+type memberSpec struct {
+	Addr, ClusterAddr string
+	Peers             []string
+	SweepDelay        time.Duration
+}
+
+// TestMain lets the test binary run as a cluster member in its own process,
+// like an app instance, so that the crash test can kill one with SIGKILL: no
+// graceful leave, whatever was in its memory gone. The member runs a store
+// too (its watch runs the re-replication sweep when it is the coordinator)
+// until it is killed or its parent closes its stdin.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(memberEnv); spec != "" {
+		os.Exit(runMember(spec))
+	}
+	os.Exit(m.Run())
+}
+
+func runMember(specJSON string) int {
+	var spec memberSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "member spec:", err)
+		return 2
+	}
+	level := slog.LevelError
+	if os.Getenv("SESSIONKIT_TEST_OLRIC_LOG") != "" {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	m, err := olricstore.StartMember(olricstore.MemberConfig{
+		Addr: spec.Addr, ClusterAddr: spec.ClusterAddr, Peers: spec.Peers, Network: "local", Logger: logger,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s, err := olricstore.New(context.Background(), olricstore.Config{Member: m, DMap: "crash", SweepDelay: spec.SweepDelay, Logger: logger})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("ready %s\n", m.Name())
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent goes away
+	s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.Shutdown(ctx)
+	return 0
+}
+
+// procMember is a cluster member running in a child process.
+type procMember struct {
+	spec memberSpec
+	cmd  *exec.Cmd
+}
+
+// startProcMember starts a member process and waits until it serves.
+func startProcMember(t *testing.T, spec memberSpec) *procMember {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), memberEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	if _, err := cmd.StdinPipe(); err != nil { // closed when the test binary exits
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &procMember{spec: spec, cmd: cmd}
+	t.Cleanup(p.kill)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if _, ok := strings.CutPrefix(strings.TrimSpace(line), "ready "); err != nil || !ok {
+		t.Fatalf("member %s did not start: %q %v", spec.Addr, line, err)
+	}
+	return p
+}
+
+// kill ends the member with SIGKILL and reaps it. Killing twice is harmless.
+func (p *procMember) kill() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// TestCrash is the fault test: a 3-member cluster (one process per member,
+// ReplicaCount 2) holds 10,000 sessions, one of them deleted, one in ten
+// bound to a user. It kills the coordinator with SIGKILL and checks that reads and writes resume within
+// a bounded window, that every session is there with its version and the
+// deleted one is not; it waits until the sweep has given every entry its
+// two copies again, starts a replacement member, waits again, kills a
+// second original member and checks again.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills cluster members; about a minute")
+	}
+	const (
+		sessions = 10000
+		writers  = 64
+		// window bounds the time from a kill to reads and writes through
+		// the survivors: failure detection (memberlist "local": about
+		// 4 s), the routing table's update and the client's refresh (2 s).
+		window = 30 * time.Second
+		// healLimit bounds the wait for every entry to have its copies
+		// again: failure detection, the sweep delay, a sweep of 10,000
+		// keys (17 s under the race detector), and Olric's balancer
+		// moving fragments (every 15 s), with room for a loaded machine.
+		healLimit = 120 * time.Second
+	)
+	addrs := freeAddrs(t, 8)
+	specs := make([]memberSpec, 3)
+	for i := range specs {
+		specs[i] = memberSpec{Addr: addrs[2*i], ClusterAddr: addrs[2*i+1], SweepDelay: 2 * time.Second}
+		for j := range i { // each joins the ones started before it
+			specs[i].Peers = append(specs[i].Peers, addrs[2*j+1])
+		}
+	}
+	procs := make([]*procMember, 3)
+	for i := range procs {
+		procs[i] = startProcMember(t, specs[i])
+	}
+	// Timeout 5 s: 64 writers through one client, with three member
+	// processes, on a shared 2-core machine under the race detector.
+	cl := newStore(t, olricstore.Config{Addrs: []string{addrs[0], addrs[2], addrs[4]}, DMap: "crash", Timeout: 5 * time.Second})
+	waitFor(t, "3 members", 30*time.Second, func() (bool, string) {
+		st, err := cl.Stats(t.Context())
+		return err == nil && st.Members == 3, fmt.Sprintf("%d members, err %v", st.Members, err)
+	})
+
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	key := func(i int) string { return fmt.Sprintf("session/%05d", i) }
+	data := func(i int) []byte { return fmt.Appendf(nil, "data of session %d", i) }
+	user := func(i int) string {
+		if i%10 == 0 { // some sessions are bound to a user, as after a login
+			return fmt.Sprintf("user%d", i/10)
+		}
+		return ""
+	}
+	versions := make([]uint64, sessions)
+	start := time.Now()
+	parallel(t, writers, sessions, func(i int) error {
+		v, err := cl.Save(ctx, key(i), store.Record{Data: data(i), Expires: expires, UserID: user(i)})
+		if err != nil {
+			return fmt.Errorf("Save(%q): %w", key(i), err)
+		}
+		versions[i] = v
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("wrote %d sessions with %d writers through a cluster client in %v (%.0f/s)", sessions, writers, took.Round(time.Millisecond), sessions/took.Seconds())
+	logHeap(t, addrs[0], addrs[2], addrs[4])
+
+	const deleted = 7
+	if err := cl.Delete(ctx, key(deleted), versions[deleted]); err != nil {
+		t.Fatalf("Delete(%q): %v", key(deleted), err)
+	}
+	healed(t, cl, "before any failure", healLimit)
+
+	// checkAll loads every session until a full pass has no error (reads
+	// of the dead member's keys fail until the failure is detected) and
+	// returns how long that took after down.
+	checkAll := func(stage string, down time.Time) {
+		t.Helper()
+		var lost atomic.Int64
+		pending := make([]int, sessions)
+		for i := range pending {
+			pending[i] = i
+		}
+		for len(pending) > 0 {
+			if time.Since(down) > window {
+				t.Fatalf("%s: %d sessions still unreadable %v after the kill", stage, len(pending), window)
+			}
+			var mu sync.Mutex
+			var again []int
+			parallel(t, 16, len(pending), func(j int) error {
+				i := pending[j]
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				rec, err := cl.Load(rctx, key(i))
+				switch {
+				case i == deleted && errors.Is(err, store.ErrNotFound):
+				case i == deleted && err == nil:
+					return fmt.Errorf("%s: Load(%q) of the session deleted before the failure: got version %d; want %v", stage, key(i), rec.Version, store.ErrNotFound)
+				case errors.Is(err, store.ErrNotFound):
+					lost.Add(1)
+				case err != nil:
+					mu.Lock()
+					again = append(again, i)
+					mu.Unlock()
+				case rec.Version != versions[i] || string(rec.Data) != string(data(i)):
+					return fmt.Errorf("%s: Load(%q): got version %d data %q; want %d %q", stage, key(i), rec.Version, rec.Data, versions[i], data(i))
+				}
+				return nil
+			})
+			pending = again
+		}
+		if n := lost.Load(); n > 0 {
+			t.Fatalf("%s: %d of %d sessions lost", stage, n, sessions-1)
+		}
+		t.Logf("%s: all %d sessions readable %v after the kill, the deleted one gone", stage, sessions-1, time.Since(down).Round(time.Millisecond))
+	}
+
+	failover := func(stage string, victim int) {
+		t.Helper()
+		down := time.Now()
+		procs[victim].kill()
+		probe := "probe/" + stage
+		var writeAt, readAt time.Duration
+		for writeAt == 0 || readAt == 0 {
+			if time.Since(down) > window {
+				t.Fatalf("%s: no successful write (%v) or read (%v) within %v of killing %s", stage, writeAt, readAt, window, specs[victim].Addr)
+			}
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			if writeAt == 0 {
+				if _, err := cl.Save(pctx, probe, store.Record{Data: []byte("x"), Expires: expires}); err == nil || errors.Is(err, store.ErrConflict) {
+					writeAt = time.Since(down)
+				}
+			}
+			if readAt == 0 {
+				if _, err := cl.Load(pctx, key(1)); err == nil {
+					readAt = time.Since(down)
+				}
+			}
+			cancel()
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s: killed %s; first write after %v, first read after %v", stage, specs[victim].Addr,
+			writeAt.Round(time.Millisecond), readAt.Round(time.Millisecond))
+		checkAll(stage, down)
+	}
+
+	// The coordinator first: its store was the one to sweep.
+	down := time.Now()
+	failover("coordinator killed", 0)
+	waitFor(t, "a sweep and every entry with 2 copies", healLimit, func() (bool, string) {
+		st, err := cl.Stats(ctx)
+		return err == nil && st.LastSweepStart.After(down) && st.ShortOfCopies == 0,
+			fmt.Sprintf("last sweep started %v, %d short of copies, err %v", st.LastSweepStart, st.ShortOfCopies, err)
+	})
+	t.Logf("swept and no entry short of copies %v after the kill", time.Since(down).Round(time.Millisecond))
+
+	specs = append(specs, memberSpec{Addr: addrs[6], ClusterAddr: addrs[7], Peers: []string{addrs[3], addrs[5]}, SweepDelay: 2 * time.Second})
+	procs = append(procs, startProcMember(t, specs[3]))
+	joined := time.Now()
+	// Wait for a sweep that started after the replacement joined: it gave
+	// every entry its two copies on the new owners.
+	waitFor(t, "a sweep after the replacement joined", healLimit, func() (bool, string) {
+		st, err := cl.Stats(ctx)
+		return err == nil && st.Members == 3 && st.LastSweepStart.After(joined) && st.ShortOfCopies == 0,
+			fmt.Sprintf("%d members, last sweep started %v, %d short of copies, err %v", st.Members, st.LastSweepStart, st.ShortOfCopies, err)
+	})
+	t.Logf("replacement joined: swept and no entry short of copies after %v", time.Since(joined).Round(time.Millisecond))
+
+	failover("second original member killed", 1)
+
+	// The user index survived too: each user lists their one session.
+	for i := 0; i < sessions; i += 100 {
+		entries, err := cl.ListUser(ctx, user(i))
+		if err != nil || len(entries) != 1 || entries[0].Key != key(i) {
+			t.Errorf("ListUser(%q) after the failures: got %v, err %v; want %q", user(i), entries, err, key(i))
+		}
+	}
+}
+
+// healed waits until no entry is short of copies and logs how long it took.
+func healed(t *testing.T, cl *olricstore.Store, stage string, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	waitFor(t, stage+": every entry with 2 copies", limit, func() (bool, string) {
+		st, err := cl.Stats(t.Context())
+		return err == nil && st.ShortOfCopies == 0, fmt.Sprintf("%d short of copies, err %v", st.ShortOfCopies, err)
+	})
+	t.Logf("%s: no entry short of copies after %v", stage, time.Since(start).Round(time.Millisecond))
+}
+
+// waitFor polls cond every 200 ms until it holds, or fails t after limit.
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %s", what, limit, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// logHeap logs each member's heap, from Olric's runtime stats.
+func logHeap(t *testing.T, addrs ...string) {
+	t.Helper()
+	c, err := olric.NewClusterClient(addrs)
+	if err != nil {
+		t.Logf("heap: %v", err)
+		return
+	}
+	defer c.Close(context.Background())
+	for _, a := range addrs {
+		st, err := c.Stats(t.Context(), a, olric.CollectRuntime())
+		if err != nil || st.Runtime == nil {
+			t.Logf("heap of %s: %v", a, err)
+			continue
+		}
+		t.Logf("member %s: heap in use %.1f MiB", a, float64(st.Runtime.MemStats.HeapInuse)/(1<<20))
+	}
+}
+
+// parallel runs f(0) to f(n-1) on workers goroutines and fails t with the
+// first error.
+func parallel(t *testing.T, workers, n int, f func(i int) error) {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+					next.Store(int64(n))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
+}
