@@ -43,7 +43,7 @@ var rules = map[string]rule{
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
-		"store/memstore", "store/natsstore", "store/pgstore", "store/redisstore", "token"}},
+		"store/memstore", "store/natsstore", "store/olricstore", "store/pgstore", "store/redisstore", "token"}},
 	"internal/testenv":  {},
 	"internal/archtest": {},
 	"cmd/sessionkit":    {own: []string{"internal/cli"}},

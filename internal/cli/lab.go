@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -91,6 +92,7 @@ func runLab(ctx context.Context, s *sys, args []string) int {
 	}
 	if !lc.json {
 		cfg.Progress = s.stderr
+		cfg.ProgressLines = !isTerminal(s.stderr)
 	}
 	rep, err := lab.Run(ctx, cfg)
 	if err != nil {
@@ -126,4 +128,17 @@ func writeReport(path string, rep *lab.Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// isTerminal reports whether w is (a lockedWriter around) a terminal.
+func isTerminal(w io.Writer) bool {
+	if l, ok := w.(*lockedWriter); ok {
+		w = l.w
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

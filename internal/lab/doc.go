@@ -27,8 +27,9 @@
 //
 // All of a topology runs in this one process, so a killed node's memory
 // is dropped rather than lost with a process: its memstore is closed, and
-// for the nats strategy its embedded NATS server is shut down (which hands
-// its Raft leadership over; store/natsstore's crash test kills node
+// for the nats and olric strategies its embedded NATS server or Olric
+// member is shut down (which hands its Raft leadership or its partitions
+// over; the crash tests of store/natsstore and store/olricstore kill node
 // processes with SIGKILL instead).
 //
 // A strategy whose service does not answer (Redis, PostgreSQL) is reported

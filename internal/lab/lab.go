@@ -55,8 +55,10 @@ type Config struct {
 	PostgresURL string
 
 	// Progress, if set, receives a progress line that is rewritten
-	// (carriage returns) while a strategy runs.
-	Progress io.Writer
+	// (carriage returns) while a strategy runs, or with ProgressLines one
+	// line per strategy when it ends (for a log, not a terminal).
+	Progress      io.Writer
+	ProgressLines bool
 	// Logger receives the nodes' and the balancer's logs; default
 	// discard (a node killed on purpose makes noise).
 	Logger *slog.Logger
@@ -195,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Results = append(rep.Results, res)
 	}
-	if cfg.Progress != nil {
+	if cfg.Progress != nil && !cfg.ProgressLines {
 		fmt.Fprint(cfg.Progress, "\r\033[K")
 	}
 	return rep, nil
@@ -294,8 +296,12 @@ func schedule(ctx context.Context, cfg Config, t *topology, start time.Time, wg 
 
 // progress draws the progress line until ctx ends.
 func progress(ctx context.Context, cfg Config, name string, start time.Time, c *counters) {
-	if cfg.Progress == nil {
+	if cfg.Progress == nil || cfg.ProgressLines {
 		<-ctx.Done()
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%s: %d requests, %d errors, %d sessions lost\n",
+				name, c.requests.Load(), c.errors.Load(), c.sessionsLost.Load())
+		}
 		return
 	}
 	tick := time.NewTicker(100 * time.Millisecond)

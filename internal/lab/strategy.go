@@ -16,6 +16,7 @@ import (
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
 	"github.com/sessionkit/sessionkit/store/natsstore"
+	"github.com/sessionkit/sessionkit/store/olricstore"
 	"github.com/sessionkit/sessionkit/store/pgstore"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 	"github.com/sessionkit/sessionkit/token"
@@ -23,7 +24,7 @@ import (
 
 // Strategies are the names Config.Strategies accepts, in the order Run
 // measures them by default.
-var Strategies = []string{"memory", "token", "redis", "postgres", "nats"}
+var Strategies = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
 
 // strategy is one way of keeping sessions, as the lab runs it.
 type strategy struct {
@@ -85,6 +86,7 @@ func allStrategies() []strategy {
 		{name: "token", shared: true, what: "stateless: the session sealed in its cookie (XChaCha20-Poly1305), logouts in a shared revocation list", setup: setupToken},
 		{name: "redis", shared: true, what: "centralized: redisstore on one Redis, behind a circuit breaker", setup: setupRedis},
 		{name: "postgres", shared: true, what: "centralized: pgstore on one PostgreSQL, behind a circuit breaker", setup: setupPostgres},
+		{name: "olric", shared: true, what: "distributed cache: an embedded Olric member in each app node, 2 copies of each session", setup: setupOlric},
 		{name: "nats", shared: true, what: "distributed cache: an embedded NATS node in each app node, bucket with 3 replicas", setup: setupNATS},
 	}
 }
@@ -319,6 +321,95 @@ func (b *natsBackend) close() {
 			n.Shutdown()
 			b.nodes[i] = nil
 		}
+	}
+}
+
+// ---- Olric, embedded in the nodes ----
+
+// olricBackend runs one Olric member inside each app node: the other
+// distributed cache. A node's death takes its member with it.
+type olricBackend struct {
+	e       *env
+	addrs   []string // Olric listeners
+	gossip  []string // memberlist listeners
+	members []*olricstore.Member
+}
+
+func setupOlric(_ context.Context, e *env) (backend, error) {
+	b := &olricBackend{e: e, members: make([]*olricstore.Member, e.nodes)}
+	addrs, err := freeAddrs(2 * e.nodes)
+	if err != nil {
+		return nil, err
+	}
+	b.addrs, b.gossip = addrs[:e.nodes], addrs[e.nodes:]
+	// One after another: Olric tracks start-ups process-wide.
+	for i := range e.nodes {
+		if err := b.startMember(i); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *olricBackend) startMember(i int) error {
+	var peers []string
+	for j, g := range b.gossip {
+		if j != i {
+			peers = append(peers, g)
+		}
+	}
+	m, err := olricstore.StartMember(olricstore.MemberConfig{
+		Addr: b.addrs[i], ClusterAddr: b.gossip[i], Peers: peers,
+		Network: "local", // one host: a lost member is noticed in about 4 s
+		Logger:  b.e.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.members[i] = m
+	return nil
+}
+
+func (b *olricBackend) open(ctx context.Context, i int, wrap func(store.Store) store.Store) (nodeSessions, func(), error) {
+	if b.members[i] == nil {
+		// A restart: a new member, on new addresses (memberlist refuses a
+		// member that comes back under a name it still remembers as
+		// gone, for a while).
+		addrs, err := freeAddrs(2)
+		if err != nil {
+			return nodeSessions{}, nil, err
+		}
+		b.addrs[i], b.gossip[i] = addrs[0], addrs[1]
+		if err := b.startMember(i); err != nil {
+			return nodeSessions{}, nil, err
+		}
+	}
+	st, err := olricstore.New(ctx, olricstore.Config{Member: b.members[i], Timeout: time.Second, Logger: b.e.log})
+	if err != nil {
+		return nodeSessions{}, nil, err
+	}
+	return nodeSessions{store: wrap(st)}, func() {
+		st.Close()
+		b.stopMember(i)
+	}, nil
+}
+
+func (b *olricBackend) stopMember(i int) {
+	if b.members[i] == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.members[i].Shutdown(ctx)
+	b.members[i] = nil
+}
+
+func (b *olricBackend) proxy() *faultProxy { return nil }
+
+func (b *olricBackend) close() {
+	for i := range b.members {
+		b.stopMember(i)
 	}
 }
 
