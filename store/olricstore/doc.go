@@ -2,9 +2,8 @@
 // v0.7.4): the sessions live in the memory of the app instances themselves,
 // partitioned over them, with a backup copy of each on another instance.
 // It implements store.Store, store.Toucher and store.UserIndex and passes
-// the storetest
-// conformance suite on a 3-member cluster, with its writers spread over the
-// three members, both embedded and as a client.
+// the storetest conformance suite on a 3-member cluster, with its writers
+// spread over the three members, both embedded and as a client.
 //
 // # Modes
 //
@@ -24,8 +23,9 @@
 // another member after that loses none either. A session deleted before a
 // failure stays deleted. Reads and writes of the sessions the lost member
 // owned fail with an error (not store.ErrNotFound: the Manager answers 503,
-// it does not log the user out) until the others notice the loss: memberlist's failure detection (about 4 s with
-// MemberConfig.Network "local", 6 s with "lan"), then the coordinator's new
+// it does not log the user out) until the others notice the loss:
+// memberlist's failure detection (about 4 s with MemberConfig.Network
+// "local", 6 s with "lan"), then the coordinator's new
 // routing table, then, for a client, its next routing-table refresh (2 s).
 // A member that leaves with Shutdown is noticed at once. A "not found" from
 // Olric right after a membership change is retried (see below); none
@@ -34,9 +34,8 @@
 // TestCrash measures this with three member processes on loopback, each
 // running a store as an app instance would, and SIGKILL: 10,000 sessions
 // written through a cluster client (64 writers), one in ten bound to a
-// user, one deleted; the
-// coordinator killed; then a replacement started, and a second original
-// member killed. In six runs on a shared 2-core machine (load average 7
+// user, one deleted; the coordinator killed; then a replacement started,
+// and a second original member killed. In six runs on a shared 2-core machine (load average 7
 // to 9; one under the race detector), no session was lost after either
 // kill, the deleted one stayed deleted, and the users' index still listed
 // their sessions at the end. After a kill, the first read succeeded within
@@ -108,8 +107,8 @@
 // through its current owner with its own expiry (Sweep), under the key's
 // lock. Stats reports the sweeps and an estimate of the entries short of
 // copies (an estimate, which overcounts while fragments move). For
-// Config.SettleWindow after a membership change, a read that
-// finds nothing is retried for up to Config.NotFoundRetry, since Olric
+// Config.SettleWindow after a membership change, a read that finds nothing
+// is retried for up to Config.NotFoundRetry, since Olric
 // briefly misses keys while fragments move.
 //
 // # Expiry, keys and values
@@ -146,7 +145,6 @@
 //
 // # Not implemented
 //
-// store.Notifier. In client
-// mode the sweep runs only in a store with Config.Sweep set: an Olric
+// store.Notifier. In client mode the sweep runs only in a store with Config.Sweep set: an Olric
 // cluster run apart (olric-server) does not sweep by itself.
 package olricstore
