@@ -1,16 +1,11 @@
 package natsstore_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
 )
@@ -30,76 +26,32 @@ const nodeEnv = "SESSIONKIT_NATSSTORE_TEST_NODE"
 // TestMain lets the test binary run as a cluster node in its own process,
 // so that the crash test can kill a node with SIGKILL: no graceful
 // shutdown, no Raft leadership handed over, whatever was in its memory
-// gone. The node runs until it is killed or its parent closes its stdin.
+// gone. The node runs until it is killed or its parent goes away.
 func TestMain(m *testing.M) {
-	if cfgJSON := os.Getenv(nodeEnv); cfgJSON != "" {
-		os.Exit(runNode(cfgJSON))
+	var cfg natsstore.NodeConfig
+	if testenv.IsChild(nodeEnv, &cfg) {
+		n, err := natsstore.StartNode(cfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		testenv.ChildReady(n.ClientURL())
+		n.Shutdown()
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func runNode(cfgJSON string) int {
-	var cfg natsstore.NodeConfig
-	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "node config:", err)
-		return 2
-	}
-	n, err := natsstore.StartNode(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("ready %s\n", n.ClientURL())
-	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent goes away
-	n.Shutdown()
-	return 0
 }
 
 // procNode is a cluster node running in a child process.
 type procNode struct {
 	cfg natsstore.NodeConfig
-	cmd *exec.Cmd
-	url string
+	*testenv.Child
 }
 
 // startProcNode starts a node process and waits until it accepts clients.
 func startProcNode(t *testing.T, cfg natsstore.NodeConfig) *procNode {
 	t.Helper()
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), nodeEnv+"="+string(b))
-	cmd.Stderr = os.Stderr
-	if _, err := cmd.StdinPipe(); err != nil { // closed when the test binary exits
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &procNode{cfg: cfg, cmd: cmd}
-	t.Cleanup(p.kill)
-	line, err := bufio.NewReader(out).ReadString('\n')
-	url, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if err != nil || !ok {
-		t.Fatalf("node %s did not start: %q %v", cfg.Name, line, err)
-	}
-	p.url = url
-	return p
-}
-
-// kill ends the node with SIGKILL and reaps it. Killing twice is harmless.
-func (p *procNode) kill() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	return &procNode{cfg: cfg, Child: testenv.StartChild(t, nodeEnv, cfg)}
 }
 
 // TestCrash is the fault test: a 3-node cluster (one process per node)
@@ -140,7 +92,7 @@ func TestCrash(t *testing.T) {
 	}
 	stores := make([]*natsstore.Store, 3)
 	for i, n := range nodes {
-		stores[i] = newBucketStoreNamed(t, n.url, "crash", 3)
+		stores[i] = newBucketStoreNamed(t, n.Info, "crash", 3)
 		t.Cleanup(func() { stores[i].Close() })
 	}
 	ctx := t.Context()
@@ -206,7 +158,7 @@ func TestCrash(t *testing.T) {
 	// long until a write and a read succeed through the survivors.
 	failover := func(stage string, candidates []int) (killed int) {
 		t.Helper()
-		leader := streamLeader(t, nodes[candidates[0]].url, "crash")
+		leader := streamLeader(t, nodes[candidates[0]].Info, "crash")
 		killed = candidates[0]
 		for _, c := range candidates {
 			if nodes[c].cfg.Name == leader {
@@ -220,7 +172,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 		down := time.Now()
-		nodes[killed].kill()
+		nodes[killed].Kill()
 		probe := "probe/" + stage
 		var writeAt, readAt time.Duration
 		for writeAt == 0 || readAt == 0 {
@@ -258,9 +210,9 @@ func TestCrash(t *testing.T) {
 	// of the bucket is current, as an operator would before the next
 	// maintenance, then lose another of the original nodes.
 	nodes[first] = startProcNode(t, nodes[first].cfg)
-	stores[first] = newBucketStoreNamed(t, nodes[first].url, "crash", 3)
+	stores[first] = newBucketStoreNamed(t, nodes[first].Info, "crash", 3)
 	t.Cleanup(func() { stores[first].Close() })
-	waitCurrent(t, nodes[first].url, "crash", 60*time.Second)
+	waitCurrent(t, nodes[first].Info, "crash", 60*time.Second)
 	var others []int
 	for i := range nodes {
 		if i != first {

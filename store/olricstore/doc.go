@@ -44,10 +44,10 @@
 // 21.2 s after it (the test allows 30 s). A sweep of the 10,001 to 11,001
 // entries took 4.3 to 5.6 s (17 s under the race detector), and no entry
 // was short of copies 12 to 54 s after the kill; after the replacement
-// joined, 15 to 41 s (Stats counts a fragment twice until Olric's balancer,
-// every 15 s, has moved it to its new owner). The test waits for both
-// before the next kill.
-// Run it with
+// joined, 15 to 41 s (ShortOfCopies counts a fragment twice until Olric's
+// balancer, every 15 s, has moved it to its new owner, and now answers only
+// after the 30 s settle window). The test waits for both before the next
+// kill. Run it with
 //
 //	go test -count=1 -v -run TestCrash ./store/olricstore/
 //
@@ -105,8 +105,10 @@
 // cluster's coordinator watches the membership (every Config.WatchInterval)
 // and, once it has been stable for Config.SweepDelay, rewrites every entry
 // through its current owner with its own expiry (Sweep), under the key's
-// lock. Stats reports the sweeps and an estimate of the entries short of
-// copies (an estimate, which overcounts while fragments move). For
+// lock. Stats reports the sweeps; ShortOfCopies estimates the entries short
+// of copies (it overcounts while fragments move, and refuses to ask Olric
+// while the membership is settling: Olric v0.7.4 computes its statistics
+// with an unlocked read of its member table). For
 // Config.SettleWindow after a membership change, a read that finds nothing
 // is retried for up to Config.NotFoundRetry, since Olric
 // briefly misses keys while fragments move.

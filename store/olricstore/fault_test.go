@@ -1,16 +1,11 @@
 package olricstore_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +13,7 @@ import (
 
 	"github.com/olric-data/olric"
 
+	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/olricstore"
 )
@@ -37,20 +33,16 @@ type memberSpec struct {
 // like an app instance, so that the crash test can kill one with SIGKILL: no
 // graceful leave, whatever was in its memory gone. The member runs a store
 // too (its watch runs the re-replication sweep when it is the coordinator)
-// until it is killed or its parent closes its stdin.
+// until it is killed or its parent goes away.
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(memberEnv); spec != "" {
+	var spec memberSpec
+	if testenv.IsChild(memberEnv, &spec) {
 		os.Exit(runMember(spec))
 	}
 	os.Exit(m.Run())
 }
 
-func runMember(specJSON string) int {
-	var spec memberSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, "member spec:", err)
-		return 2
-	}
+func runMember(spec memberSpec) int {
 	level := slog.LevelError
 	if os.Getenv("SESSIONKIT_TEST_OLRIC_LOG") != "" {
 		level = slog.LevelInfo
@@ -68,8 +60,7 @@ func runMember(specJSON string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("ready %s\n", m.Name())
-	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent goes away
+	testenv.ChildReady(m.Name()) // until the parent goes away
 	s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -80,45 +71,13 @@ func runMember(specJSON string) int {
 // procMember is a cluster member running in a child process.
 type procMember struct {
 	spec memberSpec
-	cmd  *exec.Cmd
+	*testenv.Child
 }
 
 // startProcMember starts a member process and waits until it serves.
 func startProcMember(t *testing.T, spec memberSpec) *procMember {
 	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), memberEnv+"="+string(b))
-	cmd.Stderr = os.Stderr
-	if _, err := cmd.StdinPipe(); err != nil { // closed when the test binary exits
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &procMember{spec: spec, cmd: cmd}
-	t.Cleanup(p.kill)
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if _, ok := strings.CutPrefix(strings.TrimSpace(line), "ready "); err != nil || !ok {
-		t.Fatalf("member %s did not start: %q %v", spec.Addr, line, err)
-	}
-	return p
-}
-
-// kill ends the member with SIGKILL and reaps it. Killing twice is harmless.
-func (p *procMember) kill() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	return &procMember{spec: spec, Child: testenv.StartChild(t, memberEnv, spec)}
 }
 
 // TestCrash is the fault test: a 3-member cluster (one process per member,
@@ -242,7 +201,7 @@ func TestCrash(t *testing.T) {
 	failover := func(stage string, victim int) {
 		t.Helper()
 		down := time.Now()
-		procs[victim].kill()
+		procs[victim].Kill()
 		probe := "probe/" + stage
 		var writeAt, readAt time.Duration
 		for writeAt == 0 || readAt == 0 {
@@ -273,8 +232,9 @@ func TestCrash(t *testing.T) {
 	failover("coordinator killed", 0)
 	waitFor(t, "a sweep and every entry with 2 copies", healLimit, func() (bool, string) {
 		st, err := cl.Stats(ctx)
-		return err == nil && st.LastSweepStart.After(down) && st.ShortOfCopies == 0,
-			fmt.Sprintf("last sweep started %v, %d short of copies, err %v", st.LastSweepStart, st.ShortOfCopies, err)
+		short, serr := cl.ShortOfCopies(ctx)
+		return err == nil && serr == nil && st.LastSweepStart.After(down) && short == 0,
+			fmt.Sprintf("last sweep started %v, %d short of copies, err %v, %v", st.LastSweepStart, short, err, serr)
 	})
 	t.Logf("swept and no entry short of copies %v after the kill", time.Since(down).Round(time.Millisecond))
 
@@ -285,8 +245,9 @@ func TestCrash(t *testing.T) {
 	// every entry its two copies on the new owners.
 	waitFor(t, "a sweep after the replacement joined", healLimit, func() (bool, string) {
 		st, err := cl.Stats(ctx)
-		return err == nil && st.Members == 3 && st.LastSweepStart.After(joined) && st.ShortOfCopies == 0,
-			fmt.Sprintf("%d members, last sweep started %v, %d short of copies, err %v", st.Members, st.LastSweepStart, st.ShortOfCopies, err)
+		short, serr := cl.ShortOfCopies(ctx)
+		return err == nil && serr == nil && st.Members == 3 && st.LastSweepStart.After(joined) && short == 0,
+			fmt.Sprintf("%d members, last sweep started %v, %d short of copies, err %v, %v", st.Members, st.LastSweepStart, short, err, serr)
 	})
 	t.Logf("replacement joined: swept and no entry short of copies after %v", time.Since(joined).Round(time.Millisecond))
 
@@ -306,8 +267,8 @@ func healed(t *testing.T, cl *olricstore.Store, stage string, limit time.Duratio
 	t.Helper()
 	start := time.Now()
 	waitFor(t, stage+": every entry with 2 copies", limit, func() (bool, string) {
-		st, err := cl.Stats(t.Context())
-		return err == nil && st.ShortOfCopies == 0, fmt.Sprintf("%d short of copies, err %v", st.ShortOfCopies, err)
+		short, err := cl.ShortOfCopies(t.Context())
+		return err == nil && short == 0, fmt.Sprintf("%d short of copies, err %v", short, err)
 	})
 	t.Logf("%s: no entry short of copies after %v", stage, time.Since(start).Round(time.Millisecond))
 }

@@ -726,17 +726,11 @@ type Stats struct {
 	// store, started; zero if none has completed. A sweep that started
 	// after a membership change gave every entry held then its copies.
 	LastSweepStart time.Time
-	// ShortOfCopies estimates how many entries of the sessions DMap
-	// (records, tombstones and chunks) have fewer than ReplicaCount copies:
-	// per partition, the primary entries times ReplicaCount-1 less the
-	// backup entries, summed over the members' partition tables. It is
-	// exact when no fragment is moving between members, and 0 when every
-	// session has all its copies.
-	ShortOfCopies int
 }
 
-// Stats returns the store's counters and asks every member for its
-// partition table to count the entries short of copies.
+// Stats returns the store's counters, the members the cluster lists now,
+// and when the last sweep started. It asks Olric for no statistics (see
+// ShortOfCopies), so it is safe to call at any time.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{
 		Members:           int(s.members.Load()),
@@ -769,12 +763,46 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err != nil && !isOlric(err, olric.ErrKeyNotFound) {
 		return st, wrap("sweep mark", err)
 	}
+	return st, nil
+}
+
+// ErrSettling is returned by ShortOfCopies while the membership is
+// changing.
+var ErrSettling = errors.New("olricstore: the cluster's membership changed moments ago; try again later")
+
+// ShortOfCopies estimates how many entries of the sessions DMap (records,
+// tombstones and chunks) have fewer than ReplicaCount copies: per
+// partition, the primary entries times ReplicaCount-1 less the backup
+// entries, summed over the members' partition tables, which it asks every
+// member for. It is exact when no fragment is moving between members, and
+// 0 when every session has all its copies.
+//
+// Olric v0.7.4 reads its member table without that table's lock while it
+// computes these statistics, so a member that joins or leaves at that
+// moment makes a concurrent map read and write in the member answering,
+// which can crash it. ShortOfCopies therefore returns ErrSettling during
+// Config.SettleWindow after a membership change this store saw; call it
+// now and then (after a failure, say), not from every metrics scrape.
+func (s *Store) ShortOfCopies(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, store.ErrClosed
+	}
+	if s.settling() {
+		return 0, ErrSettling
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*s.cfg.Timeout)
+	defer cancel()
+	members, err := s.listMembers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	short := 0
 	primary := map[uint64]int{}
 	backup := map[uint64]int{}
 	for _, m := range members {
 		ms, err := s.client.Stats(ctx, m.Name)
 		if err != nil {
-			return st, wrap("stats of "+m.Name, err)
+			return 0, wrap("stats of "+m.Name, err)
 		}
 		for id, p := range ms.Partitions {
 			primary[uint64(id)] += p.DMaps[s.cfg.DMap].Length
@@ -784,11 +812,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	for id, n := range primary {
-		if short := n*(s.cfg.ReplicaCount-1) - backup[id]; short > 0 {
-			st.ShortOfCopies += short
+		if d := n*(s.cfg.ReplicaCount-1) - backup[id]; d > 0 {
+			short += d
 		}
 	}
-	return st, nil
+	return short, nil
 }
 
 // watch lists the members every WatchInterval; after a change it marks
