@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -98,4 +100,34 @@ func (c *Child) Kill() {
 	}
 	_ = c.cmd.Process.Kill()
 	_ = c.cmd.Wait()
+}
+
+// Parallel runs f(0) to f(n-1) on workers goroutines and fails t with the
+// first error; after an error no new f starts. Crash tests use it to
+// write and read their thousands of sessions.
+func Parallel(t testing.TB, workers, n int, f func(i int) error) {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+					next.Store(int64(n)) // stop the others
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
 }

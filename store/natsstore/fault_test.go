@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ func TestCrash(t *testing.T) {
 
 	versions := make([]uint64, sessions)
 	start := time.Now()
-	parallel(t, writers, sessions, func(i int) error {
+	testenv.Parallel(t, writers, sessions, func(i int) error {
 		v, err := stores[i%3].Save(ctx, key(i), store.Record{Data: data(i), Expires: expires, UserID: user(i)})
 		if err != nil {
 			return fmt.Errorf("Save(%q): %w", key(i), err)
@@ -130,7 +129,7 @@ func TestCrash(t *testing.T) {
 		t.Helper()
 		var lost atomic.Int64
 		start := time.Now()
-		parallel(t, 16, sessions, func(i int) error {
+		testenv.Parallel(t, 16, sessions, func(i int) error {
 			rec, err := via[i%len(via)].Load(ctx, key(i))
 			switch {
 			case i == deleted && errors.Is(err, store.ErrNotFound):
@@ -220,35 +219,6 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	failover("another node killed after the first came back", others)
-}
-
-// parallel runs f(0) to f(n-1) on workers goroutines and fails t with the
-// first error.
-func parallel(t *testing.T, workers, n int, f func(i int) error) {
-	t.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { first = err })
-					next.Store(int64(n)) // stop the others
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		t.Fatal(first)
-	}
 }
 
 func streamInfo(t *testing.T, url, bucket string) (*jetstream.StreamInfo, error) {

@@ -136,7 +136,7 @@ func TestCrash(t *testing.T) {
 	}
 	versions := make([]uint64, sessions)
 	start := time.Now()
-	parallel(t, writers, sessions, func(i int) error {
+	testenv.Parallel(t, writers, sessions, func(i int) error {
 		v, err := cl.Save(ctx, key(i), store.Record{Data: data(i), Expires: expires, UserID: user(i)})
 		if err != nil {
 			return fmt.Errorf("Save(%q): %w", key(i), err)
@@ -170,7 +170,7 @@ func TestCrash(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var again []int
-			parallel(t, 16, len(pending), func(j int) error {
+			testenv.Parallel(t, 16, len(pending), func(j int) error {
 				i := pending[j]
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
@@ -305,34 +305,5 @@ func logHeap(t *testing.T, addrs ...string) {
 			continue
 		}
 		t.Logf("member %s: heap in use %.1f MiB", a, float64(st.Runtime.MemStats.HeapInuse)/(1<<20))
-	}
-}
-
-// parallel runs f(0) to f(n-1) on workers goroutines and fails t with the
-// first error.
-func parallel(t *testing.T, workers, n int, f func(i int) error) {
-	t.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { first = err })
-					next.Store(int64(n))
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		t.Fatal(first)
 	}
 }
