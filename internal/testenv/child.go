@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Crash tests run a cluster's nodes as child processes, so that they can
@@ -84,14 +85,31 @@ func StartChild(t testing.TB, env string, spec any) *Child {
 	}
 	c := &Child{cmd: cmd}
 	t.Cleanup(c.Kill)
-	line, err := bufio.NewReader(out).ReadString('\n')
-	info, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "ready ")
-	if err != nil || !ok {
-		t.Fatalf("child %s did not start: %q %v", b, line, err)
+	type result struct {
+		line string
+		err  error
 	}
-	c.Info = info
+	ready := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		ready <- result{line, err}
+	}()
+	select {
+	case r := <-ready:
+		info, ok := strings.CutPrefix(strings.TrimRight(r.line, "\r\n"), "ready ")
+		if r.err != nil || !ok {
+			t.Fatalf("child %s did not start: %q %v", b, r.line, r.err)
+		}
+		c.Info = info
+	case <-time.After(ChildStartTimeout):
+		c.Kill()
+		t.Fatalf("child %s not ready after %v", b, ChildStartTimeout)
+	}
 	return c
 }
+
+// ChildStartTimeout bounds StartChild's wait for the child to be ready.
+const ChildStartTimeout = 90 * time.Second
 
 // Kill ends the child with SIGKILL and reaps it. Killing twice is harmless.
 func (c *Child) Kill() {
