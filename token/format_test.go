@@ -275,3 +275,26 @@ func TestFormat_authTimeMillis(t *testing.T) {
 		}
 	}
 }
+
+// TestLineBreaks: base64 decoders skip CR and LF, so a token with line
+// breaks in it (or made of nothing else) must be refused, not decoded as
+// another spelling of a valid token, nor crash the parser.
+func TestLineBreaks(t *testing.T) {
+	for _, alg := range []token.Alg{token.XC20P, token.HS256, token.EdDSA} {
+		c := newClock()
+		f, _ := newFormat(t, alg, c)
+		tok := mustSeal(t, f, claims(t, c.Now()))
+		if _, err := f.Open(tok); err != nil {
+			t.Fatalf("%v: Open of a fresh token: %v", alg, err)
+		}
+		for _, bad := range []string{
+			tok[:len(tok)-4] + "\n" + tok[len(tok)-4:],
+			tok[:10] + "\r\n" + tok[10:],
+			strings.Repeat("\n", len(tok)),
+		} {
+			if _, err := f.Open(bad); !errors.Is(err, token.ErrInvalid) {
+				t.Errorf("%v: Open(token with line breaks): got %v; want %v", alg, err, token.ErrInvalid)
+			}
+		}
+	}
+}

@@ -205,6 +205,11 @@ func (j *JWT) Open(tok string) (Claims, error) {
 	if strings.Count(tok, ".") != 2 {
 		return Claims{}, invalid("not a compact JWS")
 	}
+	// Base64 decoders skip CR and LF, which would let one token be
+	// spelled many ways.
+	if strings.ContainsAny(tok, "\r\n") {
+		return Claims{}, invalid("line breaks")
+	}
 	// The signature segment must be canonical base64url: go-jose ignores
 	// a last character's unused bits, which would let one token be
 	// rewritten into others that verify.
