@@ -326,20 +326,30 @@ const metricsPath = "/metrics"
 // newMetrics returns the serve command's registry, holding the session
 // metrics (as sm) and the Go runtime and process collectors.
 func newMetrics() (*prometheus.Registry, *sessionmetrics.Metrics, error) {
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, nil, err
-		}
+	reg, err := processRegistry()
+	if err != nil {
+		return nil, nil, err
 	}
 	sm, err := sessionmetrics.New(reg, sessionmetrics.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
 	return reg, sm, nil
+}
+
+// processRegistry returns a registry holding the Go runtime and process
+// collectors, which every long-running command exports.
+func processRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
 }
 
 // withMetrics answers GET and HEAD of exactly metricsPath with the metrics

@@ -159,11 +159,12 @@ type Result struct {
 
 // Point is one slice of the run's time line.
 type Point struct {
-	At     float64 `json:"t_s"` // seconds since the start, at the slice's start
-	RPS    float64 `json:"requests_per_second"`
-	P50    float64 `json:"p50_ms"`
-	P99    float64 `json:"p99_ms"`
-	Errors int     `json:"errors"`
+	At       float64 `json:"t_s"` // seconds since the start, at the slice's start
+	Requests int     `json:"requests"`
+	RPS      float64 `json:"requests_per_second"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	Errors   int     `json:"errors"`
 }
 
 // Event is a fault, at a time since the start.
@@ -344,11 +345,12 @@ func summarize(s strategy, c *counters, t *topology, elapsed time.Duration, even
 		all = append(all, l...)
 		sortDurations(l)
 		r.Timeline = append(r.Timeline, Point{
-			At:     (time.Duration(i) * c.bucket).Seconds(),
-			RPS:    float64(len(l)) / c.bucket.Seconds(),
-			P50:    ms(quantile(l, 0.5)),
-			P99:    ms(quantile(l, 0.99)),
-			Errors: c.errs[i],
+			At:       (time.Duration(i) * c.bucket).Seconds(),
+			Requests: len(l),
+			RPS:      float64(len(l)) / c.bucket.Seconds(),
+			P50:      ms(quantile(l, 0.5)),
+			P99:      ms(quantile(l, 0.99)),
+			Errors:   c.errs[i],
 		})
 	}
 	sortDurations(all)

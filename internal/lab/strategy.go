@@ -24,7 +24,13 @@ import (
 
 // Strategies are the names Config.Strategies accepts, in the order Run
 // measures them by default.
-var Strategies = []string{"memory", "token", "redis", "postgres", "olric", "nats"}
+var Strategies = func() []string {
+	var names []string
+	for _, s := range allStrategies() {
+		names = append(names, s.name)
+	}
+	return names
+}()
 
 // strategy is one way of keeping sessions, as the lab runs it.
 type strategy struct {
