@@ -105,6 +105,9 @@ func (b *Balancer) RemoveNode(name string) error {
 	}
 	b.removed[name] = struct{}{}
 	b.m.dropNode(name)
+	if b.fast != nil {
+		b.fast.forget(n)
+	}
 	b.cfg.Logger.Info("balancer: node removed", "node", name)
 	return nil
 }

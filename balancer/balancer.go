@@ -30,6 +30,7 @@ type Balancer struct {
 	mu      sync.Mutex          // serializes node-set changes
 	removed map[string]struct{} // names removed at runtime; guarded by mu
 	lost    lostSet
+	fast    *fastProxy // set by NewFastServer
 
 	closed    atomic.Bool
 	stop      chan struct{}
@@ -141,6 +142,7 @@ type reqState struct {
 	class     int    // index into nodeMetrics.classes
 	body      *trackedBody
 	in        *url.URL // the inbound URL, to rewrite for a retry
+	path      string   // the fast server's inbound path, when a node has a path prefix
 }
 
 type stateKey struct{}
@@ -166,25 +168,28 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.node.inflight.Add(1)
 	b.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	n := st.node // the retry may have moved the request
-	n.inflight.Add(-1)
-	n.m.classes[st.class].Inc()
-	n.m.duration.Observe(time.Since(start).Seconds())
+	b.finish(st, start) // the retry may have moved the request to another node
 }
 
 // route chooses r's node and records it in st; false if there is none.
 func (b *Balancer) route(r *http.Request, st *reqState) bool {
+	return b.routeBy(func(name string) (string, bool) { return cookieValue(r.Header, name) }, st)
+}
+
+// routeBy chooses the node of a request whose cookies cookie returns, and
+// records it in st; false if there is none.
+func (b *Balancer) routeBy(cookie func(name string) (string, bool), st *reqState) bool {
 	set := b.set.Load()
 	now := b.cfg.Now().UnixNano()
 
-	if v, ok := cookieValue(r.Header, b.cfg.SessionCookie); ok {
+	if v, ok := cookie(b.cfg.SessionCookie); ok {
 		if random, route, ok := parseRouted(v); ok {
 			st.key, st.hasKey = hashKey(random), true
 			return b.sticky(set, set.byName[route], route, now, st)
 		}
 	}
 	if b.cfg.Affinity.Enabled {
-		if v, ok := cookieValue(r.Header, b.cfg.Affinity.Name); ok {
+		if v, ok := cookie(b.cfg.Affinity.Name); ok {
 			if key, id, ok := b.signer.verify(v); ok {
 				st.key, st.hasKey, st.affKey = hashKey(key), true, key
 				return b.sticky(set, set.byID[id], "", now, st)
@@ -399,17 +404,31 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return resp, err
 	}
-	b := t.b
-	failed := st.node
-	b.eject(failed, err)
-	if !retryable(req, st, err) {
+	if !t.b.failover(st, err, retryable(req, st, err)) {
 		return nil, err
 	}
-	now := b.cfg.Now().UnixNano()
-	set := b.set.Load()
-	alt := b.pick(set, now, st.key, failed)
+	retry := req.Clone(req.Context())
+	u := *st.in
+	retry.URL = &u
+	(&httputil.ProxyRequest{Out: retry}).SetURL(st.node.url)
+	if st.body != nil {
+		retry.Body = st.body
+	}
+	return t.base.RoundTrip(retry)
+}
+
+// failover ejects st's node after err and, when retry allows, moves st to
+// the next node for its key: true if the request should be sent again, to
+// st.node.
+func (b *Balancer) failover(st *reqState, err error, retry bool) bool {
+	failed := st.node
+	b.eject(failed, err)
+	if !retry {
+		return false
+	}
+	alt := b.pick(b.set.Load(), b.cfg.Now().UnixNano(), st.key, failed)
 	if alt == nil {
-		return nil, err
+		return false
 	}
 	if st.hasKey {
 		b.m.rehome.Inc()
@@ -422,14 +441,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st.affKey != "" {
 		st.setCookie = b.affinityCookie(st.affKey, alt)
 	}
-	retry := req.Clone(req.Context())
-	u := *st.in
-	retry.URL = &u
-	(&httputil.ProxyRequest{Out: retry}).SetURL(alt.url)
-	if st.body != nil {
-		retry.Body = st.body
-	}
-	return b.cfg.Transport.RoundTrip(retry)
+	return true
 }
 
 // retryable reports whether a failed request may be sent again: its

@@ -53,8 +53,7 @@ func TestBalancer_malformedCookie_isMiss(t *testing.T) {
 		strings.Repeat("!", 43) + ".n2", good[:43] + ".n 2", "\"" + good, "\""} {
 		r := httptest.NewRequest("GET", "http://balancer.test/", nil)
 		r.Header.Set("Cookie", "session="+v)
-		w := httptest.NewRecorder()
-		b.ServeHTTP(w, r)
+		w := serveReq(b, r)
 		if w.Code != http.StatusOK {
 			t.Errorf("cookie %q: status %d; want 200 from some node", v, w.Code)
 		}

@@ -128,6 +128,9 @@ func newTestBalancer(t testing.TB, names []string, edit func(*Config)) (*Balance
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	if testEngine == "fast" && cfg.MaxBodyBytes >= 0 {
+		fastFront(t, b)
+	}
 	return b, nodes, clock, reg
 }
 
@@ -151,9 +154,7 @@ func do(h http.Handler, method, path, body string, cookies ...*http.Cookie) *htt
 	for _, c := range cookies {
 		r.AddCookie(c)
 	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
+	return serveReq(h, r)
 }
 
 // nodeOf sends a GET with the session cookie v and returns the node that

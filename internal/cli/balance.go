@@ -86,6 +86,9 @@ type balanceConfig struct {
 	ejectFor, drainTimeout    time.Duration
 	loadFactor                float64
 	maxBody                   int
+	healthRise, healthFall    int
+	engine                    string
+	maxResponseBody           int
 	logLevel                  string
 }
 
@@ -117,7 +120,14 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	f.Duration(&cfg.drainTimeout, "drain-timeout", balancer.DefaultDrainTimeout, "default drain deadline (`duration`) of the admin API")
 	f.Float64(&cfg.loadFactor, "load-factor", 0,
 		"bound new sessions and re-homes to `factor` times the average load (0: no bound; else >= 1)")
-	f.Int(&cfg.maxBody, "max-body", balancer.DefaultMaxBodyBytes, "largest request body in `bytes` (-1: no limit)")
+	f.Int(&cfg.healthRise, "health-rise", balancer.DefaultRise, "consecutive passed checks that bring a down node back (`n`)")
+	f.Int(&cfg.healthFall, "health-fall", balancer.DefaultFall, "consecutive failed checks that take a node down (`n`)")
+	f.Int(&cfg.maxBody, "max-body", balancer.DefaultMaxBodyBytes, "largest request body in `bytes` (-1: no limit; needs --engine net/http)")
+	f.String(&cfg.engine, "engine", "fast",
+		"HTTP `engine`: fast (fasthttp: about half the CPU per request; bodies are buffered,\n"+
+			"        upgrades and event streams tunneled) or net/http (httputil.ReverseProxy; streams every body)")
+	f.Int(&cfg.maxResponseBody, "max-response-body", balancer.DefaultFastMaxResponseBody,
+		"largest response body in `bytes` the fast engine buffers (a larger one is answered 502)")
 	f.Bool(&cfg.trustForwarded, "trust-forwarded", false,
 		"keep the clients' X-Forwarded-* headers (only behind another trusted proxy)")
 	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -154,6 +164,23 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	}
 	if cfg.maxBody == 0 || cfg.maxBody < -1 {
 		return cfg, f.invalid(s, "max-body", strconv.Itoa(cfg.maxBody), "want a positive number of bytes, or -1 for no limit"), false
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"health-rise", cfg.healthRise}, {"health-fall", cfg.healthFall}, {"max-response-body", cfg.maxResponseBody}} {
+		if n.v <= 0 {
+			return cfg, f.invalid(s, n.name, strconv.Itoa(n.v), "must be positive"), false
+		}
+	}
+	switch cfg.engine {
+	case "fast":
+		if cfg.maxBody < 0 {
+			return cfg, f.invalid(s, "max-body", strconv.Itoa(cfg.maxBody), "the fast engine buffers bodies and needs a limit; use --engine net/http for none"), false
+		}
+	case "net/http":
+	default:
+		return cfg, f.invalid(s, "engine", cfg.engine, "want fast or net/http"), false
 	}
 	// The balancer checks the rest (names, URLs, the load factor, the
 	// cookie names); its errors are reported in one line too.
@@ -232,7 +259,8 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 		SessionCookie:  c.cookie,
 		SharedSessions: c.sharedSessions,
 		LoadFactor:     c.loadFactor,
-		Health:         balancer.HealthCheck{Path: c.healthPath, Interval: c.healthInterval, Timeout: c.healthTimeout},
+		Health: balancer.HealthCheck{Path: c.healthPath, Interval: c.healthInterval, Timeout: c.healthTimeout,
+			Rise: c.healthRise, Fall: c.healthFall},
 		EjectFor:       c.ejectFor,
 		DrainTimeout:   c.drainTimeout,
 		MaxBodyBytes:   maxBody,
@@ -284,29 +312,48 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 		return fail("%v", err)
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	// No ReadTimeout or WriteTimeout: they would cut off WebSockets,
-	// server-sent events and slow uploads. Slow clients are bounded by
-	// ReadHeaderTimeout and IdleTimeout, the nodes by the transport's.
-	srv := &http.Server{
-		Handler:           b,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errLog,
-	}
-	servers := []*http.Server{srv}
+	// shutdowns stop the servers gracefully; closes stop them at once.
+	var shutdowns []func(context.Context) error
+	var closes []func() error
 	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
+	if cfg.engine == "fast" {
+		fsrv, err := b.NewFastServer(balancer.FastConfig{IdleTimeout: idleTimeout, MaxResponseBodyBytes: cfg.maxResponseBody})
+		if err != nil {
+			ln.Close()
+			return fail("%v", err)
+		}
+		shutdowns = append(shutdowns, fsrv.ShutdownWithContext)
+		closes = append(closes, func() error { // shut down without waiting
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			return fsrv.ShutdownWithContext(done)
+		})
+		go func() { served <- fsrv.Serve(ln) }()
+	} else {
+		// No ReadTimeout or WriteTimeout: they would cut off WebSockets,
+		// server-sent events and slow uploads. Slow clients are bounded by
+		// ReadHeaderTimeout and IdleTimeout, the nodes by the transport's.
+		srv := &http.Server{
+			Handler:           b,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+		shutdowns = append(shutdowns, srv.Shutdown)
+		closes = append(closes, srv.Close)
+		go func() { served <- srv.Serve(ln) }()
+	}
 	names := make([]string, len(cfg.backends))
 	for i, be := range cfg.backends {
 		names[i] = be.Name
 	}
-	fmt.Fprintf(s.stderr, "sessionkit balance: listening on http://%s (nodes %s)\n", ln.Addr(), strings.Join(names, ", "))
+	fmt.Fprintf(s.stderr, "sessionkit balance: listening on http://%s (nodes %s; engine %s)\n", ln.Addr(), strings.Join(names, ", "), cfg.engine)
 
 	if cfg.admin != "" {
 		aln, err := net.Listen("tcp", cfg.admin)
 		if err != nil {
-			srv.Close()
+			closes[0]()
 			return fail("admin: %v", err)
 		}
 		mux := http.NewServeMux()
@@ -314,26 +361,27 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 		mux.Handle("/", b.AdminHandler())
 		asrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}
-		servers = append(servers, asrv)
+		shutdowns = append(shutdowns, asrv.Shutdown)
+		closes = append(closes, asrv.Close)
 		go func() { served <- asrv.Serve(aln) }()
 		fmt.Fprintf(s.stderr, "sessionkit balance: admin API and /metrics on http://%s\n", aln.Addr())
 	}
 
 	select {
 	case err := <-served:
-		for _, srv := range servers {
-			srv.Close()
+		for _, c := range closes {
+			c()
 		}
 		return fail("%v", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	for _, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	for i, shutdown := range shutdowns {
+		if err := shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Warn("balance: requests still running after the shutdown timeout were cut off",
 				"timeout", shutdownTimeout, "err", err)
-			srv.Close()
+			closes[i]()
 		}
 	}
 	b.Close()

@@ -1,0 +1,214 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The package's tests run twice: once through Balancer.ServeHTTP (net/http)
+// and once through NewFastServer (fasthttp), so that both front ends are
+// held to the same behaviour. testEngine names the one running.
+var testEngine = "net/http"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		testEngine = "fast"
+		fmt.Println("balancer: the same tests through the fast server (NewFastServer)")
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
+// fronts holds the URL of each Balancer's fast server, started on first
+// use.
+var fronts sync.Map // *Balancer -> string
+
+// frontURL returns the URL of a server in front of b for the engine under
+// test, stopped when t ends.
+func frontURL(t testing.TB, b *Balancer) string {
+	t.Helper()
+	if testEngine != "fast" {
+		srv := httptest.NewServer(b)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	return fastFront(t, b)
+}
+
+func fastFront(t testing.TB, b *Balancer) string {
+	if u, ok := fronts.Load(b); ok {
+		return u.(string)
+	}
+	srv, err := b.NewFastServer(FastConfig{})
+	if err != nil {
+		panic(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go srv.Serve(ln)
+	if t != nil {
+		t.Cleanup(func() { srv.ShutdownWithContext(context.Background()) })
+	}
+	u := "http://" + ln.Addr().String()
+	fronts.Store(b, u)
+	return u
+}
+
+// frontClient sends requests to fast servers as they are: no redirects
+// followed, no compression asked.
+var frontClient = &http.Client{
+	Transport:     &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// serveReq runs r through h: directly, or through b's fast server when h is
+// a *Balancer and the fast engine is under test.
+func serveReq(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	b, ok := h.(*Balancer)
+	if !ok || testEngine != "fast" {
+		h.ServeHTTP(w, r)
+		return w
+	}
+	out := r.Clone(r.Context())
+	u := *r.URL
+	base := fastFront(nil, b)
+	u.Scheme, u.Host = "http", base[len("http://"):]
+	out.URL, out.RequestURI, out.Host = &u, "", r.Host
+	if r.Body == http.NoBody || r.Body == nil {
+		out.Body = nil
+	}
+	resp, err := frontClient.Do(out)
+	if err != nil {
+		w.Code = 599
+		io.WriteString(w, err.Error())
+		return w
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+	return w
+}
+
+func TestBalancer_pathPrefixAndEncoding(t *testing.T) {
+	var gotPath, gotRaw, gotQuery, gotHost string
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotRaw, gotQuery, gotHost = r.URL.Path, r.URL.EscapedPath(), r.URL.RawQuery, r.Host
+	}))
+	defer app.Close()
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: app.URL + "/app/"}} })
+	r := httptest.NewRequest("GET", "http://front.example/a%2Fb/./c?q=1&r=%20", nil)
+	if w := serveReq(b, r); w.Code != http.StatusOK {
+		t.Fatalf("status %d, body %q", w.Code, w.Body)
+	}
+	if gotRaw != "/app/a%2Fb/./c" || gotPath != "/app/a/b/./c" || gotQuery != "q=1&r=%20" {
+		t.Errorf("node saw path %q (escaped %q), query %q; want /app/a%%2Fb/./c unchanged and q=1&r=%%20", gotPath, gotRaw, gotQuery)
+	}
+	if want := app.Listener.Addr().String(); gotHost != want {
+		t.Errorf("node saw Host %q; want its own address %q", gotHost, want)
+	}
+}
+
+func TestBalancer_hopByHopHeaders(t *testing.T) {
+	var got http.Header
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-App", "yes")
+	}))
+	defer app.Close()
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: app.URL}} })
+	r := httptest.NewRequest("GET", "http://front.example/", nil)
+	r.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
+	r.Header.Set("Te", "gzip")
+	r.Header.Set("X-Custom", "kept")
+	w := serveReq(b, r)
+	for _, h := range []string{"Proxy-Authorization", "Te"} {
+		if v := got.Get(h); v != "" {
+			t.Errorf("node got hop-by-hop header %s: %q", h, v)
+		}
+	}
+	if got.Get("X-Custom") != "kept" || w.Header().Get("X-App") != "yes" {
+		t.Errorf("end-to-end headers lost: request X-Custom %q, response X-App %q", got.Get("X-Custom"), w.Header().Get("X-App"))
+	}
+	if v := w.Header().Get("Keep-Alive"); v != "" {
+		t.Errorf("client got the node's Keep-Alive header %q", v)
+	}
+}
+
+func TestFastServer_limits(t *testing.T) {
+	if testEngine == "fast" {
+		t.Skip("engine-independent; ran in the first pass")
+	}
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 2<<10))
+	}))
+	defer big.Close()
+	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{{Name: "n1", URL: big.URL}}
+		c.MaxBodyBytes = 1 << 10
+	})
+	srv, err := b.NewFastServer(FastConfig{MaxResponseBodyBytes: 1 << 10, MaxHeaderBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.ShutdownWithContext(context.Background())
+	url := "http://" + ln.Addr().String()
+
+	resp, err := frontClient.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("response body over MaxResponseBodyBytes: status %d; want 502", resp.StatusCode)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "n1", "class": "error"}); got != 1 {
+		t.Errorf("requests{n1,error} = %v; want 1", got)
+	}
+
+	resp, err = frontClient.Post(url+"/", "text/plain", strings.NewReader(strings.Repeat("x", 2<<10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("request body over MaxBodyBytes: status %d; want 413", resp.StatusCode)
+	}
+
+	req, _ := http.NewRequest("GET", url+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("y", 8<<10))
+	resp, err = frontClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("headers over MaxHeaderBytes: status %d; want 431", resp.StatusCode)
+	}
+
+	unlimited, _, _, _ := newTestBalancer(t, []string{"n1"}, func(c *Config) { c.MaxBodyBytes = -1 })
+	if _, err := unlimited.NewFastServer(FastConfig{}); !errors.Is(err, ErrFastUnlimitedBody) {
+		t.Errorf("NewFastServer with no body limit: err %v; want ErrFastUnlimitedBody", err)
+	}
+}
