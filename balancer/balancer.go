@@ -31,6 +31,7 @@ type Balancer struct {
 	removed map[string]struct{} // names removed at runtime; guarded by mu
 	lost    lostSet
 	fast    *fastProxy // set by NewFastServer
+	tunnels tunnelSet
 
 	closed    atomic.Bool
 	stop      chan struct{}
@@ -167,6 +168,10 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = st.body
 	}
 	st.node.inflight.Add(1)
+	if isTunnel(r) {
+		b.tunnels.add()
+		defer b.tunnels.done(nil)
+	}
 	b.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	b.finish(st, start) // the retry may have moved the request to another node
 }

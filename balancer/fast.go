@@ -379,9 +379,16 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 	}
 	conn.SetWriteDeadline(time.Time{})
 	ctx.HijackSetNoResponse(true)
+	b.tunnels.add() // counted from here, so that WaitTunnels cannot miss it
 	ctx.Hijack(func(c net.Conn) {
 		defer b.finish(st, start)
 		defer conn.Close()
+		raw := c // the connection itself: the hijacked one's Close does nothing (fasthttp closes it when we return)
+		if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+			raw = u.UnsafeConn()
+		}
+		b.tunnels.attach(raw)
+		defer b.tunnels.done(raw)
 		c.SetDeadline(time.Time{})
 		br := bufio.NewReaderSize(conn, 4<<10)
 		if line, err := br.Peek(len("HTTP/1.1 200")); err == nil && line[9] >= '1' && line[9] <= '5' {
@@ -391,8 +398,7 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 			io.Copy(conn, c)
 			conn.Close()
 		}()
-		io.Copy(c, br)
-		c.Close()
+		io.Copy(c, br) // then fasthttp closes c, which ends the other copy
 	})
 }
 

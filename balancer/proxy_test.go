@@ -74,6 +74,25 @@ func TestBalancer_websocket(t *testing.T) {
 			t.Errorf("echo = %q; want %q", got, msg)
 		}
 	}
+
+	// A graceful shutdown's last step: the open WebSocket is waited for,
+	// and when the wait is over, the fast server closes it.
+	over, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := b.WaitTunnels(over); err == nil || !strings.Contains(err.Error(), "1 WebSocket") {
+		t.Errorf("WaitTunnels with the WebSocket open: %v; want an error counting 1", err)
+	}
+	if testEngine == "fast" {
+		if n, err := br.Read(make([]byte, 1)); err == nil {
+			t.Errorf("after WaitTunnels gave up, the WebSocket is still open (read %d bytes)", n)
+		}
+	}
+	conn.Close()
+	wait, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitTunnels(wait); err != nil {
+		t.Errorf("WaitTunnels after the client closed: %v", err)
+	}
 }
 
 func TestBalancer_serverSentEvents(t *testing.T) {

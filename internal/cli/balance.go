@@ -24,7 +24,8 @@ import (
 
 const balanceAbout = `
 Runs sessionkit's sticky-session load balancer until SIGINT or SIGTERM, then
-shuts down gracefully (up to 10s for requests in flight). Each request goes to
+shuts down gracefully (up to 10s for requests, WebSockets and event streams
+in flight). Each request goes to
 the node named by the route tag of its session cookie (sessionkit session IDs
 are "<random>.<route>", and 'sessionkit serve --node n1' tags them n1), or by
 the balancer's own signed affinity cookie (--affinity-cookie) for other apps.
@@ -383,6 +384,9 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 				"timeout", shutdownTimeout, "err", err)
 			closes[i]()
 		}
+	}
+	if err := b.WaitTunnels(sctx); err != nil {
+		logger.Warn("balance: long-lived connections cut off at the shutdown timeout", "timeout", shutdownTimeout, "err", err)
 	}
 	b.Close()
 	fmt.Fprintln(s.stderr, "sessionkit balance: stopped")
