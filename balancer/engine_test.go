@@ -1,7 +1,10 @@
 package balancer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"flag"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The package's tests run twice: once through Balancer.ServeHTTP (net/http)
@@ -21,6 +25,9 @@ var testEngine = "net/http"
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(code) // fuzzing: once is enough
+	}
 	if code == 0 {
 		testEngine = "fast"
 		fmt.Println("balancer: the same tests through the fast server (NewFastServer)")
@@ -211,4 +218,60 @@ func TestFastServer_limits(t *testing.T) {
 	if _, err := unlimited.NewFastServer(FastConfig{}); !errors.Is(err, ErrFastUnlimitedBody) {
 		t.Errorf("NewFastServer with no body limit: err %v; want ErrFastUnlimitedBody", err)
 	}
+}
+
+// FuzzFastServer_request sends arbitrary bytes as a request to the fast
+// server in front of one node: it must never crash or hang, and whatever it
+// answers must be a well-formed HTTP/1.1 response.
+func FuzzFastServer_request(f *testing.F) {
+	id := "Qv3WG7LwOJaF2Yoy-rXkkrbogb2sqXoqO51So59tK_o.n1"
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /cart HTTP/1.1\r\nHost: x\r\nCookie: session=" + id + "\r\n\r\n",
+		"POST /cart HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nCookie: session=\"" + id + "\"\r\n\r\nhello",
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+		"GET http://other.example/%zz?q HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nTe: trailers\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	b, err := New(Config{Backends: []Backend{startNode(f, "n1").backend()}, Health: HealthCheck{Interval: -1},
+		Registerer: nil, MaxBodyBytes: 1 << 10})
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv, err := b.NewFastServer(FastConfig{ReadTimeout: time.Second, BackendTimeout: time.Second, MaxHeaderBytes: 4 << 10})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go srv.Serve(ln)
+	f.Cleanup(func() { srv.ShutdownWithContext(context.Background()); b.Close() })
+
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(raw)
+		c.(*net.TCPConn).CloseWrite()
+		out, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("no answer and no close within 5s to %q (got %q)", raw, out)
+		}
+		if len(out) == 0 {
+			return // closed without an answer: fine for garbage
+		}
+		if _, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil); err != nil {
+			t.Fatalf("answer to %q is not an HTTP response: %v\n%q", raw, err, out)
+		}
+	})
 }

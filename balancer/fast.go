@@ -394,11 +394,17 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		if line, err := br.Peek(len("HTTP/1.1 200")); err == nil && line[9] >= '1' && line[9] <= '5' {
 			st.class = int(line[9] - '0')
 		}
+		// c must not be used once this function returns (fasthttp reuses
+		// it), so the copy from the client ends first: closing raw ends it.
+		clientDone := make(chan struct{})
 		go func() {
+			defer close(clientDone)
 			io.Copy(conn, c)
-			conn.Close()
+			conn.Close() // ends the copy below if the client went first
 		}()
-		io.Copy(c, br) // then fasthttp closes c, which ends the other copy
+		io.Copy(c, br)
+		raw.Close()
+		<-clientDone
 	})
 }
 
