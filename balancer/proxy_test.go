@@ -22,7 +22,8 @@ func wsNode(t *testing.T, name string) Backend {
 		if r.URL.Path == "/healthz" {
 			return
 		}
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !headerHasToken(r.Header["Connection"], "upgrade") ||
+			r.Header.Get("Sec-WebSocket-Key") == "" {
 			http.Error(w, "want a websocket upgrade", http.StatusBadRequest)
 			return
 		}
