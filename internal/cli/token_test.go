@@ -183,7 +183,7 @@ func TestServe_tokenTwoNodes(t *testing.T) {
 			laptop.do("POST", n2+"/login", `{"user":"`+bob+`"}`)
 			oldPhone := &client{t: t, cookie: phone.cookie}
 			time.Sleep(5 * time.Millisecond) // real clocks: the cutoff must fall after both logins (ms)
-			if code, body := laptop.do("POST", n2+"/logout-all", ""); code != 200 || body != `{"revoked":0}` {
+			if code, body := laptop.do("POST", n2+"/logout-all", ""); code != 200 || body != `{"revoked":"all"}` {
 				t.Fatalf("logout-all: %d %s", code, body)
 			}
 			if code, _ := oldPhone.do("GET", n2+"/cart", ""); code != 401 {
