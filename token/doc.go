@@ -44,11 +44,13 @@
 // A Ring holds keys with IDs ("kid"). Its newest key signs or seals; when
 // it is rotated (Ring.Rotate, `sessionkit keys rotate FILE`) the old key
 // only verifies tokens issued before its retirement, until Rotate drops it
-// after the longest token lifetime. Give every instance the new ring file
-// and restart them; instances still on the old ring refuse the new key's
-// tokens until then (their users get a new session), so roll out a new
-// ring quickly. JWKSHandler publishes the public keys (never secret or
-// private ones).
+// after the longest token lifetime. Give every instance the new ring and
+// have it take it up: a Switch lets a running server replace its Format
+// with one over the new ring (`sessionkit serve` re-reads its ring file
+// every few seconds and on SIGHUP). Instances still on the old ring
+// refuse the new key's tokens until then (their users get a new session),
+// so roll out a new ring quickly. JWKSHandler publishes the public keys
+// (never secret or private ones).
 //
 // # Revocation
 //
