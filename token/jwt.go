@@ -185,11 +185,18 @@ func (j *JWT) Open(tok string) (Claims, error) {
 	case in.seen&hasAuthTime == 0:
 		return Claims{}, invalid("no auth_time")
 	}
-	c := Claims{ID: string(in.jti), UserID: string(in.sub), Issued: time.Unix(in.iat, 0),
-		Expires: time.Unix(in.exp, 0), AuthTime: time.UnixMilli(in.authMS), Data: in.data}
+	// One string allocation holds the ID, user and family.
+	var sb strings.Builder
+	sb.Grow(len(in.jti) + len(in.sub) + len(in.sid))
+	sb.Write(in.jti)
+	sb.Write(in.sub)
+	sb.Write(in.sid)
+	all := sb.String()
+	c := Claims{ID: all[:len(in.jti)], UserID: all[len(in.jti) : len(in.jti)+len(in.sub)],
+		Issued: time.Unix(in.iat, 0), Expires: time.Unix(in.exp, 0), AuthTime: time.UnixMilli(in.authMS), Data: in.data}
 	c.Family = c.ID
 	if in.seen&hasSid != 0 {
-		c.Family = string(in.sid)
+		c.Family = all[len(in.jti)+len(in.sub):]
 	}
 	var nbf time.Time
 	if in.seen&hasNbf != 0 {
