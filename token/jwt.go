@@ -18,11 +18,12 @@ import (
 // JWT is the signed token format: compact JWS (RFC 7515) JWTs (RFC 7519)
 // signed with the ring's current EdDSA, ES256 or HS256 key, for services
 // that verify sessionkit's tokens themselves (with the public keys of
-// JWKSHandler). Signing, and the parsing and verifying of the JWS, go
-// through github.com/golang-jwt/jwt/v5; this package parses no JWS
-// itself, and reads only the payload, strictly, with its own decoder. The
-// claims are readable by anyone holding the token: use Sealed for
-// browsers' cookies.
+// JWKSHandler). github.com/golang-jwt/jwt/v5 makes and checks the
+// signatures and parses the JWS: this package parses no JWS itself. It
+// writes the payload and joins the token's segments around golang-jwt's
+// signature (the bytes golang-jwt's Token.SignedString would write), and
+// reads the payload strictly with its own decoder. The claims are
+// readable by anyone holding the token: use Sealed for browsers' cookies.
 //
 // A token is accepted only if all of these hold: it is at most
 // Config.MaxLen bytes with exactly two dots, no line breaks and canonical
