@@ -197,6 +197,7 @@ func BenchmarkTokenRoundTrip(b *testing.B) {
 			f := newTokenFormat(b, alg)
 			tok, _ := f.Seal(c)
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				tok, err := f.Seal(c)
 				if err != nil {
@@ -206,6 +207,7 @@ func BenchmarkTokenRoundTrip(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
 			b.ReportMetric(float64(len(tok)), "token-bytes") // after the loop, which resets metrics
 		})
 		if alg == token.XC20P {
@@ -215,6 +217,7 @@ func BenchmarkTokenRoundTrip(b *testing.B) {
 			g := newGolangJWT(b, string(alg))
 			tok, _ := g.sign(c)
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				tok, err := g.sign(c)
 				if err != nil {
@@ -224,6 +227,7 @@ func BenchmarkTokenRoundTrip(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
 			b.ReportMetric(float64(len(tok)), "token-bytes")
 		})
 	}
@@ -246,6 +250,7 @@ func BenchmarkTokenMiddleware(b *testing.B) {
 			b.Fatalf("got %d %q, Set-Cookie %q", rec.Code, rec.Body, setCookie)
 		}
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			rec := &discardWriter{h: http.Header{}}
 			h.ServeHTTP(rec, req)
@@ -253,6 +258,7 @@ func BenchmarkTokenMiddleware(b *testing.B) {
 				b.Fatal(rec.code)
 			}
 		}
+		cpu.report(b)
 		b.ReportMetric(float64(len(setCookie)), "set-cookie-bytes")
 	}
 	for _, alg := range []token.Alg{token.XC20P, token.HS256} {

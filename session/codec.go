@@ -304,9 +304,14 @@ func (v value) strings() ([]string, error) {
 	if d.err != nil || n > uint64(len(d.b)) {
 		return nil, fmt.Errorf("%w: bad string list", errCorrupt)
 	}
+	// One copy of the encoded list backs every string of it: one
+	// allocation instead of one per string.
+	all, size := string(d.b), len(d.b)
 	l := make([]string, n)
 	for i := range l {
-		l[i] = string(d.bytes())
+		b := d.bytes()
+		end := size - len(d.b)
+		l[i] = all[end-len(b) : end]
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: bad string list", errCorrupt)

@@ -137,7 +137,8 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 //
 // With Config.Tokens it revokes every token of the user whose session was
 // created or logged in up to now (Session.Login starts a new one), and
-// returns 0: how many tokens that ends is unknown.
+// returns -1: how many tokens that ends is unknown, since no server keeps
+// them (as with http.Request.ContentLength, -1 means unknown).
 //
 // It sweeps the index twice: a login that was renewing one of the user's
 // sessions during the first sweep may have moved it to a key the sweep had
@@ -147,8 +148,8 @@ func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
 		if err := m.tokens.RevokeUser(ctx, userID, m.cfg.Now()); err != nil {
 			return 0, fmt.Errorf("%w (%w): revoke user: %w", ErrStore, ErrToken, err)
 		}
-		m.event(ctx, EventUserRevoked, "", 0, nil)
-		return 0, nil
+		m.event(ctx, EventUserRevoked, "", -1, nil)
+		return -1, nil
 	}
 	if m.userIndex == nil {
 		return 0, fmt.Errorf("session: destroying a user's sessions: %w", ErrUnsupported)

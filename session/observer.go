@@ -76,8 +76,9 @@ type Event struct {
 	// the Manager and meaningless outside it; never the ID. Empty for
 	// UserRevoked.
 	Session string
-	// Count is the number of sessions ended (UserRevoked) or the attempt
-	// number (ConflictRetried, ConflictGaveUp).
+	// Count is the number of sessions ended (UserRevoked; -1, unknown,
+	// with Config.Tokens) or the attempt number (ConflictRetried,
+	// ConflictGaveUp).
 	Count int
 	// Err is the store's error for Degraded.
 	Err error

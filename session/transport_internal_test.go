@@ -17,6 +17,9 @@ func TestCookie_SetToken_sameAsSetCookie(t *testing.T) {
 		{Partitioned: true}, {Path: "/a;b"}, {Domain: "bad domain"},
 	}
 	tokens := []string{"AbC-_09.n1", "x", "with space", "comma,semi;", "quote\"", "é", ""}
+	for b := range 256 { // every byte, inside a token that is otherwise plain
+		tokens = append(tokens, "Ab"+string([]byte{byte(b)})+"9.")
+	}
 	for _, c := range cookies {
 		d, err := c.withDefaults()
 		if err != nil {

@@ -440,6 +440,24 @@ func TestMetrics_StoreCall_results(t *testing.T) {
 	}
 }
 
+// DestroyUser on the token strategy ends an unknown number of sessions
+// (Count -1): the event is counted, sessions_revoked_total does not move.
+func TestMetrics_userRevokedUnknownCount(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	sm, err := sessionmetrics.New(reg, sessionmetrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm.SessionEvent(context.Background(), session.Event{Kind: session.EventUserRevoked, Count: -1})
+	got := samples(t, reg)
+	if n := got[`sessionkit_session_events_total{event="user_revoked"}`]; n != 1 {
+		t.Errorf("user_revoked events %v; want 1", n)
+	}
+	if n := got[`sessionkit_sessions_revoked_total`]; n != 0 {
+		t.Errorf("sessions_revoked_total %v; want 0", n)
+	}
+}
+
 // TestMetrics_WatchMemstore fills a memstore of one entry: an expired
 // record is removed to make room, then a live one is evicted.
 func TestMetrics_WatchMemstore(t *testing.T) {

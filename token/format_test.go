@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/token"
 )
 
@@ -296,5 +297,26 @@ func TestLineBreaks(t *testing.T) {
 				t.Errorf("%v: Open(token with line breaks): got %v; want %v", alg, err, token.ErrInvalid)
 			}
 		}
+	}
+}
+
+// The size limit is exact: a token of MaxLen bytes is made, one of a byte
+// more is refused with an error naming its size and the limit.
+func TestFormat_sizeLimitExact(t *testing.T) {
+	for _, alg := range token.Algs() {
+		t.Run(string(alg), func(t *testing.T) {
+			c := newClock()
+			r := mustRing(t, mustKey(t, alg, c.Now()))
+			in := claims(t, c.Now())
+			size := len(mustSeal(t, mustFormat(t, token.Config{Ring: r, Now: c.Now}), in))
+			if tok, err := mustFormat(t, token.Config{Ring: r, Now: c.Now, MaxLen: size}).Seal(in); err != nil || len(tok) != size {
+				t.Fatalf("MaxLen %d: a token of %d bytes, %v; want %d bytes", size, len(tok), err, size)
+			}
+			_, err := mustFormat(t, token.Config{Ring: r, Now: c.Now, MaxLen: size - 1}).Seal(in)
+			var se *session.TokenSizeError
+			if !errors.As(err, &se) || se.Size != size || se.Limit != size-1 {
+				t.Fatalf("MaxLen %d: got %v; want a *session.TokenSizeError of %d over %d", size-1, err, size, size-1)
+			}
+		})
 	}
 }

@@ -25,8 +25,10 @@ func (r *Ring) JWKS() ([]byte, error) {
 
 // JWKSHandler returns an http.Handler that answers GET and HEAD with the
 // ring's JWKS (see Ring.JWKS), cacheable for five minutes, and other
-// methods with 405. Rotate by restarting with the new ring, at least five
-// minutes before the new key's tokens must verify elsewhere. Safe for
+// methods with 405. It serves r's keys: after a rotation, serve a handler
+// of the new ring (sessionkit serve swaps it when it takes up a new ring
+// file); other services may keep the old set for the five minutes it is
+// cacheable, and refuse the new key's tokens meanwhile. Safe for
 // concurrent use.
 func JWKSHandler(r *Ring) (http.Handler, error) {
 	body, err := r.JWKS()

@@ -203,6 +203,10 @@ func TestManager_tokens_logoutAll(t *testing.T) {
 	if code != 200 || cleared != "-" {
 		t.Fatalf("logout-all: %d %s", code, body)
 	}
+	// How many tokens that ends is unknown: the answer says so.
+	if want := `{"revoked":"all"}` + "\n"; body != want {
+		t.Errorf("logout-all answered %q; want %q", body, want)
+	}
 	if code, _, _ := c.do(0, "GET", "/cart", "", laptop); code != 401 {
 		t.Errorf("alice's other session on the same node: %d; want 401", code)
 	}

@@ -20,8 +20,9 @@ Creates and rotates key-ring files for --strategy token (see package token):
 The current key seals or signs new tokens; a retired key only verifies tokens
 issued before it was retired, and rotate drops it once --keep has passed (the
 longest lifetime of a token), so rotating logs nobody out. Give every node
-the new file and restart them promptly: nodes still on the old ring refuse
-the new key's tokens. Files are written with mode 0600, atomically (a reader
+the new file promptly: serve re-reads it every --keys-reload (5s by default)
+and on SIGHUP, with no restart, but a node still on the old ring refuses the
+new key's tokens. Files are written with mode 0600, atomically (a reader
 sees the old ring or the new one). They hold secrets: never commit them.
 
 Algorithms: XC20P (the sealed cookie format, default), EdDSA, ES256 or HS256

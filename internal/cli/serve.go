@@ -74,7 +74,10 @@ keep it from the public internet (see docs/operations.md).
 same file and, to share logouts, --revocations redis. A logout on one node
 is honoured by the others within --revocation-refresh (2s by default) plus
 one Redis call. With --token-format jwt, GET /.well-known/jwks.json serves
-the ring's public keys.`
+the ring's public keys. The key-ring file is re-read every --keys-reload (5s
+by default) and on SIGHUP: a ring rotated with 'sessionkit keys rotate' is
+used without a restart (new tokens with its new key; tokens of its older
+keys still accepted), and a file that cannot be used is logged and ignored.`
 
 // serveConfig is the serve command's configuration, from its flags.
 type serveConfig struct {
@@ -96,10 +99,18 @@ type serveConfig struct {
 	dataDir        string
 	failOpen       bool
 	keys           string
+	keysReload     time.Duration
 	tokenFormat    string
 	revocations    string
 	revRefresh     time.Duration
 }
+
+// defaultKeysReload is how often serve re-reads its key-ring file: the
+// default leeway of token checks, so that a node still signing with a key
+// another node has just seen retired issues tokens that node accepts
+// (a retired key verifies tokens issued up to its retirement plus the
+// leeway).
+const defaultKeysReload = token.DefaultLeeway
 
 // Default addresses of the shared stores: the local servers.
 const (
@@ -157,6 +168,9 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.String(&cfg.keys, "keys", "",
 		"key-ring `file` for --strategy token (create one with 'sessionkit keys new FILE');\n"+
 			"        every node of one app needs the same file")
+	f.Duration(&cfg.keysReload, "keys-reload", defaultKeysReload,
+		"how often to re-read --keys: a changed ring (sessionkit keys rotate) is used\n"+
+			"        at once, with no restart; 0: only on SIGHUP, which always re-reads it")
 	f.String(&cfg.tokenFormat, "token-format", "sealed",
 		"`format` of --strategy token: sealed (encrypted cookie, XC20P keys) or jwt\n"+
 			"        (signed, readable by other services; EdDSA, ES256 or HS256 keys)")
@@ -209,6 +223,8 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 			return cfg, f.invalid(s, "revocations", cfg.revocations, "want memory or redis"), false
 		case cfg.revRefresh <= 0:
 			return cfg, f.invalid(s, "revocation-refresh", cfg.revRefresh.String(), "must be positive"), false
+		case cfg.keysReload < 0:
+			return cfg, f.invalid(s, "keys-reload", cfg.keysReload.String(), "must be 0 (only on SIGHUP) or positive"), false
 		}
 	}
 	if _, ok := logLevels[cfg.logLevel]; !ok {

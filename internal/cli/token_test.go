@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,7 +185,7 @@ func TestServe_tokenTwoNodes(t *testing.T) {
 			laptop.do("POST", n2+"/login", `{"user":"`+bob+`"}`)
 			oldPhone := &client{t: t, cookie: phone.cookie}
 			time.Sleep(5 * time.Millisecond) // real clocks: the cutoff must fall after both logins (ms)
-			if code, body := laptop.do("POST", n2+"/logout-all", ""); code != 200 || body != `{"revoked":0}` {
+			if code, body := laptop.do("POST", n2+"/logout-all", ""); code != 200 || body != `{"revoked":"all"}` {
 				t.Fatalf("logout-all: %d %s", code, body)
 			}
 			if code, _ := oldPhone.do("GET", n2+"/cart", ""); code != 401 {
@@ -243,5 +245,178 @@ func deleteRedisKeys(t *testing.T, addr, prefix string) {
 	args := append([]string{"-h", host, "-p", port, "del"}, keys...)
 	if err := exec.Command(cli, args...).Run(); err != nil {
 		t.Errorf("redis-cli del: %v", err)
+	}
+}
+
+// waitLog waits until s's stderr holds more than n lines containing
+// text, and returns how many it holds.
+func waitLog(t *testing.T, s *server, text string, n int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got := strings.Count(s.stderr.String(), text); got > n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not log %q; stderr:\n%s", s.node, text, s.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sealedWith reports whether tok opens with a ring of key alone.
+func sealedWith(t *testing.T, key *token.Key, tok string) bool {
+	t.Helper()
+	r, err := token.NewRing(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f token.Format
+	if key.Alg == token.XC20P {
+		f, err = token.NewSealed(token.Config{Ring: r})
+	} else {
+		f, err = token.NewJWT(token.Config{Ring: r})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Open(tok)
+	return err == nil
+}
+
+// A serve node takes up a key ring rotated by 'sessionkit keys rotate'
+// without a restart: on SIGHUP, and by re-reading the file every
+// --keys-reload. It then accepts the new key's tokens, issues its own with
+// the new key, and still accepts the tokens of the old one; a file that
+// cannot be used is logged and the ring in use kept.
+func TestServe_tokenKeysReload(t *testing.T) {
+	// hup sends SIGHUP to the process (every token node in it re-reads its
+	// file) and waits until s has re-read it.
+	hup := func(t *testing.T, s *server) {
+		t.Helper()
+		const done = "SIGHUP: key ring re-read"
+		n := strings.Count(s.stderr.String(), done)
+		p, err := os.FindProcess(os.Getpid())
+		if err == nil {
+			err = p.Signal(syscall.SIGHUP)
+		}
+		if err != nil {
+			t.Skipf("cannot send SIGHUP on %s: %v", runtime.GOOS, err)
+		}
+		waitLog(t, s, done, n)
+	}
+	for _, format := range []string{"sealed", "jwt"} {
+		t.Run(format, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ring.json")
+			alg := "XC20P"
+			if format == "jwt" {
+				alg = "EdDSA"
+			}
+			if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
+				t.Fatal(errs)
+			}
+			first, err := token.ReadRingFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"serve", "--strategy", "token", "--token-format", format, "--keys", path,
+				"--addr", "127.0.0.1:0", "--insecure-cookie"}
+			// n1 re-reads the file only on SIGHUP.
+			n1 := startServe(t, nil, append(args, "--node", "n1", "--keys-reload", "0")...)
+			alice := &client{t: t}
+			if code, body := alice.do("POST", n1.url+"/login", `{"user":"alice"}`); code != 200 {
+				t.Fatalf("login: %d %s", code, body)
+			}
+			oldKeyCookie := alice.cookie
+
+			if code, _, errs := run(t, nil, "keys", "rotate", path); code != 0 {
+				t.Fatal(errs)
+			}
+			rotated, err := token.ReadRingFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newKey := rotated.Current()
+			// n2 starts on the rotated ring and re-reads it every 50ms.
+			n2 := startServe(t, nil, append(args, "--node", "n2", "--keys-reload", "50ms")...)
+			bob := &client{t: t}
+			if code, body := bob.do("POST", n2.url+"/login", `{"user":"bob"}`); code != 200 {
+				t.Fatalf("login on n2: %d %s", code, body)
+			}
+			if !sealedWith(t, newKey, bob.cookie) {
+				t.Fatal("n2, started on the rotated ring, does not use its new key")
+			}
+			// The control: n1 has not re-read the file yet.
+			if code, _ := (&client{t: t, cookie: bob.cookie}).do("GET", n1.url+"/cart", ""); code != 401 {
+				t.Fatalf("n1 before SIGHUP, a token of the new key: %d; want 401", code)
+			}
+
+			hup(t, n1)
+			reloads := strings.Count(n1.stderr.String(), "key ring reloaded")
+			if reloads != 1 {
+				t.Fatalf("n1 reloaded %d times after SIGHUP; want once; stderr:\n%s", reloads, n1.stderr)
+			}
+			if code, body := (&client{t: t, cookie: bob.cookie}).do("GET", n1.url+"/cart", ""); code != 200 ||
+				!strings.Contains(body, `"user":"bob"`) {
+				t.Errorf("n1 after SIGHUP, a token of the new key: %d %s; want bob's cart", code, body)
+			}
+			if code, body := (&client{t: t, cookie: oldKeyCookie}).do("GET", n1.url+"/cart", ""); code != 200 {
+				t.Errorf("n1 after SIGHUP, a token of the retired key: %d %s; want 200", code, body)
+			}
+			if code, body := alice.do("POST", n1.url+"/cart", `{"item":"a"}`); code != 200 {
+				t.Fatalf("add to cart on n1: %d %s", code, body)
+			}
+			if !sealedWith(t, newKey, alice.cookie) || sealedWith(t, first.Current(), alice.cookie) {
+				t.Error("n1 after SIGHUP does not seal new tokens with the new key")
+			}
+			if format == "jwt" {
+				resp, err := http.Get(n1.url + "/.well-known/jwks.json")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(string(body), newKey.ID) || !strings.Contains(string(body), first.Current().ID) {
+					t.Errorf("n1's JWKS after SIGHUP: %s; want both keys", body)
+				}
+			}
+			// A second SIGHUP with the file unchanged switches nothing.
+			hup(t, n1)
+			if got := strings.Count(n1.stderr.String(), "key ring reloaded"); got != reloads {
+				t.Errorf("an unchanged file was reloaded (%d reloads; want %d)", got, reloads)
+			}
+
+			// n2 takes up the next rotation by itself.
+			n2reloads := strings.Count(n2.stderr.String(), "key ring reloaded")
+			if code, _, errs := run(t, nil, "keys", "rotate", path); code != 0 {
+				t.Fatal(errs)
+			}
+			third, err := token.ReadRingFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitLog(t, n2, "key ring reloaded", n2reloads)
+			if code, body := bob.do("POST", n2.url+"/cart", `{"item":"b"}`); code != 200 {
+				t.Fatalf("add to cart on n2: %d %s", code, body)
+			}
+			if !sealedWith(t, third.Current(), bob.cookie) {
+				t.Error("n2 does not seal with the key of the second rotation")
+			}
+
+			// A file that cannot be used is logged once and ignored.
+			if err := os.WriteFile(path, []byte(`{"sessionkit_key_ring": 1, "keys": [`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			waitLog(t, n2, "cannot be used; keeping the one in use", 0)
+			if code, body := bob.do("GET", n2.url+"/cart", ""); code != 200 || !strings.Contains(body, `["b"]`) {
+				t.Errorf("n2 with a broken ring file: %d %s; want bob's cart", code, body)
+			}
+			hup(t, n2) // one more read of the broken file, at least
+			if got := strings.Count(n2.stderr.String(), "cannot be used"); got != 1 {
+				t.Errorf("the broken file was logged %d times; want once", got)
+			}
+			n1.stop(t)
+			n2.stop(t)
+		})
 	}
 }

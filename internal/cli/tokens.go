@@ -1,12 +1,19 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/store"
@@ -20,37 +27,76 @@ import (
 const jwksPath = "/.well-known/jwks.json"
 
 // tokenStrategy is what --strategy token runs on: the codec, the
-// revocation store and list, and the JWKS handler (jwt format only).
+// revocation store and list, the JWKS handler (jwt format only), and the
+// loop that re-reads the key-ring file.
 type tokenStrategy struct {
 	codec *token.Codec
 	rev   *token.Revocations
 	st    store.Store
-	jwks  http.Handler
+	jwks  http.Handler // serves jwksCur
 
+	path    string
+	build   func(*token.Ring) (token.Format, http.Handler, error)
+	format  *token.Switch
+	jwksCur atomic.Pointer[http.Handler]
+	logger  *slog.Logger
+
+	mu      sync.Mutex // serializes reload
+	ring    *token.Ring
+	last    []byte // the file as last read
+	lastErr string // the last reading error logged
+
+	hup       chan os.Signal
+	stop      chan struct{}
+	done      chan struct{} // closed when the reload loop has returned
 	closeOnce sync.Once
 }
 
-// openTokens reads the key ring and opens the revocation store.
+// openTokens reads the key ring, opens the revocation store, and starts
+// re-reading the ring file every cfg.keysReload and on SIGHUP.
 func openTokens(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*tokenStrategy, error) {
-	ring, err := token.ReadRingFile(cfg.keys)
+	// Tokens live at most as long as the longest session.
+	maxLife := max(cfg.lifetime, session.DefaultRememberLifetime)
+	t := &tokenStrategy{path: cfg.keys, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
+	t.build = func(ring *token.Ring) (token.Format, http.Handler, error) {
+		fcfg := token.Config{Ring: ring, MaxLifetime: maxLife}
+		var (
+			f    token.Format
+			jwks http.Handler
+			err  error
+		)
+		if cfg.tokenFormat == "jwt" {
+			f, err = token.NewJWT(fcfg)
+			if err == nil {
+				jwks, err = token.JWKSHandler(ring)
+			}
+		} else {
+			f, err = token.NewSealed(fcfg)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (file %s; --token-format %s)", err, cfg.keys, cfg.tokenFormat)
+		}
+		return f, jwks, nil
+	}
+	data, err := readRingFile(cfg.keys)
 	if err != nil {
 		return nil, err
 	}
-	// Tokens live at most as long as the longest session.
-	maxLife := max(cfg.lifetime, session.DefaultRememberLifetime)
-	fcfg := token.Config{Ring: ring, MaxLifetime: maxLife}
-	var format token.Format
-	t := &tokenStrategy{}
-	if cfg.tokenFormat == "jwt" {
-		format, err = token.NewJWT(fcfg)
-		if err == nil {
-			t.jwks, err = token.JWKSHandler(ring)
-		}
-	} else {
-		format, err = token.NewSealed(fcfg)
-	}
+	ring, err := token.ParseRing(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w (file %s; --token-format %s)", err, cfg.keys, cfg.tokenFormat)
+		return nil, fmt.Errorf("%w (file %s)", err, cfg.keys)
+	}
+	format, jwks, err := t.build(ring)
+	if err != nil {
+		return nil, err
+	}
+	t.ring, t.last = ring, data
+	if t.format, err = token.NewSwitch(format); err != nil {
+		return nil, err
+	}
+	if jwks != nil {
+		t.jwksCur.Store(&jwks)
+		t.jwks = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*t.jwksCur.Load()).ServeHTTP(w, r) })
 	}
 	switch cfg.revocations {
 	case "redis":
@@ -75,21 +121,118 @@ func openTokens(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*tok
 		t.st.Close()
 		return nil, err
 	}
-	if t.codec, err = token.NewCodec(format, t.rev); err != nil {
-		t.Close()
+	if t.codec, err = token.NewCodec(t.format, t.rev); err != nil {
+		errors.Join(t.rev.Close(), t.st.Close()) //nolint:errcheck // the codec's error is the one to report
 		return nil, err
 	}
+	t.hup = make(chan os.Signal, 1)
+	signal.Notify(t.hup, syscall.SIGHUP)
+	go t.reloadLoop(cfg.keysReload)
 	logger.Info("serve: token strategy", "format", cfg.tokenFormat, "key", ring.Current().ID,
 		"alg", ring.Current().Alg, "keys", len(ring.Keys()), "revocations", cfg.revocations,
-		"revocation_refresh", cfg.revRefresh)
+		"revocation_refresh", cfg.revRefresh, "keys_reload", cfg.keysReload)
 	return t, nil
 }
 
-// Close stops the revocation loop, then closes its store. It may be
-// called more than once.
+// reloadLoop calls reload every interval (never if it is 0) and on each
+// SIGHUP, until Close.
+func (t *tokenStrategy) reloadLoop(interval time.Duration) {
+	defer close(t.done)
+	var tick <-chan time.Time
+	if interval > 0 {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick:
+			t.reload()
+		case <-t.hup:
+			changed := t.reload()
+			t.logger.Info("serve: SIGHUP: key ring re-read", "file", t.path, "changed", changed)
+		}
+	}
+}
+
+// reload re-reads the key-ring file and, if it changed, switches the
+// codec (and the JWKS) to the new ring, and reports whether it did. A
+// file that cannot be read or used is logged, once per content or error,
+// and the ring in use is kept. Tokens of keys that the new ring still has
+// keep opening.
+func (t *tokenStrategy) reload() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	data, err := readRingFile(t.path)
+	if err != nil {
+		if msg := err.Error(); msg != t.lastErr {
+			t.lastErr = msg
+			t.logger.Error("serve: cannot re-read the key ring; keeping the one in use", "err", err)
+		}
+		return false
+	}
+	t.lastErr = ""
+	if bytes.Equal(data, t.last) {
+		return false
+	}
+	t.last = data
+	ring, err := token.ParseRing(data)
+	if err != nil {
+		err = fmt.Errorf("%w (file %s)", err, t.path)
+	}
+	var (
+		f    token.Format
+		jwks http.Handler
+	)
+	if err == nil {
+		f, jwks, err = t.build(ring)
+	}
+	if err != nil {
+		t.logger.Error("serve: the key ring file changed but cannot be used; keeping the one in use", "err", err)
+		return false
+	}
+	t.format.Set(f) //nolint:errcheck // f is not nil
+	if jwks != nil {
+		t.jwksCur.Store(&jwks)
+	}
+	prev := t.ring.Current()
+	t.ring = ring
+	cur := ring.Current()
+	t.logger.Info("serve: key ring reloaded", "file", t.path, "key", cur.ID, "alg", cur.Alg, "keys", len(ring.Keys()))
+	if _, ok := ring.Lookup(prev.ID); !ok {
+		t.logger.Warn("serve: the new key ring lacks the key that signed until now: its tokens are refused",
+			"key", prev.ID)
+	}
+	return true
+}
+
+// readRingFile reads the key-ring file at path, up to one byte over
+// token.MaxRingFileSize (so that ParseRing reports a file too large).
+func readRingFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, token.MaxRingFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("token: reading %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// Close stops re-reading the key ring and the revocation loop, then
+// closes the revocation store. It may be called more than once.
 func (t *tokenStrategy) Close() error {
 	var err error
-	t.closeOnce.Do(func() { err = errors.Join(t.rev.Close(), t.st.Close()) })
+	t.closeOnce.Do(func() {
+		signal.Stop(t.hup)
+		close(t.stop)
+		<-t.done
+		err = errors.Join(t.rev.Close(), t.st.Close())
+	})
 	return err
 }
 

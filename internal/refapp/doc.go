@@ -14,6 +14,7 @@
 //	GET  /whoami                        -> {"user":"alice","node":"n1","strategy":"memory","created":"2030-01-01T00:00:00Z"}
 //	POST /logout                        destroys this session -> {}
 //	POST /logout-all                    destroys every session of the user -> {"revoked":3}
+//	                                    (the token strategy: {"revoked":"all"}, see below)
 //	GET  /healthz                       liveness, touches no session -> "ok\n" (text/plain)
 //
 // Logging in as another user than the one the session is bound to empties
@@ -24,6 +25,14 @@
 // Set, and saves before answering: concurrent adds to one session all
 // survive, and the cart in the answer is the one that was stored, including
 // items added concurrently by other requests.
+//
+// POST /logout-all answers with the number of sessions it ended. On the
+// token strategy no server knows that number: the user's sessions live in
+// tokens that only their clients hold. It sets a per-user cutoff instead
+// (session.Manager.DestroyUser returns -1), which refuses every token of
+// the user whose session began (logged in) before the request: on this
+// node at once, on the others within the revocation refresh interval. It
+// answers {"revoked":"all"}.
 //
 // # Errors
 //

@@ -154,8 +154,10 @@ type (
 		Strategy string `json:"strategy"`
 		Created  string `json:"created"`
 	}
+	// revokedAnswer's Revoked is the number of sessions ended, or "all"
+	// when that number is unknown (the token strategy: see logoutAll).
 	revokedAnswer struct {
-		Revoked int `json:"revoked"`
+		Revoked any `json:"revoked"`
 	}
 )
 
@@ -300,6 +302,12 @@ func (a *app) logoutAll(w http.ResponseWriter, r *http.Request) {
 	// This session was one of them: also clear the client's token.
 	if s.Destroy() != nil {
 		return // the Manager answers with its ErrorHandler
+	}
+	if n < 0 {
+		// Tokens: every token of the user whose session began before now
+		// is revoked, but no server knows how many there are.
+		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
+		return
 	}
 	writeJSON(w, http.StatusOK, revokedAnswer{Revoked: n})
 }
