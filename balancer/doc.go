@@ -50,18 +50,28 @@
 // AdminHandler serves these as a small JSON API, meant for a separate,
 // private listener.
 //
-// # Proxying
+// # Proxying: two front ends
 //
-// The proxy is net/http/httputil.ReverseProxy with a tuned transport
-// (NewTransport) and a buffer pool. WebSocket and other upgrades and
-// server-sent events pass through. X-Forwarded-For, -Host and -Proto are set
-// from the client connection; headers of the same name sent by the client
-// are dropped unless Config.TrustForwarded is set. Request bodies are
-// limited to Config.MaxBodyBytes (default 32 MiB). Header size limits and
-// server timeouts belong to the http.Server that runs the Balancer (see the
-// balance command in internal/cli).
+// A Balancer is an http.Handler: ServeHTTP proxies with
+// net/http/httputil.ReverseProxy, a tuned transport (NewTransport) and a
+// buffer pool; every body streams, and WebSocket and other upgrades and
+// server-sent events pass through. Header size limits and server timeouts
+// belong to the http.Server that runs it.
 //
-// A Balancer is safe for concurrent use. Its configuration is fixed at New;
+// NewFastServer returns a github.com/valyala/fasthttp server over the same
+// Balancer (the same routing, health, retries, draining and metrics) that
+// spends about half the CPU per request; it buffers bodies and tunnels
+// upgrades and event streams (see FastConfig). It is the default of the
+// balance command in internal/cli. WaitTunnels, after either server's
+// shutdown, waits for the WebSockets and event streams still open.
+//
+// In both, X-Forwarded-For, -Host and -Proto are set from the client
+// connection; headers of the same name sent by the client are dropped
+// unless Config.TrustForwarded is set. Request bodies are limited to
+// Config.MaxBodyBytes (default 32 MiB).
+//
+// A Balancer is safe for concurrent use, except NewFastServer, which must
+// be called before the server it returns serves. Its configuration is fixed at New;
 // only the node set and node states change afterwards, through its methods.
 // Close stops the health checks.
 //
