@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,14 +93,23 @@ type Config struct {
 	// the keys in a cluster.
 	KeyPrefix string
 
-	// DialTimeout bounds each attempt to open a connection. Zero means
-	// 5 s; it must not be negative.
+	// DialTimeout bounds each attempt to open a connection (TCP, TLS and
+	// the RESP handshake). When Timeout is shorter, Timeout bounds it
+	// instead, since the client may reopen a connection in the middle of a
+	// call. Zero means 5 s; it must not be negative.
 	DialTimeout time.Duration
 
-	// Timeout bounds every operation of the store, on top of the context
-	// passed to it (the earlier deadline wins), so that a hung server never
-	// holds a request. Zero means 2 s; a negative value means no bound
-	// other than the context's.
+	// Timeout bounds how long the store waits for Redis, on top of the
+	// context passed to each call (the earlier deadline wins), so that a
+	// hung server never holds a request for long. The client's connections
+	// enforce it (rueidis ConnWriteTimeout), at no cost per call: a
+	// connection whose replies stall for Timeout is closed and the calls
+	// waiting on it fail with an error wrapping context.DeadlineExceeded,
+	// after Timeout for a lone call, and within about 1.5 Timeout under
+	// concurrent traffic, where the stall is found by a PING the client
+	// sends after Timeout/4 without a reply. Zero means 2 s; a negative
+	// value means no bound other than the context's and rueidis's default
+	// ConnWriteTimeout (10 s). With NewFromClient, see there.
 	Timeout time.Duration
 
 	// TLS, if not nil, is the TLS configuration for the Redis servers and
@@ -111,11 +121,14 @@ type Config struct {
 // Create it with New or NewFromClient. All methods are safe for concurrent
 // use.
 type Store struct {
-	c       rueidis.Client
-	owned   bool // Close closes c
-	prefix  string
-	timeout time.Duration // > 0, or 0 for none
-	closed  atomic.Bool
+	c      rueidis.Client
+	owned  bool // Close closes c
+	prefix string
+	// callTimeout, if > 0, bounds every call with a context deadline: for
+	// NewFromClient, whose client's connection timeouts are the caller's.
+	// With New the client enforces Config.Timeout, and it is 0.
+	callTimeout time.Duration
+	closed      atomic.Bool
 }
 
 // New connects to Redis as cfg says, checks the connection with a PING
@@ -130,6 +143,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// rueidis connects without a context: bound its dial and handshake by
 	// what is left of ctx, so that New never outlives its caller's deadline.
 	dialTimeout := cfg.DialTimeout
+	if cfg.Timeout > 0 {
+		dialTimeout = min(dialTimeout, cfg.Timeout)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		dialTimeout = max(min(dialTimeout, time.Until(deadline)), time.Millisecond)
 	}
@@ -141,12 +157,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		TLSConfig:    cfg.TLS.Clone(),
 		Dialer:       net.Dialer{Timeout: dialTimeout},
 		DisableCache: true,
-		// A read that meets a network error is retried once, at once (it
-		// may have met a connection that broke earlier and has not been
-		// redialled yet), and not again: with Redis down, a request fails
-		// in microseconds (and a circuit breaker in front, see package
-		// breaker, can open) instead of retrying until the Timeout.
+		// A read that meets a network error other than a timeout is
+		// retried once, at once (it may have met a connection that broke
+		// earlier and has not been redialled yet), and not again: with
+		// Redis down, a request fails in microseconds (and a circuit
+		// breaker in front, see package breaker, can open) instead of
+		// retrying until the Timeout.
 		RetryDelay: retryOnce,
+	}
+	if cfg.Timeout > 0 {
+		// The bound on every call, kept by the connections rather than by
+		// a context (and its timer) per call. rueidis PINGs a connection
+		// that has had no reply for Dialer.KeepAlive, and closes it when
+		// the PING gets no answer within ConnWriteTimeout.
+		opt.ConnWriteTimeout = cfg.Timeout
+		opt.Dialer.KeepAlive = cfg.Timeout / 4
 	}
 	if cfg.SentinelMaster != "" {
 		opt.Sentinel = rueidis.SentinelOption{
@@ -165,20 +190,22 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
 	}
-	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}
-	pctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	if err := c.Do(pctx, c.B().Ping().Build()).Error(); err != nil {
+	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("redisstore: ping %s: %w", describe(cfg), err)
+		return nil, s.fail("ping "+describe(cfg), err)
 	}
 	return s, nil
 }
 
 // NewFromClient returns a Store that uses c, a client the caller made and
 // owns: Close does not close it. Of cfg only KeyPrefix and Timeout are used
-// (with their defaults); the connection fields must be zero. c should have
-// client-side caching disabled, since the store never uses it.
+// (with their defaults); the connection fields must be zero. Since the
+// store cannot set c's connection timeouts, it applies Timeout to every
+// call with a context deadline of its own (which costs a timer per call; a
+// negative Timeout leaves the bounds to the caller's contexts and c's
+// ConnWriteTimeout). c should have client-side caching disabled, since the
+// store never uses it.
 func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("redisstore: NewFromClient with a nil client")
@@ -191,7 +218,7 @@ func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{c: c, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}, nil
+	return &Store{c: c, prefix: cfg.KeyPrefix, callTimeout: max(cfg.Timeout, 0)}, nil
 }
 
 // normalized returns a copy of cfg with defaults filled in, or an error.
@@ -230,13 +257,6 @@ func (cfg Config) normalized() (Config, error) {
 	return cfg, nil
 }
 
-func effectiveTimeout(d time.Duration) time.Duration {
-	if d < 0 {
-		return 0
-	}
-	return d
-}
-
 // describe names the servers of cfg for an error message, without secrets.
 func describe(cfg Config) string {
 	if cfg.SentinelMaster != "" {
@@ -245,30 +265,39 @@ func describe(cfg Config) string {
 	return strings.Join(cfg.Addrs, ",")
 }
 
-// retryOnce lets rueidis retry a read-only command once, immediately.
-func retryOnce(attempts int, _ rueidis.Completed, _ error) time.Duration {
-	if attempts <= 1 {
+// retryOnce lets rueidis retry a read-only command once, immediately,
+// unless it timed out: a server that did not answer within Timeout gets no
+// second Timeout.
+func retryOnce(attempts int, _ rueidis.Completed, err error) time.Duration {
+	if attempts <= 1 && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0
 	}
 	return -1
 }
 
-// opCtx bounds ctx by the store's timeout.
+func noCancel() {}
+
+// opCtx bounds ctx by the store's callTimeout, if any.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout <= 0 {
-		return ctx, func() {}
+	if s.callTimeout <= 0 {
+		return ctx, noCancel
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
-		return ctx, func() {}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.callTimeout {
+		return ctx, noCancel
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	return context.WithTimeout(ctx, s.callTimeout)
 }
 
 // fail wraps err from operation op. After Close, the client's "closing"
-// error becomes store.ErrClosed.
+// error becomes store.ErrClosed. A connection's timeout (Config.Timeout,
+// which the client reports as os.ErrDeadlineExceeded) also wraps
+// context.DeadlineExceeded, as the caller's own deadline would.
 func (s *Store) fail(op string, err error) error {
 	if s.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
 		return errClosed
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("redisstore: %s: %w (%w)", op, context.DeadlineExceeded, err)
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }

@@ -608,6 +608,56 @@ func TestStore_serverDown(t *testing.T) {
 	}
 }
 
+// TestStore_serverHung_concurrent: under concurrent traffic the client's
+// connections, not a context per call, bound the wait for a server that
+// stops answering (SIGSTOP): every call fails within about 1.5 Timeout
+// (the stall is found by a PING after Timeout/4 of silence, which gets
+// Timeout to answer), with an error wrapping context.DeadlineExceeded.
+// A store made by NewFromClient bounds each call with its own deadline.
+func TestStore_serverHung_concurrent(t *testing.T) {
+	t.Parallel()
+	srv := startStandalone(t)
+	const timeout = 400 * time.Millisecond
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	fromClient, err := redisstore.NewFromClient(c, redisstore.Config{KeyPrefix: "fc:", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]*redisstore.Store{
+		"New":           newStore(t, redisstore.Config{Addrs: []string{srv.addr()}, Timeout: timeout}),
+		"NewFromClient": fromClient,
+	}
+	ctx := t.Context()
+	for _, s := range stores {
+		if _, err := s.Save(ctx, "k", store.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.signal(t, syscall.SIGSTOP)
+	defer srv.signal(t, syscall.SIGCONT)
+	var wg sync.WaitGroup
+	for _, name := range slices.Sorted(maps.Keys(stores)) {
+		for i := range 32 {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := stores[name].Load(ctx, "k")
+				took := time.Since(start)
+				if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrNotFound) {
+					t.Errorf("%s: Load %d on a hung server: got err %v; want one wrapping %v", name, i, err, context.DeadlineExceeded)
+				}
+				if took > timeout*3/2+500*time.Millisecond {
+					t.Errorf("%s: Load %d on a hung server: returned after %v; want within about %v", name, i, took, timeout*3/2)
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
 // TestNew_errors checks that New rejects bad configurations and
 // unreachable servers with an error, promptly and without a panic.
 func TestNew_errors(t *testing.T) {
