@@ -304,10 +304,10 @@ func (s *Store) fail(op string, err error) error {
 
 // ---- Key names ----
 
-// dataKey is the name of the hash that holds the record under key:
-// <prefix>{<tag>}. The braces make tag the cluster hash tag.
+// dataKey is the name of the string that holds the record under key:
+// <prefix>s:{<tag>}. The braces make tag the cluster hash tag.
 func (s *Store) dataKey(key string) string {
-	return s.prefix + "{" + tag(key) + "}"
+	return s.prefix + "s:{" + tag(key) + "}"
 }
 
 // indexKey is the name of the ZSET that indexes userID's records:
@@ -318,7 +318,7 @@ func (s *Store) indexKey(userID string) string {
 	return s.prefix + "u:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
 }
 
-// tag returns the form of key used between the braces of its hash name: key
+// tag returns the form of key used between the braces of its record name: key
 // itself when it is printable ASCII without spaces or braces and does not
 // start with '~'; otherwise '~' followed by key in unpadded base64url. The
 // two forms cannot collide (only the second starts with '~'), and base64 is
@@ -354,23 +354,24 @@ const maxVersion = math.MaxInt64
 // life (see doc.go, "Versions").
 func newVersion() uint64 { return rand.Uint64N(1<<62) + 1 }
 
-func msString(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+// millis returns t in Unix ms, clamped to what the record header holds.
+func millis(t time.Time) int64 { return clampMillis(t.UnixMilli()) }
 
 // horizon returns how long, in Unix ms, a user index entry is made to
-// cover a record expiring at exp: twice the record's remaining lifetime
-// (by the local clock), so that the record's next touches and saves within
-// that span need no index write. It is never before exp, whatever the clock.
-func horizon(exp time.Time) string {
-	e := exp.UnixMilli()
-	if rest := e - time.Now().UnixMilli(); rest > 0 && e <= math.MaxInt64-rest {
-		e += rest
+// cover a record expiring at exp (in Unix ms): twice the record's
+// remaining lifetime (by the local clock), so that the record's next
+// touches and saves within that span need no index write. It is never
+// before exp, whatever the clock, and never past maxMillis.
+func horizon(exp int64) int64 {
+	if rest := exp - time.Now().UnixMilli(); rest > 0 {
+		exp += rest
 	}
-	return strconv.FormatInt(e, 10)
+	return min(exp, maxMillis)
 }
 
 // ---- Store ----
 
-// Load returns the record under key with one HMGET.
+// Load returns the record under key with one GET.
 func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if err := store.CheckKey(key); err != nil {
 		return store.Record{}, err
@@ -380,11 +381,7 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	msgs, err := s.c.Do(ctx, s.hmget(key)).ToArray()
-	if err != nil {
-		return store.Record{}, s.fail("load", err)
-	}
-	rec, ok, err := parseRecord(msgs)
+	rec, ok, err := readRecord(s.c.Do(ctx, s.get(key)))
 	if err != nil {
 		return store.Record{}, s.fail("load", err)
 	}
@@ -394,36 +391,23 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	return rec, nil
 }
 
-func (s *Store) hmget(key string) rueidis.Completed {
-	return s.c.B().Hmget().Key(s.dataKey(key)).Field("d", "v", "u", "e").Build()
+func (s *Store) get(key string) rueidis.Completed {
+	return s.c.B().Get().Key(s.dataKey(key)).Build()
 }
 
-// parseRecord decodes the reply of hmget. ok is false if there is no
-// record.
-func parseRecord(msgs []rueidis.RedisMessage) (rec store.Record, ok bool, err error) {
-	if len(msgs) != 4 {
-		return rec, false, fmt.Errorf("HMGET returned %d values, want 4", len(msgs))
-	}
-	if msgs[1].IsNil() {
+// readRecord decodes the reply of get. ok is false if there is no record.
+func readRecord(r rueidis.RedisResult) (rec store.Record, ok bool, err error) {
+	b, err := r.AsBytes()
+	if rueidis.IsRedisNil(err) {
 		return rec, false, nil
 	}
-	v, err := msgs[1].AsUint64()
-	if err != nil || v == 0 {
-		return rec, false, fmt.Errorf("malformed version field: %v", err)
-	}
-	e, err := msgs[3].AsInt64()
 	if err != nil {
-		return rec, false, fmt.Errorf("malformed expiry field: %w", err)
+		return rec, false, err
 	}
-	data, err := msgs[0].AsBytes()
-	if err != nil {
-		return rec, false, fmt.Errorf("malformed data field: %w", err)
+	if rec, err = parseRecord(b); err != nil {
+		return rec, false, err
 	}
-	user, err := msgs[2].ToString()
-	if err != nil {
-		return rec, false, fmt.Errorf("malformed user field: %w", err)
-	}
-	return store.Record{Data: data, Version: v, Expires: time.UnixMilli(e), UserID: user}, true, nil
+	return rec, true, nil
 }
 
 // Save writes rec under key if the stored version is rec.Version (0: no
@@ -454,26 +438,39 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 
-	dk := s.dataKey(key)
-	exp := msString(rec.Expires)
+	// The script's arguments, in one allocation: the new record (its
+	// horizon 0 for now), the expected version, the expiry.
+	exp := millis(rec.Expires)
+	n := recordLen(rec.UserID, rec.Data)
+	buf := make([]byte, 0, n+versionDigits+msDigits)
+	buf = appendRecord(buf, next, exp, 0, rec.UserID, rec.Data)
+	buf = appendPadded(buf, rec.Version, versionDigits)
+	buf = strconv.AppendInt(buf, exp, 10)
+	expected := "0"
+	if rec.Version != 0 {
+		expected = rueidis.BinaryString(buf[n : n+versionDigits])
+	}
 	args := []string{
-		strconv.FormatUint(rec.Version, 10),
-		strconv.FormatUint(next, 10),
-		rueidis.BinaryString(rec.Data),
+		expected,
+		rueidis.BinaryString(buf[:n]), // aliases buf: the horizon is set in place below
+		rueidis.BinaryString(buf[n+versionDigits:]),
 		rec.UserID,
-		exp,
 		"0",
 	}
 	// A new bound record cannot be covered by an index entry yet: raise the
 	// index first instead of asking the script.
 	indexFirst := rec.Version == 0 && rec.UserID != ""
+	dk := s.dataKey(key)
 	for range maxRetries {
 		if indexFirst {
-			h := horizon(rec.Expires)
+			h := horizon(exp)
 			if err := s.indexAdd(ctx, rec.UserID, key, h); err != nil {
 				return 0, s.fail("save", err)
 			}
-			args[5] = h
+			// The previous call, if any, has completed: its arguments
+			// may change.
+			putPadded(buf[offHorizon:offUserLen], uint64(h))
+			args[4] = strconv.FormatInt(h, 10)
 		}
 		r, err := luaSave.exec(ctx, s.c, dk, args...).AsInt64()
 		if err != nil {
@@ -493,9 +490,9 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	return 0, s.fail("save", errRace)
 }
 
-// indexAdd raises key's entry in userID's index to horizon h.
-func (s *Store) indexAdd(ctx context.Context, userID, key, h string) error {
-	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, h).Error()
+// indexAdd raises key's entry in userID's index to horizon h (Unix ms).
+func (s *Store) indexAdd(ctx context.Context, userID, key string, h int64) error {
+	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, strconv.FormatInt(h, 10)).Error()
 }
 
 // Delete removes the record under key: one UNLINK when version is 0,
@@ -516,7 +513,12 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 		}
 		return nil
 	}
-	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), strconv.FormatUint(version, 10)).AsInt64()
+	if version >= maxVersion {
+		return store.ErrConflict // never issued
+	}
+	var b [versionDigits]byte
+	putPadded(b[:], version)
+	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), string(b[:])).AsInt64()
 	if err != nil {
 		return s.fail("delete", err)
 	}
@@ -542,8 +544,19 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if version >= maxVersion {
+		return store.ErrConflict // never issued
+	}
 	dk := s.dataKey(key)
-	args := []string{msString(expires), strconv.FormatUint(version, 10), "", "0"}
+	exp := millis(expires)
+	var b [msDigits + versionDigits + msDigits]byte
+	putPadded(b[:msDigits], uint64(exp))
+	want := "0"
+	if version != 0 {
+		putPadded(b[msDigits:msDigits+versionDigits], version)
+		want = string(b[msDigits : msDigits+versionDigits])
+	}
+	args := []string{string(b[:msDigits]), want, "", "0", strconv.FormatInt(exp, 10)}
 	for range maxRetries {
 		msg, err := luaTouch.exec(ctx, s.c, dk, args...).ToMessage()
 		if err != nil {
@@ -551,11 +564,12 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 		}
 		if msg.IsString() {
 			user, _ := msg.ToString()
-			h := horizon(expires)
+			h := horizon(exp)
 			if err := s.indexAdd(ctx, user, key, h); err != nil {
 				return s.fail("touch", err)
 			}
-			args[2], args[3] = user, h
+			putPadded(b[msDigits+versionDigits:], uint64(h))
+			args[2], args[3] = user, string(b[msDigits+versionDigits:])
 			continue
 		}
 		r, err := msg.AsInt64()
@@ -582,7 +596,7 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 }
 
 // ListUser returns the live records bound to userID: one script call that
-// reads the user's index by the server's clock, then one pipelined HMGET
+// reads the user's index by the server's clock, then one pipelined GET
 // per indexed key. Keys whose record is gone or now bound to another user
 // are skipped.
 func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
@@ -600,15 +614,11 @@ func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, err
 	}
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = s.hmget(k)
+		cmds[i] = s.get(k)
 	}
 	var entries []store.Entry
 	for i, r := range s.c.DoMulti(ctx, cmds...) {
-		msgs, err := r.ToArray()
-		if err != nil {
-			return nil, s.fail("list user", err)
-		}
-		rec, ok, err := parseRecord(msgs)
+		rec, ok, err := readRecord(r)
 		if err != nil {
 			return nil, s.fail("list user", err)
 		}
