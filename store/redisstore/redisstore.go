@@ -204,8 +204,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // store cannot set c's connection timeouts, it applies Timeout to every
 // call with a context deadline of its own (which costs a timer per call; a
 // negative Timeout leaves the bounds to the caller's contexts and c's
-// ConnWriteTimeout). c should have client-side caching disabled, since the
-// store never uses it.
+// ConnWriteTimeout). Under concurrent calls to a server that stopped
+// answering, a call that waits for another call's reconnection can take
+// up to about a second more than Timeout (rueidis waits that long before
+// closing a connection whose handshake ran out of time). c should have
+// client-side caching disabled, since the store never uses it.
 func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("redisstore: NewFromClient with a nil client")
@@ -266,10 +269,11 @@ func describe(cfg Config) string {
 }
 
 // retryOnce lets rueidis retry a read-only command once, immediately,
-// unless it timed out: a server that did not answer within Timeout gets no
-// second Timeout.
+// unless it timed out (waiting for a reply, or for a new connection's
+// handshake): a server that did not answer within Timeout gets no second
+// Timeout.
 func retryOnce(attempts int, _ rueidis.Completed, err error) time.Duration {
-	if attempts <= 1 && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if attempts <= 1 && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		return 0
 	}
 	return -1
