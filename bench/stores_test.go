@@ -3,10 +3,26 @@ package bench
 // Benchmarks on the networked stores: sessionkit with redisstore and
 // pgstore beside scs with its redisstore and postgresstore, and beside a
 // "floor": the same httptest harness with a handler that does, with no
-// session library, the least any session handler on that store must do
-// (one read and one write of a small value). Sub-benchmarks are named
-// conc=N/impl=X, so that `benchstat -col /impl` puts the impls side by
-// side with one row per concurrency.
+// session library, the least any session handler on that store must do.
+// Two workloads, each its own top-level benchmark:
+//
+//   - read+write (BenchmarkRedis, BenchmarkPostgres): the request reads
+//     one value and writes another; the floor is one read and one write of
+//     a small value.
+//   - read only (BenchmarkRedisReadOnly, BenchmarkPostgresReadOnly): the
+//     request reads one value, as GET /cart does; the floor is one read.
+//
+// Both sides run with the same timeouts: sessionkit's defaults (idle
+// timeout 30 min, lifetime 12 h) and scs with IdleTimeout 30 min and
+// Lifetime 12 h. With an idle timeout scs marks every loaded session
+// modified and writes it back on every request (scs v2.9.0, data.go), to
+// move its expiry; sessionkit writes an unchanged session only when its
+// touch is due (session.Config.TouchInterval, by default a tenth of the
+// idle timeout: at most once every 3 minutes per session, and never within
+// these runs, which use fresh sessions).
+//
+// Sub-benchmarks are named conc=N/impl=X, so that `benchstat -col /impl`
+// puts the impls side by side with one row per concurrency.
 //
 // conc=1 is one session used by one goroutine (b.Loop); conc=64 is 64
 // goroutines (b.RunParallel with SetParallelism(ceil(64/GOMAXPROCS))),
@@ -102,8 +118,9 @@ func uniqueName() string {
 	return "skbench_" + hex.EncodeToString(b[:])
 }
 
-// managerStack is a session Manager on st with the handlers of
-// BenchmarkReadWrite. visits is atomic: the handler runs concurrently.
+// managerStack is a session Manager on st, with its default timeouts,
+// and the handlers of the workloads. visits is atomic: the handler runs
+// concurrently.
 func managerStack(b *testing.B, name string, st store.Store) stack {
 	m, err := session.New(session.Config{Store: st})
 	if err != nil {
@@ -116,6 +133,10 @@ func managerStack(b *testing.B, name string, st store.Store) stack {
 			s := session.From(r)
 			user, _ := session.Value[string](s, "user")
 			s.Set("visits", visits.Add(1))
+			w.Write([]byte(user))
+		})),
+		readOnly: m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			user, _ := session.Value[string](session.From(r), "user")
 			w.Write([]byte(user))
 		})),
 		// Anonymous: Set, not Login (see the top of the file).
@@ -138,10 +159,13 @@ func sessionkitStacks(b *testing.B, st store.Store) []stack {
 	}
 }
 
-// scsManagerStack is scs on st with the handlers of BenchmarkReadWrite.
+// scsManagerStack is scs on st, with the timeouts of sessionkit's
+// defaults, and the handlers of the workloads.
 func scsManagerStack(st scs.Store) stack {
 	sm := scs.New()
 	sm.Store = st
+	sm.IdleTimeout = session.DefaultIdleTimeout
+	sm.Lifetime = session.DefaultLifetime
 	var visits atomic.Int64
 	return stack{
 		name: "scs",
@@ -149,6 +173,9 @@ func scsManagerStack(st scs.Store) stack {
 			user := sm.GetString(r.Context(), "user")
 			sm.Put(r.Context(), "visits", visits.Add(1))
 			w.Write([]byte(user))
+		})),
+		readOnly: sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(sm.GetString(r.Context(), "user")))
 		})),
 		login: sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			sm.Put(r.Context(), "user", "alice")
@@ -160,11 +187,11 @@ func scsManagerStack(st scs.Store) stack {
 // writes one, with no session library. The login handler stores
 // floorValue under a new random token and sets it as a cookie; the
 // read-write handler reads the value under the cookie's token, writes
-// floorValue back with a fresh expiry, and answers the user name.
+// floorValue back with a fresh expiry, and answers the user name; the
+// read-only handler only reads.
 func floorStack(get func(ctx context.Context, token string) ([]byte, error), put func(ctx context.Context, token string) error) stack {
-	return stack{
-		name: "floor",
-		readWrite: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := func(write bool) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := r.Cookie(floorCookie)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
@@ -174,7 +201,7 @@ func floorStack(get func(ctx context.Context, token string) ([]byte, error), put
 			if err == nil && len(v) < 5 {
 				err = fmt.Errorf("value %q is too short", v)
 			}
-			if err == nil {
+			if err == nil && write {
 				err = put(r.Context(), c.Value)
 			}
 			if err != nil {
@@ -182,7 +209,12 @@ func floorStack(get func(ctx context.Context, token string) ([]byte, error), put
 				return
 			}
 			w.Write(v[:5])
-		}),
+		})
+	}
+	return stack{
+		name:      "floor",
+		readWrite: handler(true),
+		readOnly:  handler(false),
 		login: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token := rand.Text()
 			if err := put(r.Context(), token); err != nil {
@@ -217,9 +249,15 @@ func login(b *testing.B, s stack) string {
 	return cs[0].Name + "=" + cs[0].Value
 }
 
-// benchStores runs the read-write handler of every stack at conc=1 and
-// conc=64, each goroutine on its own session.
-func benchStores(b *testing.B, stacks []stack) {
+// workload picks the handler a benchmark measures.
+type workload func(stack) http.Handler
+
+func readWrite(s stack) http.Handler { return s.readWrite }
+func readOnly(s stack) http.Handler  { return s.readOnly }
+
+// benchStores runs the handler of every stack that work picks at conc=1
+// and conc=64, each goroutine on its own session.
+func benchStores(b *testing.B, stacks []stack, work workload) {
 	p, goroutines := parallelism(highConc)
 	cookies := make([][]string, len(stacks))
 	for i, s := range stacks {
@@ -231,7 +269,7 @@ func benchStores(b *testing.B, stacks []stack) {
 		for i, s := range stacks {
 			b.Run(fmt.Sprintf("conc=%d/impl=%s", conc, s.name), func(b *testing.B) {
 				if conc == 1 {
-					run(b, s.readWrite, cookies[i][0])
+					run(b, work(s), cookies[i][0])
 					return
 				}
 				b.ReportAllocs()
@@ -243,7 +281,7 @@ func benchStores(b *testing.B, stacks []stack) {
 					// changed GOMAXPROCS after the cookies were made).
 					cookie := cookies[i][int(next.Add(1)-1)%len(cookies[i])]
 					for pb.Next() {
-						if err := serve(s.readWrite, cookie); err != nil {
+						if err := serve(work(s), cookie); err != nil {
 							b.Error(err)
 							return
 						}
@@ -261,9 +299,26 @@ func benchStores(b *testing.B, stacks []stack) {
 // scs runs on redigo with a pool of redigoMaxIdle idle connections and no
 // limit on open ones, warmed up before the timer starts.
 func BenchmarkRedis(b *testing.B) {
+	if stacks := redisStacks(b); stacks != nil {
+		benchStores(b, stacks, readWrite)
+	}
+}
+
+// BenchmarkRedisReadOnly: the read-only request on Redis. impl=floor is
+// one GET; scs, with its idle timeout, also writes the session back.
+func BenchmarkRedisReadOnly(b *testing.B) {
+	if stacks := redisStacks(b); stacks != nil {
+		benchStores(b, stacks, readOnly)
+	}
+}
+
+// redisStacks sets up the Redis stacks, under a fresh key prefix that is
+// removed when b ends. It returns nil if there is no Redis (b is then
+// skipped, or failed in CI).
+func redisStacks(b *testing.B) []stack {
 	addr := testenv.TCPAddr(b, "SESSIONKIT_REDIS_ADDR", redisstore.DefaultAddr)
 	if addr == "" {
-		return
+		return nil
 	}
 	prefix := uniqueName() + ":"
 	_, goroutines := parallelism(highConc)
@@ -272,7 +327,7 @@ func BenchmarkRedis(b *testing.B) {
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
 	if err != nil {
 		testenv.Missing(b, fmt.Sprintf("redis at %s: %v", addr, err))
-		return
+		return nil
 	}
 	b.Cleanup(c.Close)
 	b.Cleanup(func() { deleteRedisKeys(b, c, prefix) })
@@ -315,8 +370,7 @@ func BenchmarkRedis(b *testing.B) {
 
 	stacks := []stack{floor}
 	stacks = append(stacks, sessionkitStacks(b, rs)...)
-	stacks = append(stacks, scsManagerStack(scsredis.NewWithPrefix(pool, prefix+"scs:")))
-	benchStores(b, stacks)
+	return append(stacks, scsManagerStack(scsredis.NewWithPrefix(pool, prefix+"scs:")))
 }
 
 // deleteRedisKeys deletes every key starting with prefix, with SCAN and
@@ -362,6 +416,24 @@ CREATE INDEX %[1]s_expiry_idx ON %[1]s (expiry)`
 // impl=floor is one SELECT by primary key and one UPDATE on a table laid
 // out as scs's. Neither store sweeps expired rows during the run.
 func BenchmarkPostgres(b *testing.B) {
+	if stacks := postgresStacks(b); stacks != nil {
+		benchStores(b, stacks, readWrite)
+	}
+}
+
+// BenchmarkPostgresReadOnly: the read-only request on PostgreSQL.
+// impl=floor is one SELECT; scs, with its idle timeout, also writes the
+// session back (an INSERT ... ON CONFLICT DO UPDATE).
+func BenchmarkPostgresReadOnly(b *testing.B) {
+	if stacks := postgresStacks(b); stacks != nil {
+		benchStores(b, stacks, readOnly)
+	}
+}
+
+// postgresStacks sets up the PostgreSQL stacks, on fresh tables that are
+// dropped when b ends. It returns nil if there is no PostgreSQL (b is then
+// skipped, or failed in CI).
+func postgresStacks(b *testing.B) []stack {
 	url := os.Getenv(postgresURLEnv)
 	if url == "" {
 		url = postgresDefaultURL
@@ -383,7 +455,7 @@ func BenchmarkPostgres(b *testing.B) {
 	cancelPing()
 	if err != nil {
 		testenv.Missing(b, fmt.Sprintf("no PostgreSQL at %s:%d (set %s): %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, postgresURLEnv, err))
-		return
+		return nil
 	}
 
 	name := uniqueName()
@@ -436,8 +508,7 @@ func BenchmarkPostgres(b *testing.B) {
 
 	stacks := []stack{floor}
 	stacks = append(stacks, sessionkitStacks(b, ps)...)
-	stacks = append(stacks, scsManagerStack(postgresstore.NewWithConfig(db, postgresstore.Config{TableName: scsTable})))
-	benchStores(b, stacks)
+	return append(stacks, scsManagerStack(postgresstore.NewWithConfig(db, postgresstore.Config{TableName: scsTable})))
 }
 
 // warmPools opens all pgPoolSize connections of both pools, so that no

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -18,8 +19,8 @@ import (
 //	per value: uvarint key length, key, tag byte, uvarint value length, value
 //
 // Values carry a tag so that the common types skip JSON entirely. The
-// decoder copies keys and aliases values into the record's data, which
-// stores hand out read-only.
+// decoder copies the keys, all into one string, and aliases values into
+// the record's data, which stores hand out read-only.
 
 const (
 	formatV1    = 1
@@ -62,14 +63,14 @@ type value struct {
 type state struct {
 	created  time.Time
 	remember bool
-	values   map[string]value
+	values   values
 }
 
 func encodeState(st *state) []byte {
 	n := 1 + 2*binary.MaxVarintLen64 + binary.MaxVarintLen32
-	for k, v := range st.values {
+	st.values.each(func(k string, v value) {
 		n += len(k) + len(v.raw) + 1 + 2*binary.MaxVarintLen32
-	}
+	})
 	b := make([]byte, 0, n)
 	b = append(b, formatV1)
 	var flags uint64
@@ -78,14 +79,14 @@ func encodeState(st *state) []byte {
 	}
 	b = binary.AppendUvarint(b, flags)
 	b = binary.AppendVarint(b, st.created.UnixMilli())
-	b = binary.AppendUvarint(b, uint64(len(st.values)))
-	for k, v := range st.values {
+	b = binary.AppendUvarint(b, uint64(st.values.len()))
+	st.values.each(func(k string, v value) {
 		b = binary.AppendUvarint(b, uint64(len(k)))
 		b = append(b, k...)
 		b = append(b, v.tag)
 		b = binary.AppendUvarint(b, uint64(len(v.raw)))
 		b = append(b, v.raw...)
-	}
+	})
 	return b
 }
 
@@ -108,21 +109,39 @@ func decodeState(data []byte) (state, error) {
 	}
 	st.remember = flags&flagRemember != 0
 	st.created = time.UnixMilli(created)
-	st.values = make(map[string]value, n)
+	// A first pass checks the values and totals the keys' lengths, so
+	// that the second can copy all the keys into one string.
+	body, keyBytes := d.b, 0
 	for i := uint64(0); i < n; i++ {
 		k := d.bytes()
 		tag := d.byte()
-		raw := d.bytes()
+		d.bytes()
 		if d.err != nil {
 			return state{}, d.err
 		}
 		if !validTag(tag) {
 			return state{}, fmt.Errorf("%w: unknown value tag %q", errCorrupt, tag)
 		}
-		st.values[string(k)] = value{tag: tag, raw: raw[:len(raw):len(raw)]}
+		keyBytes += len(k)
 	}
 	if len(d.b) != 0 {
 		return state{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
+	}
+	var keys strings.Builder
+	keys.Grow(keyBytes)
+	if n <= smallValues {
+		st.values.list = make([]entry, 0, n)
+	}
+	d = decoder{b: body}
+	for i := uint64(0); i < n; i++ {
+		start := keys.Len()
+		keys.Write(d.bytes())
+		tag := d.byte()
+		raw := d.bytes()
+		// Builder.String does not copy, and later writes only append to
+		// the buffer Grow made: the key stays a substring of it.
+		k := keys.String()[start:]
+		st.values.set(k, value{tag: tag, raw: raw[:len(raw):len(raw)]})
 	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,30 +11,86 @@ import (
 )
 
 func TestCodec_roundTrip(t *testing.T) {
-	st := state{created: time.UnixMilli(1_900_000_000_123), remember: true, values: map[string]value{}}
-	for k, v := range map[string]any{"s": "x", "": "empty key", "i": -1, "b": false, "j": []int{1}, "raw": []byte{}} {
-		val, err := encodeValue(v)
+	for _, n := range []int{0, 1, 6, smallValues, smallValues + 1, 3 * smallValues} {
+		st := state{created: time.UnixMilli(1_900_000_000_123), remember: true}
+		in := map[string]any{"s": "x", "": "empty key", "i": -1, "b": false, "j": []int{1}, "raw": []byte{}}
+		for i := len(in); i < n; i++ {
+			in[fmt.Sprintf("k%d", i)] = i
+		}
+		for k, v := range in {
+			if st.values.len() == n {
+				break
+			}
+			val, err := encodeValue(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.values.set(k, val)
+		}
+		got, err := decodeState(encodeState(&st))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.values[k] = val
-	}
-	got, err := decodeState(encodeState(&st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.created.Equal(st.created) || got.remember != st.remember || len(got.values) != len(st.values) {
-		t.Fatalf("got %+v; want %+v", got, st)
-	}
-	for k, v := range st.values {
-		if g := got.values[k]; g.tag != v.tag || !bytes.Equal(g.raw, v.raw) {
-			t.Fatalf("value %q: got %+v; want %+v", k, g, v)
+		if !got.created.Equal(st.created) || got.remember != st.remember || got.values.len() != n {
+			t.Fatalf("%d values: got %+v; want %+v", n, got, st)
 		}
+		st.values.each(func(k string, v value) {
+			if g, ok := got.values.get(k); !ok || g.tag != v.tag || !bytes.Equal(g.raw, v.raw) {
+				t.Fatalf("%d values: value %q: got %+v, %v; want %+v", n, k, g, ok, v)
+			}
+		})
+	}
+}
+
+// TestValues checks the small-slice and map forms of values against a map.
+func TestValues(t *testing.T) {
+	var vs values
+	want := map[string]value{}
+	check := func(step string) {
+		t.Helper()
+		if vs.len() != len(want) {
+			t.Fatalf("%s: len %d; want %d", step, vs.len(), len(want))
+		}
+		for k, w := range want {
+			if g, ok := vs.get(k); !ok || g.tag != w.tag {
+				t.Fatalf("%s: get(%q) = %+v, %v; want %+v", step, k, g, ok, w)
+			}
+		}
+		n := 0
+		vs.each(func(k string, v value) {
+			n++
+			if w, ok := want[k]; !ok || w.tag != v.tag {
+				t.Fatalf("%s: each gave %q = %+v; want %+v, %v", step, k, v, w, ok)
+			}
+		})
+		if n != len(want) {
+			t.Fatalf("%s: each gave %d values; want %d", step, n, len(want))
+		}
+		if _, ok := vs.get("absent"); ok {
+			t.Fatalf("%s: get(absent) found a value", step)
+		}
+	}
+	for round := range 2 {
+		for i := range 3 * smallValues {
+			k, v := fmt.Sprintf("k%d", i%(2*smallValues)), value{tag: byte('a' + i%26)}
+			vs.set(k, v)
+			want[k] = v
+			check(fmt.Sprintf("round %d, set %d", round, i))
+			if i%5 == 4 {
+				d := fmt.Sprintf("k%d", (i/2)%(2*smallValues))
+				vs.del(d)
+				delete(want, d)
+				check(fmt.Sprintf("round %d, delete %q", round, d))
+			}
+		}
+		vs.clear()
+		clear(want)
+		check("clear")
 	}
 }
 
 func TestCodec_corrupt(t *testing.T) {
-	good := encodeState(&state{created: time.UnixMilli(1), values: map[string]value{"k": {tagString, []byte("v")}}})
+	good := encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})})
 	for name, data := range map[string][]byte{
 		"empty":         nil,
 		"wrong version": {9},
@@ -49,10 +106,10 @@ func TestCodec_corrupt(t *testing.T) {
 }
 
 func FuzzDecodeState(f *testing.F) {
-	f.Add(encodeState(&state{created: time.UnixMilli(1), values: map[string]value{"k": {tagString, []byte("v")}}}))
-	f.Add(encodeState(&state{values: map[string]value{"n": {tagInt, []byte{2}}, "b": {tagBool, []byte{1}}}}))
+	f.Add(encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})}))
+	f.Add(encodeState(&state{values: valuesOf(map[string]value{"n": {tagInt, []byte{2}}, "b": {tagBool, []byte{1}}})}))
 	f.Add([]byte{formatV1, 0, 0, 0})
-	f.Add(encodeState(&state{values: map[string]value{"l": {tagStrs, []byte{2, 1, 'a', 0}}}}))
+	f.Add(encodeState(&state{values: valuesOf(map[string]value{"l": {tagStrs, []byte{2, 1, 'a', 0}}})}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := decodeState(data)
 		if err != nil {
@@ -63,13 +120,16 @@ func FuzzDecodeState(f *testing.F) {
 		}
 		// Whatever decodes re-encodes to something that decodes the same.
 		again, err := decodeState(encodeState(&st))
-		if err != nil || len(again.values) != len(st.values) || !again.created.Equal(st.created) {
+		if err != nil || again.values.len() != st.values.len() || !again.created.Equal(st.created) {
 			t.Fatalf("re-encoding changed the state: %v", err)
 		}
-		for _, v := range st.values {
+		st.values.each(func(k string, v value) {
+			if g, ok := again.values.get(k); !ok || g.tag != v.tag || !bytes.Equal(g.raw, v.raw) {
+				t.Fatalf("re-encoding changed value %q: got %+v, %v; want %+v", k, g, ok, v)
+			}
 			var anyv any
 			decodeValue(v, &anyv) // must not panic
-		}
+		})
 	})
 }
 
@@ -107,4 +167,12 @@ func TestCodec_stringList(t *testing.T) {
 			t.Errorf("%s: got %v; want errCorrupt", name, err)
 		}
 	}
+}
+
+func valuesOf(m map[string]value) values {
+	var vs values
+	for k, v := range m {
+		vs.set(k, v)
+	}
+	return vs
 }

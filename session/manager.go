@@ -93,7 +93,7 @@ func FromContext(ctx context.Context) *Session {
 	if s, ok := ctx.Value(ctxKey{}).(*Session); ok {
 		return s
 	}
-	return &Session{loaded: true, err: ErrNoManager, st: state{values: map[string]value{}}}
+	return &Session{loaded: true, err: ErrNoManager}
 }
 
 // Info describes one session of a user, as listed by UserSessions.

@@ -149,7 +149,7 @@ func (s *Session) check(id sid.ID, rec store.Record) (state, bool) {
 func (s *Session) fresh() {
 	s.id, s.key = sid.ID{}, ""
 	s.rec = store.Record{}
-	s.st = state{created: s.m.cfg.Now().Truncate(time.Millisecond), values: map[string]value{}}
+	s.st = state{created: s.m.cfg.Now().Truncate(time.Millisecond)}
 	s.user, s.family = "", ""
 }
 
@@ -175,18 +175,18 @@ func (s *Session) do(o op) error {
 func (st *state) apply(o *op, user *string) error {
 	switch o.kind {
 	case opSet:
-		st.values[o.key] = o.val
+		st.values.set(o.key, o.val)
 	case opDelete:
-		delete(st.values, o.key)
+		st.values.del(o.key)
 	case opClear:
-		clear(st.values)
+		st.values.clear()
 	case opUpdate:
-		old, ok := st.values[o.key]
+		old, ok := st.values.get(o.key)
 		v, err := o.fn(old, ok)
 		if err != nil {
 			return err
 		}
-		st.values[o.key] = v
+		st.values.set(o.key, v)
 	case opUser:
 		*user = o.user
 		st.created = o.at
@@ -216,7 +216,7 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 	if s.err != nil {
 		return false, s.err
 	}
-	v, ok := s.st.values[key]
+	v, ok := s.st.values.get(key)
 	if !ok {
 		return false, nil
 	}
@@ -241,7 +241,7 @@ func (s *Session) Has(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	_, ok := s.st.values[key]
+	_, ok := s.st.values.get(key)
 	return ok
 }
 
@@ -250,10 +250,8 @@ func (s *Session) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	keys := make([]string, 0, len(s.st.values))
-	for k := range s.st.values {
-		keys = append(keys, k)
-	}
+	keys := make([]string, 0, s.st.values.len())
+	s.st.values.each(func(k string, _ value) { keys = append(keys, k) })
 	slices.Sort(keys)
 	return keys
 }
@@ -298,7 +296,7 @@ func (s *Session) Delete(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	if _, ok := s.st.values[key]; ok {
+	if _, ok := s.st.values.get(key); ok {
 		s.do(op{kind: opDelete, key: key}) // cannot fail
 	}
 }
@@ -311,7 +309,7 @@ func (s *Session) Pop(key string, dst any) (bool, error) {
 	if s.err != nil {
 		return false, s.err
 	}
-	v, ok := s.st.values[key]
+	v, ok := s.st.values.get(key)
 	if !ok {
 		return false, nil
 	}

@@ -89,7 +89,9 @@ func Parse(s string) (ID, error) {
 
 func keyOf(random *[RandomBytes]byte) string {
 	sum := sha256.Sum256(random[:])
-	return enc.EncodeToString(sum[:])
+	var buf [KeyLen]byte // encoding into a stack array leaves one allocation, the string
+	enc.Encode(buf[:], sum[:])
+	return string(buf[:])
 }
 
 // CheckRoute reports whether tag is a valid route tag: at most MaxRouteLen

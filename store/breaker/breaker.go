@@ -94,7 +94,7 @@ func (e *OpenError) RetryAfter() time.Duration {
 // opens and fails calls fast for OpenFor, then lets one probe through; the
 // probe's success closes it, its failure opens it again. A Breaker is safe
 // for concurrent use and runs no goroutines. While closed, a call costs two
-// atomic loads besides the timeout's context.
+// atomic loads, plus a context of its own when Config.Timeout is set.
 type Breaker struct {
 	cfg      Config
 	state    atomic.Int32 // State; read without the lock on the fast path
@@ -130,17 +130,12 @@ func (b *Breaker) State() State { return State(b.state.Load()) }
 // error from call is returned as it is; while the circuit is open Do
 // returns an *OpenError without running call.
 func (b *Breaker) Do(ctx context.Context, call func(context.Context) error) error {
-	probe, err := b.allow()
+	c, err := b.begin(ctx)
 	if err != nil {
 		return err
 	}
-	if d, ok := ctx.Deadline(); b.cfg.Timeout > 0 && (!ok || time.Until(d) > b.cfg.Timeout) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.cfg.Timeout)
-		defer cancel()
-	}
-	err = call(ctx)
-	b.record(ctx, probe, err)
+	err = call(c.ctx)
+	b.end(c, err)
 	return err
 }
 

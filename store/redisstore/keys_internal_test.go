@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +48,10 @@ func checkTag(t *testing.T, key, tg string) {
 
 func TestKeyNames(t *testing.T) {
 	s := &Store{prefix: "sk:"}
-	if got, want := s.dataKey("abc"), "sk:{abc}"; got != want {
+	if got, want := s.dataKey("abc"), "sk:s:{abc}"; got != want {
 		t.Errorf("dataKey(abc): got %q; want %q", got, want)
 	}
-	if got, want := s.dataKey("{tag}"), "sk:{~e3RhZ30}"; got != want {
+	if got, want := s.dataKey("{tag}"), "sk:s:{~e3RhZ30}"; got != want {
 		t.Errorf("dataKey({tag}): got %q; want %q", got, want)
 	}
 	for _, k := range oddKeys {
@@ -90,15 +89,16 @@ func TestHorizon(t *testing.T) {
 	// Never before the expiry, whatever the clock says.
 	for _, d := range []int64{-3_600_000, -1, 0, 1, 1000, 3_600_000} {
 		exp := time.Now().UnixMilli() + d
-		h, err := strconv.ParseInt(horizon(time.UnixMilli(exp)), 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := horizon(exp)
 		if h < exp {
 			t.Errorf("horizon(now%+dms) = %d; want at least %d", d, h, exp)
 		}
 		if d > 0 && h < exp+d-50 {
 			t.Errorf("horizon(now%+dms) = %d; want about %d (twice the remaining lifetime)", d, h, exp+d)
 		}
+	}
+	// Never past what the record header holds.
+	if h := horizon(maxMillis - 1); h != maxMillis {
+		t.Errorf("horizon(maxMillis-1) = %d; want %d", h, maxMillis)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,14 +93,23 @@ type Config struct {
 	// the keys in a cluster.
 	KeyPrefix string
 
-	// DialTimeout bounds each attempt to open a connection. Zero means
-	// 5 s; it must not be negative.
+	// DialTimeout bounds each attempt to open a connection (TCP, TLS and
+	// the RESP handshake). When Timeout is shorter, Timeout bounds it
+	// instead, since the client may reopen a connection in the middle of a
+	// call. Zero means 5 s; it must not be negative.
 	DialTimeout time.Duration
 
-	// Timeout bounds every operation of the store, on top of the context
-	// passed to it (the earlier deadline wins), so that a hung server never
-	// holds a request. Zero means 2 s; a negative value means no bound
-	// other than the context's.
+	// Timeout bounds how long the store waits for Redis, on top of the
+	// context passed to each call (the earlier deadline wins), so that a
+	// hung server never holds a request for long. The client's connections
+	// enforce it (rueidis ConnWriteTimeout), at no cost per call: a
+	// connection whose replies stall for Timeout is closed and the calls
+	// waiting on it fail with an error wrapping context.DeadlineExceeded,
+	// after Timeout for a lone call, and within about 1.5 Timeout under
+	// concurrent traffic, where the stall is found by a PING the client
+	// sends after Timeout/4 without a reply. Zero means 2 s; a negative
+	// value means no bound other than the context's and rueidis's default
+	// ConnWriteTimeout (10 s). With NewFromClient, see there.
 	Timeout time.Duration
 
 	// TLS, if not nil, is the TLS configuration for the Redis servers and
@@ -111,11 +121,14 @@ type Config struct {
 // Create it with New or NewFromClient. All methods are safe for concurrent
 // use.
 type Store struct {
-	c       rueidis.Client
-	owned   bool // Close closes c
-	prefix  string
-	timeout time.Duration // > 0, or 0 for none
-	closed  atomic.Bool
+	c      rueidis.Client
+	owned  bool // Close closes c
+	prefix string
+	// callTimeout, if > 0, bounds every call with a context deadline: for
+	// NewFromClient, whose client's connection timeouts are the caller's.
+	// With New the client enforces Config.Timeout, and it is 0.
+	callTimeout time.Duration
+	closed      atomic.Bool
 }
 
 // New connects to Redis as cfg says, checks the connection with a PING
@@ -130,6 +143,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// rueidis connects without a context: bound its dial and handshake by
 	// what is left of ctx, so that New never outlives its caller's deadline.
 	dialTimeout := cfg.DialTimeout
+	if cfg.Timeout > 0 {
+		dialTimeout = min(dialTimeout, cfg.Timeout)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		dialTimeout = max(min(dialTimeout, time.Until(deadline)), time.Millisecond)
 	}
@@ -141,12 +157,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		TLSConfig:    cfg.TLS.Clone(),
 		Dialer:       net.Dialer{Timeout: dialTimeout},
 		DisableCache: true,
-		// A read that meets a network error is retried once, at once (it
-		// may have met a connection that broke earlier and has not been
-		// redialled yet), and not again: with Redis down, a request fails
-		// in microseconds (and a circuit breaker in front, see package
-		// breaker, can open) instead of retrying until the Timeout.
+		// A read that meets a network error other than a timeout is
+		// retried once, at once (it may have met a connection that broke
+		// earlier and has not been redialled yet), and not again: with
+		// Redis down, a request fails in microseconds (and a circuit
+		// breaker in front, see package breaker, can open) instead of
+		// retrying until the Timeout.
 		RetryDelay: retryOnce,
+	}
+	if cfg.Timeout > 0 {
+		// The bound on every call, kept by the connections rather than by
+		// a context (and its timer) per call. rueidis PINGs a connection
+		// that has had no reply for Dialer.KeepAlive, and closes it when
+		// the PING gets no answer within ConnWriteTimeout.
+		opt.ConnWriteTimeout = cfg.Timeout
+		opt.Dialer.KeepAlive = cfg.Timeout / 4
 	}
 	if cfg.SentinelMaster != "" {
 		opt.Sentinel = rueidis.SentinelOption{
@@ -165,19 +190,24 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
 	}
-	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}
-	pctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	if err := c.Do(pctx, c.B().Ping().Build()).Error(); err != nil {
+	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("redisstore: ping %s: %w", describe(cfg), err)
+		return nil, s.fail("ping "+describe(cfg), err)
 	}
 	return s, nil
 }
 
 // NewFromClient returns a Store that uses c, a client the caller made and
 // owns: Close does not close it. Of cfg only KeyPrefix and Timeout are used
-// (with their defaults); the connection fields must be zero. c should have
+// (with their defaults); the connection fields must be zero. Since the
+// store cannot set c's connection timeouts, it applies Timeout to every
+// call with a context deadline of its own (which costs a timer per call; a
+// negative Timeout leaves the bounds to the caller's contexts and c's
+// ConnWriteTimeout). Under concurrent calls to a server that stopped
+// answering, a call that waits for another call's reconnection can take
+// up to about a second more than Timeout (rueidis waits that long before
+// closing a connection whose handshake ran out of time). c should have
 // client-side caching disabled, since the store never uses it.
 func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 	if c == nil {
@@ -191,7 +221,7 @@ func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{c: c, prefix: cfg.KeyPrefix, timeout: effectiveTimeout(cfg.Timeout)}, nil
+	return &Store{c: c, prefix: cfg.KeyPrefix, callTimeout: max(cfg.Timeout, 0)}, nil
 }
 
 // normalized returns a copy of cfg with defaults filled in, or an error.
@@ -230,13 +260,6 @@ func (cfg Config) normalized() (Config, error) {
 	return cfg, nil
 }
 
-func effectiveTimeout(d time.Duration) time.Duration {
-	if d < 0 {
-		return 0
-	}
-	return d
-}
-
 // describe names the servers of cfg for an error message, without secrets.
 func describe(cfg Config) string {
 	if cfg.SentinelMaster != "" {
@@ -245,40 +268,50 @@ func describe(cfg Config) string {
 	return strings.Join(cfg.Addrs, ",")
 }
 
-// retryOnce lets rueidis retry a read-only command once, immediately.
-func retryOnce(attempts int, _ rueidis.Completed, _ error) time.Duration {
-	if attempts <= 1 {
+// retryOnce lets rueidis retry a read-only command once, immediately,
+// unless it timed out (waiting for a reply, or for a new connection's
+// handshake): a server that did not answer within Timeout gets no second
+// Timeout.
+func retryOnce(attempts int, _ rueidis.Completed, err error) time.Duration {
+	if attempts <= 1 && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		return 0
 	}
 	return -1
 }
 
-// opCtx bounds ctx by the store's timeout.
+func noCancel() {}
+
+// opCtx bounds ctx by the store's callTimeout, if any.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout <= 0 {
-		return ctx, func() {}
+	if s.callTimeout <= 0 {
+		return ctx, noCancel
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
-		return ctx, func() {}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.callTimeout {
+		return ctx, noCancel
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	return context.WithTimeout(ctx, s.callTimeout)
 }
 
 // fail wraps err from operation op. After Close, the client's "closing"
-// error becomes store.ErrClosed.
+// error becomes store.ErrClosed. A connection's timeout (Config.Timeout,
+// which the client reports as os.ErrDeadlineExceeded) also wraps
+// context.DeadlineExceeded, as the caller's own deadline would.
 func (s *Store) fail(op string, err error) error {
 	if s.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
 		return errClosed
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("redisstore: %s: %w (%w)", op, context.DeadlineExceeded, err)
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
 // ---- Key names ----
 
-// dataKey is the name of the hash that holds the record under key:
-// <prefix>{<tag>}. The braces make tag the cluster hash tag.
+// dataKey is the name of the string that holds the record under key:
+// <prefix>s:{<tag>}. The braces make tag the cluster hash tag.
 func (s *Store) dataKey(key string) string {
-	return s.prefix + "{" + tag(key) + "}"
+	return s.prefix + "s:{" + tag(key) + "}"
 }
 
 // indexKey is the name of the ZSET that indexes userID's records:
@@ -289,7 +322,7 @@ func (s *Store) indexKey(userID string) string {
 	return s.prefix + "u:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
 }
 
-// tag returns the form of key used between the braces of its hash name: key
+// tag returns the form of key used between the braces of its record name: key
 // itself when it is printable ASCII without spaces or braces and does not
 // start with '~'; otherwise '~' followed by key in unpadded base64url. The
 // two forms cannot collide (only the second starts with '~'), and base64 is
@@ -325,23 +358,24 @@ const maxVersion = math.MaxInt64
 // life (see doc.go, "Versions").
 func newVersion() uint64 { return rand.Uint64N(1<<62) + 1 }
 
-func msString(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+// millis returns t in Unix ms, clamped to what the record header holds.
+func millis(t time.Time) int64 { return clampMillis(t.UnixMilli()) }
 
 // horizon returns how long, in Unix ms, a user index entry is made to
-// cover a record expiring at exp: twice the record's remaining lifetime
-// (by the local clock), so that the record's next touches and saves within
-// that span need no index write. It is never before exp, whatever the clock.
-func horizon(exp time.Time) string {
-	e := exp.UnixMilli()
-	if rest := e - time.Now().UnixMilli(); rest > 0 && e <= math.MaxInt64-rest {
-		e += rest
+// cover a record expiring at exp (in Unix ms): twice the record's
+// remaining lifetime (by the local clock), so that the record's next
+// touches and saves within that span need no index write. It is never
+// before exp, whatever the clock, and never past maxMillis.
+func horizon(exp int64) int64 {
+	if rest := exp - time.Now().UnixMilli(); rest > 0 {
+		exp += rest
 	}
-	return strconv.FormatInt(e, 10)
+	return min(exp, maxMillis)
 }
 
 // ---- Store ----
 
-// Load returns the record under key with one HMGET.
+// Load returns the record under key with one GET.
 func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if err := store.CheckKey(key); err != nil {
 		return store.Record{}, err
@@ -351,11 +385,7 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	msgs, err := s.c.Do(ctx, s.hmget(key)).ToArray()
-	if err != nil {
-		return store.Record{}, s.fail("load", err)
-	}
-	rec, ok, err := parseRecord(msgs)
+	rec, ok, err := readRecord(s.c.Do(ctx, s.get(key)))
 	if err != nil {
 		return store.Record{}, s.fail("load", err)
 	}
@@ -365,36 +395,23 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	return rec, nil
 }
 
-func (s *Store) hmget(key string) rueidis.Completed {
-	return s.c.B().Hmget().Key(s.dataKey(key)).Field("d", "v", "u", "e").Build()
+func (s *Store) get(key string) rueidis.Completed {
+	return s.c.B().Get().Key(s.dataKey(key)).Build()
 }
 
-// parseRecord decodes the reply of hmget. ok is false if there is no
-// record.
-func parseRecord(msgs []rueidis.RedisMessage) (rec store.Record, ok bool, err error) {
-	if len(msgs) != 4 {
-		return rec, false, fmt.Errorf("HMGET returned %d values, want 4", len(msgs))
-	}
-	if msgs[1].IsNil() {
+// readRecord decodes the reply of get. ok is false if there is no record.
+func readRecord(r rueidis.RedisResult) (rec store.Record, ok bool, err error) {
+	b, err := r.AsBytes()
+	if rueidis.IsRedisNil(err) {
 		return rec, false, nil
 	}
-	v, err := msgs[1].AsUint64()
-	if err != nil || v == 0 {
-		return rec, false, fmt.Errorf("malformed version field: %v", err)
-	}
-	e, err := msgs[3].AsInt64()
 	if err != nil {
-		return rec, false, fmt.Errorf("malformed expiry field: %w", err)
+		return rec, false, err
 	}
-	data, err := msgs[0].AsBytes()
-	if err != nil {
-		return rec, false, fmt.Errorf("malformed data field: %w", err)
+	if rec, err = parseRecord(b); err != nil {
+		return rec, false, err
 	}
-	user, err := msgs[2].ToString()
-	if err != nil {
-		return rec, false, fmt.Errorf("malformed user field: %w", err)
-	}
-	return store.Record{Data: data, Version: v, Expires: time.UnixMilli(e), UserID: user}, true, nil
+	return rec, true, nil
 }
 
 // Save writes rec under key if the stored version is rec.Version (0: no
@@ -425,26 +442,39 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 
-	dk := s.dataKey(key)
-	exp := msString(rec.Expires)
+	// The script's arguments, in one allocation: the new record (its
+	// horizon 0 for now), the expected version, the expiry.
+	exp := millis(rec.Expires)
+	n := recordLen(rec.UserID, rec.Data)
+	buf := make([]byte, 0, n+versionDigits+msDigits)
+	buf = appendRecord(buf, next, exp, 0, rec.UserID, rec.Data)
+	buf = appendPadded(buf, rec.Version, versionDigits)
+	buf = strconv.AppendInt(buf, exp, 10)
+	expected := "0"
+	if rec.Version != 0 {
+		expected = rueidis.BinaryString(buf[n : n+versionDigits])
+	}
 	args := []string{
-		strconv.FormatUint(rec.Version, 10),
-		strconv.FormatUint(next, 10),
-		rueidis.BinaryString(rec.Data),
+		expected,
+		rueidis.BinaryString(buf[:n]), // aliases buf: the horizon is set in place below
+		rueidis.BinaryString(buf[n+versionDigits:]),
 		rec.UserID,
-		exp,
 		"0",
 	}
 	// A new bound record cannot be covered by an index entry yet: raise the
 	// index first instead of asking the script.
 	indexFirst := rec.Version == 0 && rec.UserID != ""
+	dk := s.dataKey(key)
 	for range maxRetries {
 		if indexFirst {
-			h := horizon(rec.Expires)
+			h := horizon(exp)
 			if err := s.indexAdd(ctx, rec.UserID, key, h); err != nil {
 				return 0, s.fail("save", err)
 			}
-			args[5] = h
+			// The previous call, if any, has completed: its arguments
+			// may change.
+			putPadded(buf[offHorizon:offUserLen], uint64(h))
+			args[4] = strconv.FormatInt(h, 10)
 		}
 		r, err := luaSave.exec(ctx, s.c, dk, args...).AsInt64()
 		if err != nil {
@@ -464,9 +494,9 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	return 0, s.fail("save", errRace)
 }
 
-// indexAdd raises key's entry in userID's index to horizon h.
-func (s *Store) indexAdd(ctx context.Context, userID, key, h string) error {
-	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, h).Error()
+// indexAdd raises key's entry in userID's index to horizon h (Unix ms).
+func (s *Store) indexAdd(ctx context.Context, userID, key string, h int64) error {
+	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, strconv.FormatInt(h, 10)).Error()
 }
 
 // Delete removes the record under key: one UNLINK when version is 0,
@@ -487,7 +517,12 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 		}
 		return nil
 	}
-	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), strconv.FormatUint(version, 10)).AsInt64()
+	if version >= maxVersion {
+		return store.ErrConflict // never issued
+	}
+	var b [versionDigits]byte
+	putPadded(b[:], version)
+	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), string(b[:])).AsInt64()
 	if err != nil {
 		return s.fail("delete", err)
 	}
@@ -513,8 +548,19 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if version >= maxVersion {
+		return store.ErrConflict // never issued
+	}
 	dk := s.dataKey(key)
-	args := []string{msString(expires), strconv.FormatUint(version, 10), "", "0"}
+	exp := millis(expires)
+	var b [msDigits + versionDigits + msDigits]byte
+	putPadded(b[:msDigits], uint64(exp))
+	want := "0"
+	if version != 0 {
+		putPadded(b[msDigits:msDigits+versionDigits], version)
+		want = string(b[msDigits : msDigits+versionDigits])
+	}
+	args := []string{string(b[:msDigits]), want, "", "0", strconv.FormatInt(exp, 10)}
 	for range maxRetries {
 		msg, err := luaTouch.exec(ctx, s.c, dk, args...).ToMessage()
 		if err != nil {
@@ -522,11 +568,12 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 		}
 		if msg.IsString() {
 			user, _ := msg.ToString()
-			h := horizon(expires)
+			h := horizon(exp)
 			if err := s.indexAdd(ctx, user, key, h); err != nil {
 				return s.fail("touch", err)
 			}
-			args[2], args[3] = user, h
+			putPadded(b[msDigits+versionDigits:], uint64(h))
+			args[2], args[3] = user, string(b[msDigits+versionDigits:])
 			continue
 		}
 		r, err := msg.AsInt64()
@@ -553,7 +600,7 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 }
 
 // ListUser returns the live records bound to userID: one script call that
-// reads the user's index by the server's clock, then one pipelined HMGET
+// reads the user's index by the server's clock, then one pipelined GET
 // per indexed key. Keys whose record is gone or now bound to another user
 // are skipped.
 func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
@@ -571,15 +618,11 @@ func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, err
 	}
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = s.hmget(k)
+		cmds[i] = s.get(k)
 	}
 	var entries []store.Entry
 	for i, r := range s.c.DoMulti(ctx, cmds...) {
-		msgs, err := r.ToArray()
-		if err != nil {
-			return nil, s.fail("list user", err)
-		}
-		rec, ok, err := parseRecord(msgs)
+		rec, ok, err := readRecord(r)
 		if err != nil {
 			return nil, s.fail("list user", err)
 		}

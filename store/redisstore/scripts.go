@@ -9,59 +9,68 @@ import (
 )
 
 // The Lua scripts. Each one touches exactly one key, passed in KEYS[1], so
-// that it is valid in Redis Cluster: a session hash and a user index live in
-// different hash slots, usually on different nodes, and no script ever spans
-// both. Versions and user IDs are compared as strings (Lua numbers are
-// doubles, exact only to 2^53); only millisecond times, well below 2^53, are
-// handled as numbers.
+// that it is valid in Redis Cluster: a session record and a user index live
+// in different hash slots, usually on different nodes, and no script ever
+// spans both. Versions and user IDs are compared as strings (Lua numbers
+// are doubles, exact only to 2^53); only millisecond times, well below
+// 2^53, are handled as numbers.
 //
-// Session hash fields: d data, v version (decimal), u user ID ("" unbound),
-// e expiry (Unix ms, also the key's PEXPIREAT), x index horizon (Unix ms):
-// the user index named by u is known to hold this key with a score of at
-// least x. A write or touch whose new expiry e exceeds x must first raise
-// the index, so that every live bound record is always covered by its index
-// entry (see doc.go, "User index").
+// A session record is a string laid out as record.go says: the version
+// (bytes 1-20 in Lua's 1-based string.sub), the expiry (21-35), the index
+// horizon (36-50), the user ID's length n (51-60), the user ID (61-60+n),
+// the data. The horizon x says that the user index of the record's user is
+// known to hold this key with a score of at least x. A write or touch
+// whose new expiry exceeds x must first raise the index, so that every
+// live bound record is always covered by its index entry (see doc.go,
+// "User index").
 
 // scriptSave is the compare-and-set of Save.
 //
-//	KEYS[1] session hash
-//	ARGV[1] expected version, "0" if the key must not exist
-//	ARGV[2] new version
-//	ARGV[3] data
-//	ARGV[4] user ID, "" for unbound
-//	ARGV[5] expiry, Unix ms
-//	ARGV[6] index horizon just written for ARGV[4], Unix ms, or "0"
+//	KEYS[1] session record
+//	ARGV[1] expected version (20 digits), "0" if the key must not exist
+//	ARGV[2] the new record, its horizon field set to ARGV[5] (0 if unbound)
+//	ARGV[3] expiry, Unix ms, for PXAT
+//	ARGV[4] user ID, "" for unbound (the one in ARGV[2])
+//	ARGV[5] index horizon just written for ARGV[4], Unix ms, or "0"
 //
 // It returns 1 when it wrote the record, 0 on a version conflict (nothing
 // written) and 2 when the record is bound to a user whose index does not
 // cover the new expiry yet (nothing written: raise the index, then call again
-// with ARGV[6] set).
+// with ARGV[5] set). A bound record whose stored horizon, for the same
+// user, is beyond ARGV[5] keeps it.
 const scriptSave = `
-local f = redis.call('HMGET', KEYS[1], 'v', 'u', 'x')
+local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '0' then
-	if f[1] then return 0 end
-elseif f[1] ~= ARGV[1] then
+	if cur then return 0 end
+elseif not cur or string.sub(cur, 1, 20) ~= ARGV[1] then
 	return 0
 end
-local x = ARGV[6]
-if ARGV[4] == '' then
-	x = '0'
-else
-	if f[2] == ARGV[4] and f[3] and tonumber(f[3]) > tonumber(x) then x = f[3] end
-	if tonumber(ARGV[5]) > tonumber(x) then return 2 end
+local rec = ARGV[2]
+if ARGV[4] ~= '' then
+	local x = tonumber(ARGV[5])
+	local n = #ARGV[4]
+	if cur and tonumber(string.sub(cur, 51, 60)) == n and string.sub(cur, 61, 60 + n) == ARGV[4] then
+		local sx = string.sub(cur, 36, 50)
+		if (tonumber(sx) or 0) > x then
+			x = tonumber(sx)
+			rec = string.sub(rec, 1, 35) .. sx .. string.sub(rec, 51)
+		end
+	end
+	if tonumber(ARGV[3]) > x then return 2 end
 end
-redis.call('HSET', KEYS[1], 'd', ARGV[3], 'v', ARGV[2], 'u', ARGV[4], 'e', ARGV[5], 'x', x)
-redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[1], rec, 'PXAT', ARGV[3])
 return 1
 `
 
-// scriptTouch moves the expiry of a live record.
+// scriptTouch moves the expiry of a live record, rewriting the header's
+// expiry (and horizon) in place: the user ID and the data are not written.
 //
-//	KEYS[1] session hash
-//	ARGV[1] new expiry, Unix ms
-//	ARGV[2] expected version, "0" for any
+//	KEYS[1] session record
+//	ARGV[1] new expiry, Unix ms, 15 digits
+//	ARGV[2] expected version (20 digits), "0" for any
 //	ARGV[3] user whose index was just raised, or ""
-//	ARGV[4] index horizon just written for ARGV[3], Unix ms, or "0"
+//	ARGV[4] index horizon just written for ARGV[3], Unix ms, 15 digits, or "0"
+//	ARGV[5] new expiry, Unix ms, for PEXPIREAT
 //
 // It returns 1 when it moved the expiry, 0 if there is no live record, 3 if
 // the stored version is not the expected one (nothing written), and the
@@ -69,28 +78,30 @@ return 1
 // to cover the new expiry (nothing written: call again with ARGV[3] and
 // ARGV[4] set).
 const scriptTouch = `
-local f = redis.call('HMGET', KEYS[1], 'v', 'u', 'x')
-if not f[1] then return 0 end
-if ARGV[2] ~= '0' and f[1] ~= ARGV[2] then return 3 end
-local u = f[2] or ''
-if u ~= '' and tonumber(ARGV[1]) > tonumber(f[3] or '0') then
+local h = redis.call('GETRANGE', KEYS[1], 0, 59)
+if #h < 60 then return 0 end
+if ARGV[2] ~= '0' and string.sub(h, 1, 20) ~= ARGV[2] then return 3 end
+local n = tonumber(string.sub(h, 51, 60)) or 0
+if n > 0 and tonumber(ARGV[1]) > (tonumber(string.sub(h, 36, 50)) or 0) then
+	local u = redis.call('GETRANGE', KEYS[1], 60, 59 + n)
 	if u ~= ARGV[3] then return u end
-	redis.call('HSET', KEYS[1], 'x', ARGV[4])
+	redis.call('SETRANGE', KEYS[1], 20, ARGV[1] .. ARGV[4])
+else
+	redis.call('SETRANGE', KEYS[1], 20, ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'e', ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 return 1
 `
 
 // scriptDeleteVersion is the compare-and-delete of Delete.
 //
-//	KEYS[1] session hash
-//	ARGV[1] expected version
+//	KEYS[1] session record
+//	ARGV[1] expected version (20 digits)
 //
 // It returns 1 if it deleted the record, 0 if the stored version (or its
 // absence) did not match.
 const scriptDeleteVersion = `
-if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
+if redis.call('GETRANGE', KEYS[1], 0, 19) == ARGV[1] then
 	redis.call('UNLINK', KEYS[1])
 	return 1
 end
@@ -99,12 +110,14 @@ return 0
 
 // scriptDeleteUser deletes a record only if it is still bound to the user.
 //
-//	KEYS[1] session hash
-//	ARGV[1] user ID
+//	KEYS[1] session record
+//	ARGV[1] user ID, not empty
 //
 // It returns 1 if it deleted a live record, 0 otherwise.
 const scriptDeleteUser = `
-if redis.call('HGET', KEYS[1], 'u') == ARGV[1] then
+local n = #ARGV[1]
+if n == 0 or tonumber(redis.call('GETRANGE', KEYS[1], 50, 59)) ~= n then return 0 end
+if redis.call('GETRANGE', KEYS[1], 60, 59 + n) == ARGV[1] then
 	redis.call('UNLINK', KEYS[1])
 	return 1
 end
@@ -114,7 +127,7 @@ return 0
 // scriptIndexAdd raises a session's entry in its user's index.
 //
 //	KEYS[1] user index (ZSET of session keys scored by horizon, Unix ms)
-//	ARGV[1] session key (the caller's key, not the hash name)
+//	ARGV[1] session key (the caller's key, not the record's name)
 //	ARGV[2] horizon, Unix ms
 //
 // Scores only grow (ZADD GT), so concurrent writers cannot lower each
