@@ -204,20 +204,26 @@ func TestCrash(t *testing.T) {
 		procs[victim].Kill()
 		probe := "probe/" + stage
 		var writeAt, readAt time.Duration
+		var writeErr, readErr error // the last failures, to tell why
 		for writeAt == 0 || readAt == 0 {
 			if time.Since(down) > window {
-				t.Fatalf("%s: no successful write (%v) or read (%v) within %v of killing %s", stage, writeAt, readAt, window, specs[victim].Addr)
+				t.Fatalf("%s: no successful write (%v; last error %v) or read (%v; last error %v) within %v of killing %s",
+					stage, writeAt, writeErr, readAt, readErr, window, specs[victim].Addr)
 			}
 			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			if writeAt == 0 {
-				if _, err := cl.Save(pctx, probe, store.Record{Data: []byte("x"), Expires: expires}); err == nil || errors.Is(err, store.ErrConflict) {
+				_, err := cl.Save(pctx, probe, store.Record{Data: []byte("x"), Expires: expires})
+				if err == nil || errors.Is(err, store.ErrConflict) {
 					writeAt = time.Since(down)
 				}
+				writeErr = err
 			}
 			if readAt == 0 {
-				if _, err := cl.Load(pctx, key(1)); err == nil {
+				_, err := cl.Load(pctx, key(1))
+				if err == nil {
 					readAt = time.Since(down)
 				}
+				readErr = err
 			}
 			cancel()
 			time.Sleep(50 * time.Millisecond)
