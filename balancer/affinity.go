@@ -25,13 +25,18 @@ func cookieValue(h http.Header, name string) (string, bool) {
 			if !ok || k != name {
 				continue
 			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v, true
+			return unquote(v), true
 		}
 	}
 	return "", false
+}
+
+// unquote removes the double quotes around a cookie value, if any.
+func unquote(v string) string {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return v
 }
 
 // parseRouted splits a session ID's text form "<random>.<route>" into its

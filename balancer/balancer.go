@@ -456,17 +456,23 @@ func retryable(req *http.Request, st *reqState, err error) bool {
 	if st.body != nil && st.body.read.Load() {
 		return false
 	}
-	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
+	if dialFailed(err) {
 		return true
 	}
-	if st.body != nil {
-		return false
-	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return true
-	}
-	return false
+	return st.body == nil && safeMethod(req.Method)
+}
+
+// dialFailed reports whether err is a failure to connect, before any byte
+// of the request was sent.
+func dialFailed(err error) bool {
+	oe, ok := errors.AsType[*net.OpError](err)
+	return ok && oe.Op == "dial"
+}
+
+// safeMethod reports whether a bodyless request of this method may be sent
+// twice: GET, HEAD or OPTIONS.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // eject takes n out of the rotation for EjectFor after a connection error.

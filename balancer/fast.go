@@ -196,10 +196,7 @@ func fastCookie(h *fasthttp.RequestHeader, name string) (string, bool) {
 	if v == nil {
 		return "", false
 	}
-	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	return string(v), true
+	return unquote(string(v)), true
 }
 
 // serveFast is the fast server's handler: ServeHTTP's twin.
@@ -214,8 +211,9 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	st.node.inflight.Add(1)
-	b.rewriteFast(ctx, st)
-	if tunneled(req) {
+	tunnel := tunneled(req)
+	b.rewriteFast(ctx, st, tunnel && req.Header.ConnectionUpgrade())
+	if tunnel {
 		b.tunnel(ctx, st, start)
 		return
 	}
@@ -279,23 +277,13 @@ func tunneled(req *fasthttp.Request) bool {
 // to another node: its connection was never made (its body is buffered, so
 // it can be sent again whole), or it is a bodyless GET, HEAD or OPTIONS.
 func fastRetryable(req *fasthttp.Request, err error) bool {
-	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
-		return true
-	}
-	if len(req.Body()) > 0 {
-		return false
-	}
-	switch string(req.Header.Method()) {
-	case "GET", "HEAD", "OPTIONS":
-		return true
-	}
-	return false
+	return dialFailed(err) || len(req.Body()) == 0 && safeMethod(string(req.Header.Method()))
 }
 
 // rewriteFast prepares the outgoing request as rewrite does for
 // ServeHTTP: X-Forwarded-For, -Host and -Proto, hop-by-hop headers
-// removed, and the node's address and path prefix.
-func (b *Balancer) rewriteFast(ctx *fasthttp.RequestCtx, st *reqState) {
+// removed (but Upgrade when upgrade), and the node's address and path prefix.
+func (b *Balancer) rewriteFast(ctx *fasthttp.RequestCtx, st *reqState, upgrade bool) {
 	h := &ctx.Request.Header
 	ip := ctx.RemoteIP().String()
 	proto := "http"
@@ -319,7 +307,6 @@ func (b *Balancer) rewriteFast(ctx *fasthttp.RequestCtx, st *reqState) {
 	h.Set("X-Forwarded-For", ip)
 	h.Set("X-Forwarded-Host", host)
 	h.Set("X-Forwarded-Proto", proto)
-	upgrade := tunneled(&ctx.Request) && h.ConnectionUpgrade()
 	for _, name := range hopHeaders {
 		if name == "Upgrade" && upgrade {
 			continue
