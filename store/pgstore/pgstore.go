@@ -78,9 +78,22 @@ type Config struct {
 	// Timeout bounds every operation, whatever the caller's context says,
 	// so that a database that stops answering never holds a request
 	// longer. Zero means DefaultTimeout; negative means only the context
-	// bounds operations.
+	// bounds operations, and turns batching off (a batch serves several
+	// callers, so no one caller's context can bound it).
 	Timeout time.Duration
+
+	// MaxBatches is how many batches of Loads, and separately of Saves,
+	// run at once (see "Batching" in the package documentation): a Load
+	// or Save that finds MaxBatches of its kind running waits for one to
+	// end, then goes with every other call that waited, in one round
+	// trip. Zero means DefaultMaxBatches; a negative value turns batching
+	// off, so that every call runs its own statement on its own
+	// connection, as Delete, Touch and the user index always do.
+	MaxBatches int
 }
+
+// DefaultMaxBatches is the default of Config.MaxBatches.
+const DefaultMaxBatches = 2
 
 // DefaultTimeout is the default of Config.Timeout.
 const DefaultTimeout = 2 * time.Second
@@ -108,6 +121,8 @@ type Store struct {
 	batch     int
 	timeout   time.Duration // <= 0: none
 	q         queries
+	loads     *batcher[*loadCall] // nil: batching off
+	saves     *batcher[*saveCall] // nil: batching off
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      context.CancelFunc // ends the sweep's context
@@ -117,13 +132,15 @@ type Store struct {
 // queries are the store's statements, built once in New so that pgx's
 // per-connection statement cache sees the same strings every time.
 type queries struct {
-	load, insert, update, deleteAny, deleteVersion, touchAny, touchVersion, listUser, deleteUser, sweep string
+	load, loadMany, insert, update, deleteAny, deleteVersion, touchAny, touchVersion, listUser, deleteUser, sweep string
 }
 
 func buildQueries(t string) queries {
 	return queries{
 		load: `SELECT data, version, user_id, expires_at FROM ` + t +
 			` WHERE key = $1 AND expires_at > $2`,
+		loadMany: `SELECT key, data, version, user_id, expires_at FROM ` + t +
+			` WHERE key = ANY($1) AND expires_at > $2`,
 		insert: `INSERT INTO ` + t + ` AS s (key, data, user_id, expires_at) VALUES ($1, $2, $3, $4)` +
 			` ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, version = DEFAULT,` +
 			` user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at` +
@@ -141,7 +158,10 @@ func buildQueries(t string) queries {
 			` WHERE key = $1 AND expires_at > $4 RETURNING version`,
 		listUser: `SELECT key, data, version, expires_at FROM ` + t +
 			` WHERE user_id = $1 AND expires_at > $2`,
-		deleteUser: `WITH d AS (DELETE FROM ` + t + ` WHERE user_id = $1 RETURNING expires_at)` +
+		// The rows are locked in key order, as batched Saves lock theirs,
+		// so that the two never deadlock.
+		deleteUser: `WITH l AS (SELECT key FROM ` + t + ` WHERE user_id = $1 ORDER BY key FOR UPDATE),` +
+			` d AS (DELETE FROM ` + t + ` t USING l WHERE t.key = l.key RETURNING t.expires_at)` +
 			` SELECT count(*) FILTER (WHERE expires_at > $2) FROM d`,
 		sweep: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t +
 			` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)` +
@@ -234,7 +254,10 @@ func build(cfg Config) (*Store, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Store{
+	if cfg.MaxBatches == 0 {
+		cfg.MaxBatches = DefaultMaxBatches
+	}
+	s := &Store{
 		timeout:  cfg.Timeout,
 		pool:     cfg.Pool,
 		table:    table,
@@ -243,7 +266,12 @@ func build(cfg Config) (*Store, error) {
 		interval: cfg.CleanupInterval,
 		batch:    cfg.CleanupBatch,
 		q:        buildQueries(table),
-	}, nil
+	}
+	if cfg.MaxBatches > 0 && cfg.Timeout > 0 {
+		s.loads = &batcher[*loadCall]{exec: s.loadBatch, max: cfg.MaxBatches}
+		s.saves = &batcher[*saveCall]{exec: s.saveBatch, max: cfg.MaxBatches}
+	}
+	return s, nil
 }
 
 // start starts the background sweep, unless it is disabled.
@@ -268,11 +296,25 @@ func (s *Store) check(key string) error {
 }
 
 // Load returns the live record under key, or an error wrapping
-// store.ErrNotFound. One query.
+// store.ErrNotFound. One query, which concurrent Loads may share (see
+// Config.MaxBatches).
 func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if err := s.check(key); err != nil {
 		return store.Record{}, err
 	}
+	if s.loads == nil {
+		return s.loadOne(ctx, key)
+	}
+	c := &loadCall{call: newCall(ctx, "load", key)}
+	s.loads.submit(c)
+	if err := c.wait(); err != nil {
+		return store.Record{}, err
+	}
+	return c.rec, nil
+}
+
+// loadOne runs Load's one-key query.
+func (s *Store) loadOne(ctx context.Context, key string) (store.Record, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	var (
@@ -296,37 +338,33 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 // Save writes rec under key if the stored version is rec.Version (0: no
 // live record), in one statement, and returns the new version, drawn from
 // the table's identity sequence. A failed comparison returns an error
-// wrapping store.ErrConflict. rec.Expires must not be zero.
+// wrapping store.ErrConflict. rec.Expires must not be zero. Concurrent
+// Saves may share a round trip and a commit (see Config.MaxBatches).
 func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64, error) {
 	if err := s.check(key); err != nil {
 		return 0, err
 	}
+	if err := checkSave(rec); err != nil {
+		return 0, err
+	}
+	if s.saves == nil {
+		return s.saveOne(ctx, key, rec)
+	}
+	c := &saveCall{call: newCall(ctx, "save", key), rec: rec}
+	s.saves.submit(c)
+	if err := c.wait(); err != nil {
+		return 0, err
+	}
+	return c.version, nil
+}
+
+// saveOne runs Save's statement on its own.
+func (s *Store) saveOne(ctx context.Context, key string, rec store.Record) (uint64, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	if rec.Expires.IsZero() {
-		return 0, errZeroExpires
-	}
-	if rec.Version > math.MaxInt64 {
-		// The sequence never reaches it: no row can hold this version.
-		return 0, fmt.Errorf("pgstore: save: %w", store.ErrConflict)
-	}
-	data := rec.Data
-	if data == nil {
-		data = []byte{} // nil would be NULL
-	}
-	var user []byte // nil: NULL, unbound
-	if rec.UserID != "" {
-		user = []byte(rec.UserID)
-	}
-	now := s.now()
-	var row pgx.Row
-	if rec.Version == 0 {
-		row = s.pool.QueryRow(ctx, s.q.insert, []byte(key), data, user, rec.Expires, now)
-	} else {
-		row = s.pool.QueryRow(ctx, s.q.update, []byte(key), data, user, rec.Expires, int64(rec.Version), now)
-	}
+	sql, args := s.saveStatement(key, rec, s.now())
 	var version int64
-	err := row.Scan(&version)
+	err := s.pool.QueryRow(ctx, sql, args...).Scan(&version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("pgstore: save: %w", store.ErrConflict)
 	}
