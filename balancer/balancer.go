@@ -422,12 +422,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(retry)
 }
 
-// failover ejects st's node after err and, when retry allows, moves st to
-// the next node for its key: true if the request should be sent again, to
-// st.node.
+// failover ejects st's node after err if it is down (see connFailed) and,
+// when retry allows, moves st to the next node for its key: true if the
+// request should be sent again, to st.node.
 func (b *Balancer) failover(st *reqState, err error, retry bool) bool {
 	failed := st.node
-	b.eject(failed, err)
+	b.connFailed(failed, err)
 	if !retry {
 		return false
 	}
@@ -473,6 +473,37 @@ func dialFailed(err error) bool {
 // twice: GET, HEAD or OPTIONS.
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// probeTimeout bounds the connection attempt by which connFailed tells a
+// node that is down from a connection that ended.
+const probeTimeout = time.Second
+
+// connFailed ejects n after err, a failed exchange with it, if n is down:
+// err is a failed dial or a timeout, or a new connection to n fails too.
+// A node that still accepts connections has only closed or reset one, as
+// when it times out a keep-alive connection just as the balancer reuses it
+// (a race every proxy meets: nginx does not count it against the node
+// either), and stays in the rotation, so that its users keep their node.
+// The active health check takes down a node that drops every request.
+func (b *Balancer) connFailed(n *node, err error) {
+	if dialFailed(err) || isTimeout(err) {
+		b.eject(n, err)
+		return
+	}
+	c, derr := net.DialTimeout("tcp", hostPort(n), probeTimeout)
+	if derr != nil {
+		b.eject(n, fmt.Errorf("%w; then %w", err, derr))
+		return
+	}
+	c.Close()
+	b.m.connErrors.WithLabelValues(n.name).Inc()
+}
+
+// isTimeout reports whether err is a timeout.
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
 // eject takes n out of the rotation for EjectFor after a connection error.

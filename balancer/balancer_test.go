@@ -184,6 +184,18 @@ func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "bad", "class": "error"}); got != 1 {
 		t.Errorf("requests{bad,error} = %v; want 1", got)
 	}
+	// The node still accepts connections, as after a keep-alive connection
+	// it closed just as the balancer reused it: it stays in the rotation,
+	// with its users.
+	if st := b.Nodes()[0]; st.State != StateActive {
+		t.Errorf("a node that dropped one connection but accepts new ones: state %s; want active", st.State)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_ejections_total", map[string]string{"node": "bad"}); got != 0 {
+		t.Errorf("ejections{bad} = %v; want 0", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "bad"}); got != 1 {
+		t.Errorf("conn_errors{bad} = %v; want 1", got)
+	}
 	// A GET to the same kind of failure is retried.
 	b2, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{hangUpNode(t, "bad", false), startNode(t, "good").backend()}

@@ -38,7 +38,11 @@
 // every Interval (default 2s); Fall consecutive failures (default 3) mark
 // a node down and Rise successes (default 2) bring it back. A connection
 // error while proxying ejects the node at once for Config.EjectFor (default
-// 10s) or until its next successful check. A request that failed to connect
+// 10s) or until its next successful check, if the node is down: the
+// connection could not be made or timed out, or a new connection to the
+// node fails too. A node that closed or reset one connection but accepts
+// new ones (a keep-alive connection it timed out just as the balancer
+// reused it) stays in the rotation with its users. A request that failed to connect
 // is retried once on another node when that is safe: always when the
 // connection could not be made and no byte of the body was read, and for
 // bodyless GET, HEAD and OPTIONS requests after any transport error.

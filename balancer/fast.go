@@ -225,7 +225,7 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		b.setNodeURI(req, st)
 		err = b.fast.client(st.node).Do(req, resp)
 		if err != nil {
-			b.eject(st.node, err)
+			b.connFailed(st.node, err)
 		}
 	}
 	if err != nil {
@@ -343,7 +343,7 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		b.setNodeURI(req, st)
 		conn, err = b.fast.dial(st.node)
 		if err != nil {
-			b.eject(st.node, err)
+			b.connFailed(st.node, err)
 		}
 	}
 	if err != nil {

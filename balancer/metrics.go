@@ -15,23 +15,25 @@ import (
 //	sessions_lost_total{cause}            sessions lost by re-homing (in-memory sessions only), about once per session
 //	retries_total                         requests retried on another node after a connection error
 //	ejections_total{node}                 passive ejections after connection errors
+//	conn_errors_total{node}               connection errors that did not eject the node (it still accepted connections)
 //	no_node_total                         requests answered 503 because no node could take them
 //	node_up{node}                         1 if the node passes its health checks
 //	node_state{node,state}                1 for the node's current state
 //	node_inflight{node}                   requests in flight on the node
 //	node_sessions{node}                   distinct affinity keys seen recently (see Config.SessionWindow)
 type metrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	affinity  *prometheus.CounterVec
-	hit       prometheus.Counter
-	miss      prometheus.Counter
-	rehome    prometheus.Counter
-	rehomes   *prometheus.CounterVec
-	lost      *prometheus.CounterVec
-	retries   prometheus.Counter
-	ejections *prometheus.CounterVec
-	noNode    prometheus.Counter
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	affinity   *prometheus.CounterVec
+	hit        prometheus.Counter
+	miss       prometheus.Counter
+	rehome     prometheus.Counter
+	rehomes    *prometheus.CounterVec
+	lost       *prometheus.CounterVec
+	retries    prometheus.Counter
+	ejections  *prometheus.CounterVec
+	connErrors *prometheus.CounterVec
+	noNode     prometheus.Counter
 }
 
 // nodeMetrics are a node's pre-resolved series, so that a request costs
@@ -67,6 +69,9 @@ func newMetrics() *metrics {
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "ejections_total", Help: "Passive ejections of a node after a connection error.",
 		}, []string{"node"}),
+		connErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "conn_errors_total", Help: "Connections to a node closed or reset without an answer while the node still accepted new ones, so not ejected.",
+		}, []string{"node"}),
 		noNode: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "no_node_total", Help: "Requests answered 503 because no node could take them.",
 		}),
@@ -90,12 +95,13 @@ func (m *metrics) dropNode(name string) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"node": name})
 	m.duration.DeleteLabelValues(name)
 	m.ejections.DeleteLabelValues(name)
+	m.connErrors.DeleteLabelValues(name)
 }
 
 // register registers the metrics and a collector of the node gauges.
 func (m *metrics) register(r prometheus.Registerer, b *Balancer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.affinity, m.rehomes, m.lost,
-		m.retries, m.ejections, m.noNode, nodeCollector{b}} {
+		m.retries, m.ejections, m.connErrors, m.noNode, nodeCollector{b}} {
 		if err := r.Register(c); err != nil {
 			return errors.Join(ErrConfig, err)
 		}
