@@ -152,16 +152,20 @@
 // A request that changes its session waits for its transaction's commit,
 // that is for PostgreSQL to flush the WAL to disk; PostgreSQL flushes the
 // commits of concurrent transactions together, so write-heavy session
-// traffic without batching runs faster with more connections than CPUs.
-// pgxpool's default MaxConns, which Open uses unless the URL sets
-// pool_max_conns, is max(4, number of CPUs). In bench/ (64 concurrent
-// read+write requests, PostgreSQL 15 with fsync on the same 2 cores) and
-// before batching, a pool of 4 connections gave 500 to 860 µs per request,
-// one of 16 about 260 to 300 µs, for sessionkit and the raw floor alike.
-// Batching needs only 2 × MaxBatches connections for Loads and Saves; the
-// rest serve the unbatched operations and other users of the pool. Size
-// the pool against the server's max_connections, shared by every instance
-// of the app.
+// traffic without batching (Config.MaxBatches < 0) runs faster with more
+// connections than CPUs. pgxpool's default MaxConns, which Open uses
+// unless the URL sets pool_max_conns, is max(4, number of CPUs). In bench/
+// (64 concurrent read+write requests, PostgreSQL 15 with fsync on the same
+// 2 cores) and before batching, a pool of 4 connections gave 500 to 860 µs
+// per request, one of 16 about 260 to 300 µs, for sessionkit and the raw
+// floor alike.
+// Batching needs only 2 × MaxBatches connections for Loads and Saves, so
+// with it the default pool is enough: on the same bench, at load average
+// 4 to 5, a pool of 4 connections gave 175 to 207 µs per request and one of
+// 16 gave 147 to 239 µs, where the floor took 460 to 850 µs with 4. The
+// rest of the pool serves the unbatched operations and other users of the
+// pool. Size the pool against the server's max_connections, shared by every
+// instance of the app.
 //
 // # Clock and expiry
 //
