@@ -25,10 +25,13 @@ const maxBatchSize = 128
 // call that finds max batches running waits in the queue, and the first
 // batch to end starts the next one with the whole queue. A lone call is
 // therefore never delayed, and under load a batch carries the calls that
-// arrived during the previous one. The zero batcher is not usable; exec and
-// max must be set. Safe for concurrent use.
-type batcher[T any] struct {
-	exec func([]T) // runs a batch and completes every call in it
+// arrived during the previous one. Calls whose caller has given up by the
+// time their batch starts are completed with their context's error and not
+// sent. The zero batcher is not usable; one, many and max must be set. Safe
+// for concurrent use.
+type batcher[T interface{ base() *call }] struct {
+	one  func(T)   // runs a lone call, under its caller's context, and completes it
+	many func([]T) // runs several calls as one batch and completes them
 	max  int       // batches running at once, > 0
 
 	mu      sync.Mutex
@@ -37,7 +40,7 @@ type batcher[T any] struct {
 }
 
 // submit queues c and, if fewer than max batches are running, runs a batch
-// holding c before it returns. Either way exec completes c, now or later;
+// holding c before it returns. Either way c is completed, now or later;
 // the caller waits for that on its own.
 func (b *batcher[T]) submit(c T) {
 	b.mu.Lock()
@@ -68,6 +71,26 @@ func (b *batcher[T]) next() {
 		b.exec(batch)
 		b.next()
 	}()
+}
+
+// exec runs a batch: the calls whose callers still wait, by one or many.
+func (b *batcher[T]) exec(batch []T) {
+	live := batch[:0]
+	for _, c := range batch {
+		if bc := c.base(); bc.ctx.Err() != nil {
+			bc.err = bc.ctxErr()
+			close(bc.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	switch len(live) {
+	case 0:
+	case 1:
+		b.one(live[0])
+	default:
+		b.many(live)
+	}
 }
 
 // takeLocked removes up to maxBatchSize calls from the front of the queue
@@ -120,22 +143,6 @@ func (s *Store) batchCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.timeout)
 }
 
-// live returns the calls of batch whose callers still wait, completing the
-// others with their context's error.
-func live[T interface{ base() *call }](batch []T) []T {
-	out := batch[:0]
-	for _, c := range batch {
-		b := c.base()
-		if b.ctx.Err() != nil {
-			b.err = b.ctxErr()
-			close(b.done)
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // loadCall is a Load waiting in a batch.
 type loadCall struct {
 	call
@@ -145,19 +152,15 @@ type loadCall struct {
 
 func (c *loadCall) base() *call { return &c.call }
 
-// loadBatch runs a batch of Loads: one alone as the one-key SELECT, under
-// its caller's context; several in one SELECT ... WHERE key = ANY($1).
-func (s *Store) loadBatch(batch []*loadCall) {
-	batch = live(batch)
-	switch len(batch) {
-	case 0:
-		return
-	case 1:
-		c := batch[0]
-		c.rec, c.err = s.loadOne(c.ctx, c.key)
-		close(c.done)
-		return
-	}
+// loadOneCall runs a lone Load as the one-key SELECT, under its caller's
+// context.
+func (s *Store) loadOneCall(c *loadCall) {
+	c.rec, c.err = s.loadOne(c.ctx, c.key)
+	close(c.done)
+}
+
+// loadMany runs several Loads in one SELECT ... WHERE key = ANY($1).
+func (s *Store) loadMany(batch []*loadCall) {
 	ctx, cancel := s.batchCtx()
 	defer cancel()
 	keys := make([][]byte, len(batch))
@@ -180,6 +183,10 @@ func (s *Store) loadBatch(batch []*loadCall) {
 		if c.err == nil && !c.found {
 			c.err = fmt.Errorf("pgstore: load: %w", store.ErrNotFound)
 		}
+	}
+	// Only now, once no record is read again: a caller may change its
+	// record's data as soon as it has it.
+	for _, c := range batch {
 		close(c.done)
 	}
 }
@@ -221,8 +228,14 @@ type saveCall struct {
 
 func (c *saveCall) base() *call { return &c.call }
 
-// saveBatch runs a batch of Saves: one alone as its statement, under its
-// caller's context; several as one pipeline of their statements, in key
+// saveOneCall runs a lone Save as its statement, under its caller's
+// context.
+func (s *Store) saveOneCall(c *saveCall) {
+	c.version, c.err = s.saveOne(c.ctx, c.key, c.rec)
+	close(c.done)
+}
+
+// saveMany runs several Saves as one pipeline of their statements, in key
 // order, which PostgreSQL runs as one implicit transaction with one commit.
 // Each statement is the same compare-and-set as alone, and one that matches
 // no row (a conflict) changes nothing and fails nothing else. Sorting by
@@ -230,17 +243,7 @@ func (c *saveCall) base() *call { return &c.call }
 // batches never deadlock. If PostgreSQL refuses a statement, which rolls
 // the whole batch back, each call runs again alone, so that it fails only
 // its own caller.
-func (s *Store) saveBatch(batch []*saveCall) {
-	batch = live(batch)
-	switch len(batch) {
-	case 0:
-		return
-	case 1:
-		c := batch[0]
-		c.version, c.err = s.saveOne(c.ctx, c.key, c.rec)
-		close(c.done)
-		return
-	}
+func (s *Store) saveMany(batch []*saveCall) {
 	slices.SortStableFunc(batch, func(a, b *saveCall) int { return strings.Compare(a.key, b.key) })
 	err := s.sendSaves(batch)
 	var pgErr *pgconn.PgError

@@ -32,10 +32,11 @@ func (z *sizes) list() []int {
 	return append([]int(nil), z.got...)
 }
 
-func recordSizes[T any](b *batcher[T]) *sizes {
+func recordSizes[T interface{ base() *call }](b *batcher[T]) *sizes {
 	z := new(sizes)
-	exec := b.exec
-	b.exec = func(batch []T) { z.add(len(batch)); exec(batch) }
+	one, many := b.one, b.many
+	b.one = func(c T) { z.add(1); one(c) }
+	b.many = func(batch []T) { z.add(len(batch)); many(batch) }
 	return z
 }
 
@@ -50,7 +51,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func queued[T any](b *batcher[T]) int {
+func queued[T interface{ base() *call }](b *batcher[T]) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.queue)
@@ -68,6 +69,46 @@ func waitLockWait(t *testing.T, s *Store) {
 		}
 		return n > 0
 	})
+}
+
+// lockRow locks the row of key in a transaction of its own, which the
+// returned function (also run at cleanup) rolls back.
+func lockRow(t *testing.T, s *Store, key string) (unlock func()) {
+	t.Helper()
+	tx, err := s.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock = func() { tx.Rollback(context.Background()) }
+	t.Cleanup(unlock)
+	if _, err := tx.Exec(t.Context(), `SELECT 1 FROM `+s.table+` WHERE key = $1 FOR UPDATE`, []byte(key)); err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
+
+// holdSaves keeps the only save batch of s (MaxBatches 1) busy: a Save of
+// the row "block", waiting for that row's lock. Saves made meanwhile
+// queue. The returned function releases the lock and waits for that Save,
+// failing t if it failed.
+func holdSaves(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	exp := s.now().Add(time.Hour)
+	v, err := s.Save(t.Context(), "block", store.Record{Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := lockRow(t, s, "block")
+	blocked := make(chan error, 1)
+	go func() { _, err := s.Save(t.Context(), "block", store.Record{Version: v, Expires: exp}); blocked <- err }()
+	waitLockWait(t, s)
+	return func() {
+		t.Helper()
+		unlock()
+		if err := <-blocked; err != nil {
+			t.Fatalf("the Save holding the batch: %v", err)
+		}
+	}
 }
 
 type saveResult struct {
@@ -90,27 +131,12 @@ func TestStore_batchedSaves(t *testing.T) {
 	rec := func(data string, version uint64) store.Record {
 		return store.Record{Data: []byte(data), Version: version, Expires: exp, UserID: "u"}
 	}
-	vBlock, err := s.Save(ctx, "block", rec("b", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
 	vOld, err := s.Save(ctx, "old", rec("o", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = 'block' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
-	blocked := make(chan error, 1)
+	release := holdSaves(t, s)
 	z := recordSizes(s.saves)
-	go func() { _, err := s.Save(ctx, "block", rec("b2", vBlock)); blocked <- err }()
-	waitLockWait(t, s)
 
 	calls := []struct {
 		key string
@@ -132,12 +158,7 @@ func TestStore_batchedSaves(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the saves to queue", func() bool { return queued(s.saves) == len(calls) })
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-blocked; err != nil {
-		t.Fatalf("the blocked Save: %v", err)
-	}
+	release()
 	won := map[string]int{}
 	for range calls {
 		r := <-results
@@ -156,8 +177,8 @@ func TestStore_batchedSaves(t *testing.T) {
 			t.Errorf("Save(%s): %d succeeded; want %d", key, won[key], want)
 		}
 	}
-	if got := z.list(); len(got) != 2 || got[0] != 1 || got[1] != len(calls) {
-		t.Errorf("batch sizes %v; want [1 %d]", got, len(calls))
+	if got := z.list(); len(got) != 1 || got[0] != len(calls) {
+		t.Errorf("batch sizes after the one holding the batch: %v; want [%d]", got, len(calls))
 	}
 	var xmins int
 	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT xmin::text) FROM `+s.table+` WHERE key <> 'block'`).Scan(&xmins); err != nil {
@@ -200,20 +221,7 @@ func TestStore_batchRefusedStatement(t *testing.T) {
 	}
 	t.Cleanup(func() { pool.Exec(context.Background(), `DROP FUNCTION IF EXISTS `+fn+`() CASCADE`) })
 	exp := clk.Now().Add(time.Hour)
-	vBlock, err := s.Save(ctx, "block", store.Record{Expires: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = 'block' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
-	go s.Save(ctx, "block", store.Record{Version: vBlock, Expires: exp})
-	waitLockWait(t, s)
+	release := holdSaves(t, s)
 
 	keys := []string{"a", "poison", "z"}
 	results := make(chan saveResult, len(keys))
@@ -224,7 +232,7 @@ func TestStore_batchRefusedStatement(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the saves to queue", func() bool { return queued(s.saves) == len(keys) })
-	tx.Rollback(ctx)
+	release()
 	for range keys {
 		r := <-results
 		var pgErr *pgconn.PgError
@@ -330,20 +338,7 @@ func TestStore_batchCanceled(t *testing.T) {
 	s := newStore(t, pool, Config{Now: clk.Now, CleanupInterval: -1, MaxBatches: 1})
 	ctx := t.Context()
 	exp := clk.Now().Add(time.Hour)
-	vBlock, err := s.Save(ctx, "block", store.Record{Expires: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = 'block' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
-	go s.Save(ctx, "block", store.Record{Version: vBlock, Expires: exp})
-	waitLockWait(t, s)
+	release := holdSaves(t, s)
 
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -353,7 +348,7 @@ func TestStore_batchCanceled(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Save with its context canceled in the queue: got err %v; want %v", err, context.Canceled)
 	}
-	tx.Rollback(ctx)
+	release()
 	// The next Save runs after the batch that skipped "gone".
 	if _, err := s.Save(ctx, "after", store.Record{Expires: exp}); err != nil {
 		t.Fatal(err)
@@ -377,40 +372,21 @@ func TestStore_batchLockOrder(t *testing.T) {
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour)
 	versions := map[string]uint64{}
-	for _, k := range []string{"block", "a", "z"} {
+	for _, k := range []string{"a", "z"} {
 		v, err := s.Save(ctx, k, store.Record{Expires: exp})
 		if err != nil {
 			t.Fatal(err)
 		}
 		versions[k] = v
 	}
-	lock := func(key string) pgx.Tx {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Rollback(context.Background()) })
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = $1 FOR UPDATE`, []byte(key)); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
-	txBlock, txA := lock("block"), lock("a")
-	blocked := make(chan error, 1)
-	go func() {
-		_, err := s.Save(ctx, "block", store.Record{Version: versions["block"], Expires: exp})
-		blocked <- err
-	}()
-	waitLockWait(t, s)
+	unlockA := lockRow(t, s, "a")
+	release := holdSaves(t, s)
 	results := make(chan error, 2)
 	for i, k := range []string{"z", "a"} { // z first in the queue
 		go func() { _, err := s.Save(ctx, k, store.Record{Version: versions[k], Expires: exp}); results <- err }()
 		waitFor(t, "the save to queue", func() bool { return queued(s.saves) == i+1 })
 	}
-	txBlock.Rollback(ctx)
-	if err := <-blocked; err != nil {
-		t.Fatal(err)
-	}
+	release()
 	waitLockWait(t, s) // the batch of z and a, on a's row
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = 'z' FOR UPDATE NOWAIT`)
@@ -419,7 +395,7 @@ func TestStore_batchLockOrder(t *testing.T) {
 	if err != nil {
 		t.Errorf("locking \"z\" while the batch waits for \"a\": %v; want it free", err)
 	}
-	txA.Rollback(ctx)
+	unlockA()
 	for range 2 {
 		if err := <-results; err != nil {
 			t.Errorf("Save: %v", err)
@@ -442,14 +418,7 @@ func TestStore_DeleteUser_lockOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+s.table+` WHERE key = 'a' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockRow(t, s, "a")
 	deleted := make(chan int, 1)
 	go func() {
 		n, err := s.DeleteUser(ctx, "u")
@@ -468,7 +437,7 @@ func TestStore_DeleteUser_lockOrder(t *testing.T) {
 			t.Errorf("locking %q while DeleteUser waits for \"a\": %v; want it free", k, err)
 		}
 	}
-	tx.Rollback(ctx)
+	unlock()
 	if n := <-deleted; n != 3 {
 		t.Errorf("DeleteUser: %d deleted; want 3", n)
 	}

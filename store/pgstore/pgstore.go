@@ -268,8 +268,8 @@ func build(cfg Config) (*Store, error) {
 		q:        buildQueries(table),
 	}
 	if cfg.MaxBatches > 0 && cfg.Timeout > 0 {
-		s.loads = &batcher[*loadCall]{exec: s.loadBatch, max: cfg.MaxBatches}
-		s.saves = &batcher[*saveCall]{exec: s.saveBatch, max: cfg.MaxBatches}
+		s.loads = &batcher[*loadCall]{one: s.loadOneCall, many: s.loadMany, max: cfg.MaxBatches}
+		s.saves = &batcher[*saveCall]{one: s.saveOneCall, many: s.saveMany, max: cfg.MaxBatches}
 	}
 	return s, nil
 }

@@ -128,9 +128,10 @@ func newStore(t testing.TB, pool *pgxpool.Pool, cfg Config) *Store {
 }
 
 // TestConformance runs the store contract's suite against a real
-// PostgreSQL, with the suite's fake clock, each store on its own table: once
-// with the default configuration and once with a sweep running every few
-// milliseconds in tiny batches, concurrently with the suite.
+// PostgreSQL, with the suite's fake clock, each store on its own table:
+// with the default configuration (whose concurrency tests run batches),
+// with batching off, and with a sweep running every few milliseconds in
+// tiny batches, concurrently with the suite.
 func TestConformance(t *testing.T) {
 	pool := testPool(t, nil)
 	for _, c := range []struct {
@@ -138,6 +139,7 @@ func TestConformance(t *testing.T) {
 		cfg  Config
 	}{
 		{"Default", Config{}},
+		{"Unbatched", Config{MaxBatches: -1}},
 		{"Sweeping", Config{CleanupInterval: 5 * time.Millisecond, CleanupBatch: 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
