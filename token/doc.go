@@ -41,16 +41,32 @@
 //
 // # Keys and rotation
 //
-// A Ring holds keys with IDs ("kid"). Its newest key signs or seals; when
-// it is rotated (Ring.Rotate, `sessionkit keys rotate FILE`) the old key
-// only verifies tokens issued before its retirement, until Rotate drops it
-// after the longest token lifetime. Give every instance the new ring and
-// have it take it up: a Switch lets a running server replace its Format
-// with one over the new ring (`sessionkit serve` re-reads its ring file
-// every few seconds and on SIGHUP). Instances still on the old ring
-// refuse the new key's tokens until then (their users get a new session),
-// so roll out a new ring quickly. JWKSHandler publishes the public keys
-// (never secret or private ones).
+// A Ring holds keys with IDs ("kid"). Each key signs or seals new tokens
+// from its Created time until its Retired time, one key at any instant
+// (Ring.CurrentAt), and verifies tokens from the moment it is in the
+// ring; a retired key only verifies tokens issued before its retirement
+// (plus the leeway), until a rotation drops it after the longest token
+// lifetime. A Format picks, for each token, the key current when it is
+// issued, so it moves to a new key at its activation by itself.
+//
+// Rotation on several instances has two phases (Ring.RotateAt,
+// `sessionkit keys rotate --activate-in 10s FILE`): the new key is added
+// with a Created time in the future and the current key retired then.
+// First give every instance the new ring and have it take it up: a
+// Switch lets a running server replace its Format with one over the new
+// ring (`sessionkit serve` re-reads its ring file every few seconds and
+// on SIGHUP). Instances with the new ring accept the new key's tokens but
+// all still sign with the old key, so no instance meets a token it cannot
+// open. At the activation every instance with the new ring signs with the
+// new key. If the activation comes before an instance has the new ring,
+// that instance refuses the new key's tokens until it takes it up (its
+// users get a new session), and the tokens it still makes with the old
+// key more than the leeway after the activation are refused by the
+// others; Ring.Rotate (activation at once) has that window always. Choose
+// the activation delay longer than the slowest instance takes to read the
+// ring, and, for JWTs verified elsewhere, longer than verifiers cache the
+// JWKS. JWKSHandler publishes the public keys, those not signing yet
+// included (never secret or private ones).
 //
 // # Revocation
 //

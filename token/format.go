@@ -16,8 +16,9 @@ type Claims = session.TokenClaims
 // Format seals or signs Claims into a token and opens it again: Sealed
 // and JWT. Implementations are safe for concurrent use.
 type Format interface {
-	// Seal returns the token for c, made with the ring's current key. A
-	// token over Config.MaxLen is a *session.TokenSizeError.
+	// Seal returns the token for c, made with the ring's key current
+	// when c was issued (Ring.CurrentAt(c.Issued)). A token over
+	// Config.MaxLen is a *session.TokenSizeError.
 	Seal(c Claims) (string, error)
 	// Open returns the claims of a token if it is authentic, of this
 	// format and purpose, and within its validity; any other token is an
@@ -70,7 +71,8 @@ const (
 type Config struct {
 	// Ring holds the keys. Sealed uses its XC20P keys, JWT its EdDSA,
 	// ES256 and HS256 keys; keys of the other kind are ignored, and the
-	// ring's current key must be of the format's kind. Required.
+	// keys that sign now or later (the current one and any published
+	// ahead, see Ring.RotateAt) must be of the format's kind. Required.
 	Ring *Ring
 
 	// Purpose binds tokens to one use: a token made for one purpose is
@@ -160,7 +162,28 @@ func (c Config) withDefaults(sealed bool) (Config, error) {
 	if cur.Alg.sealed() != sealed {
 		return c, fmt.Errorf("token: the key ring's current key %s is %s, not a %s key", cur.ID, cur.Alg, kind)
 	}
+	// Every key that signs now or later must be of the format's kind.
+	now := c.Now()
+	for _, k := range c.Ring.keys {
+		if k.signs() && (k.Retired.IsZero() || k.Retired.After(now)) && k.Alg.sealed() != sealed {
+			return c, fmt.Errorf("token: the key ring's key %s, which signs until %s, is %s, not a %s key",
+				k.ID, k.Retired.Format(time.RFC3339), k.Alg, kind)
+		}
+	}
 	return c, nil
+}
+
+// signingKey returns the key that seals or signs c: the ring's key
+// current when c was issued (its Issued time, or now if that is zero),
+// so that a retired key never makes a token issued after its retirement
+// and a key published ahead of its activation (Ring.RotateAt) starts
+// signing at the activation by itself, with no new Format.
+func signingKey(cfg *Config, c *Claims) *Key {
+	t := c.Issued
+	if t.IsZero() {
+		t = cfg.Now()
+	}
+	return cfg.Ring.CurrentAt(t)
 }
 
 // checkTimes applies the validity rules shared by both formats: exp in the

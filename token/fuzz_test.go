@@ -3,6 +3,7 @@ package token_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sessionkit/sessionkit/token"
 )
@@ -60,11 +61,25 @@ func FuzzParseRing(f *testing.F) {
 	}
 	data, _ := r.Marshal()
 	f.Add(data)
+	// Keys published ahead: one pending, one superseded before it signed.
+	r, _ = r.RotateAt("", c.Now(), c.Now().Add(time.Minute), time.Hour)
+	r, _ = r.RotateAt("", c.Now(), c.Now().Add(10*time.Second), time.Hour)
+	data, _ = r.Marshal()
+	f.Add(data)
 	f.Add([]byte(`{"sessionkit_key_ring":1,"keys":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := token.ParseRing(data)
 		if err != nil {
 			return
+		}
+		// At most one key is current at any instant: each key that
+		// signs is the current one when its period starts.
+		for _, k := range r.Keys() {
+			if k.Retired.IsZero() || k.Retired.After(k.Created) {
+				if got := r.CurrentAt(k.Created); got != k {
+					t.Fatalf("CurrentAt(%v) = %v; want key %s, whose period starts then", k.Created, got, k.ID)
+				}
+			}
 		}
 		out, err := r.Marshal()
 		if err != nil {

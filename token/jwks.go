@@ -9,8 +9,8 @@ import (
 )
 
 // JWKS returns the JSON Web Key Set (RFC 7517) of the ring's public keys:
-// the EdDSA and ES256 keys, current and retired, with their "kid", "alg"
-// and "use":"sig". Secret keys (XC20P, HS256) and private halves never
+// the EdDSA and ES256 keys, current, retired and not signing yet (see
+// Ring.RotateAt), with their "kid", "alg" and "use":"sig". Secret keys (XC20P, HS256) and private halves never
 // appear in it.
 func (r *Ring) JWKS() ([]byte, error) {
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
@@ -28,7 +28,8 @@ func (r *Ring) JWKS() ([]byte, error) {
 // methods with 405. It serves r's keys: after a rotation, serve a handler
 // of the new ring (sessionkit serve swaps it when it takes up a new ring
 // file); other services may keep the old set for the five minutes it is
-// cacheable, and refuse the new key's tokens meanwhile. Safe for
+// cacheable, and would refuse the new key's tokens meanwhile: publish the
+// new key at least that long before it signs (Ring.RotateAt). Safe for
 // concurrent use.
 func JWKSHandler(r *Ring) (http.Handler, error) {
 	body, err := r.JWKS()

@@ -42,7 +42,6 @@ import (
 // concurrent use; immutable.
 type JWT struct {
 	cfg    Config
-	cur    *jwtKey
 	keys   map[string]*jwtKey // by kid
 	parser *jwt.Parser
 }
@@ -92,7 +91,6 @@ func NewJWT(cfg Config) (*JWT, error) {
 			algs = append(algs, string(k.Alg))
 		}
 	}
-	j.cur = j.keys[c.Ring.Current().ID]
 	j.parser = jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithStrictDecoding(),
 		// Open checks the claims itself, with Config's clock and rules.
 		jwt.WithoutClaimsValidation())
@@ -114,7 +112,13 @@ func (j *JWT) Seal(c Claims) (string, error) {
 	if !utf8.ValidString(c.ID) || !utf8.ValidString(c.UserID) || !utf8.ValidString(c.Family) {
 		return "", errors.New("token: ID, family or user is not valid UTF-8, which a JWT cannot carry")
 	}
-	k := j.cur
+	var k *jwtKey
+	if key := signingKey(&j.cfg, &c); key != nil {
+		k = j.keys[key.ID]
+	}
+	if k == nil {
+		return "", fmt.Errorf("token: the key ring has no JWT key current at %v", c.Issued)
+	}
 	payload := appendPayload(make([]byte, 0, payloadLen(j.cfg.Issuer, j.cfg.Audience, &c)), j.cfg.Issuer, j.cfg.Audience, &c)
 	n := len(k.hdr) + 1 + b64.EncodedLen(len(payload)) + 1 + b64.EncodedLen(k.sigLen)
 	if n > j.cfg.MaxLen {

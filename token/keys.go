@@ -57,9 +57,13 @@ type Key struct {
 	ID string
 	// Alg is the one algorithm the key is used with.
 	Alg Alg
-	// Created is when the key was made. Retired, if not zero, is when a
-	// newer key replaced it: from then on it only verifies tokens issued
-	// before Retired (see Ring).
+	// Created is when the key starts to sign or seal: when it was made,
+	// or a later time for a key published ahead of its use (Ring.RotateAt).
+	// Retired, if not zero, is when a newer key replaces it: from then on
+	// it only verifies tokens issued before Retired (see Ring). The key
+	// signs from Created until Retired; a key retired at or before its
+	// Created never signs. NewKey, Rotate and RotateAt set whole seconds
+	// in UTC.
 	Created time.Time
 	Retired time.Time
 
@@ -155,26 +159,39 @@ func (k *Key) raw() []byte {
 // (EdDSA, ES256).
 func (k *Key) Public() bool { return k.pub != nil }
 
-// Ring is a set of keys with rotation. The newest key that is not retired
-// signs or seals new tokens; retired keys only verify tokens issued before
-// they were retired, so rotating logs nobody out, and once a retired key's
-// last token has expired Rotate drops it. A Ring is immutable and safe for
-// concurrent use; Rotate returns a new one.
+// Ring is a set of keys with rotation. Each key signs or seals new tokens
+// during its period, from its Created time until its Retired time (for
+// ever if Retired is zero), and the periods do not overlap, so at most one
+// key is current at any instant (CurrentAt). A key verifies tokens from
+// the moment it is in the ring, even before its period starts (so that
+// every instance can be given a new key before any instance signs with it,
+// see RotateAt), and after its period only tokens issued before it was
+// retired: rotating logs nobody out, and once a retired key's last token
+// has expired Rotate drops it. A Ring is immutable and safe for concurrent
+// use; Rotate and RotateAt return a new one.
 type Ring struct {
-	keys []*Key // oldest first
+	keys []*Key // by Created, oldest first
 	byID map[string]*Key
 }
 
-// NewRing returns a ring of keys, which must have distinct IDs and at most
-// one key that is not retired (the current one).
+// signs reports whether k has a period in which it signs (Created before
+// Retired, or Retired zero).
+func (k *Key) signs() bool { return k.Retired.IsZero() || k.Retired.After(k.Created) }
+
+// NewRing returns a ring of keys, which must have distinct IDs, at most
+// one key that is not retired (Current), and periods (Created to Retired)
+// that do not overlap: at most one key current at any instant.
 func NewRing(keys ...*Key) (*Ring, error) {
 	r := &Ring{keys: slices.Clone(keys), byID: make(map[string]*Key, len(keys))}
-	slices.SortStableFunc(r.keys, func(a, b *Key) int { return a.Created.Compare(b.Created) })
-	current := 0
 	for _, k := range r.keys {
 		if k == nil {
 			return nil, errors.New("token: nil key")
 		}
+	}
+	slices.SortStableFunc(r.keys, func(a, b *Key) int { return a.Created.Compare(b.Created) })
+	current := 0
+	var prev *Key // the signing key with the latest period so far
+	for _, k := range r.keys {
 		if _, dup := r.byID[k.ID]; dup {
 			return nil, fmt.Errorf("token: key ID %s appears twice", k.ID)
 		}
@@ -182,6 +199,20 @@ func NewRing(keys ...*Key) (*Ring, error) {
 		if k.Retired.IsZero() {
 			current++
 		}
+		if !k.signs() {
+			continue
+		}
+		// Periods are sorted by their start: k overlaps an earlier
+		// one if it starts before the latest end so far.
+		if prev != nil && (prev.Retired.IsZero() || k.Created.Before(prev.Retired)) {
+			until := "on"
+			if !prev.Retired.IsZero() {
+				until = "until " + prev.Retired.Format(time.RFC3339)
+			}
+			return nil, fmt.Errorf("token: keys %s and %s would both be current from %s %s; want at most one current key at any time",
+				prev.ID, k.ID, k.Created.Format(time.RFC3339), until)
+		}
+		prev = k // it ends after prev, since it starts at or after prev's end
 	}
 	if current > 1 {
 		return nil, fmt.Errorf("token: %d keys are current (not retired); want at most one", current)
@@ -192,11 +223,34 @@ func NewRing(keys ...*Key) (*Ring, error) {
 // Keys returns the ring's keys, oldest first.
 func (r *Ring) Keys() []*Key { return slices.Clone(r.keys) }
 
-// Current returns the key that signs and seals new tokens, or nil if
-// every key is retired.
+// Current returns the key that is not retired, or nil if every key is.
+// It signs and seals new tokens from its Created time on, which may be
+// in the future (see RotateAt): the key that signs at a given time is
+// CurrentAt's. Rotate and RotateAt retire Current and add its successor.
 func (r *Ring) Current() *Key {
 	for _, k := range slices.Backward(r.keys) {
 		if k.Retired.IsZero() {
+			return k
+		}
+	}
+	return nil
+}
+
+// CurrentAt returns the key that signs and seals new tokens at t: the key
+// whose period (Created up to, not including, Retired) holds t. If none
+// does, because t is before the first key's Created (an instance whose
+// clock is behind the one that made the ring) or in a gap between two
+// periods (left by a hand-made file), it returns the next key to sign, so
+// that what is sealed at t still opens later. It returns nil if no key
+// signs at t or later (every key is retired).
+func (r *Ring) CurrentAt(t time.Time) *Key {
+	for _, k := range slices.Backward(r.keys) {
+		if k.signs() && !k.Created.After(t) && (k.Retired.IsZero() || t.Before(k.Retired)) {
+			return k
+		}
+	}
+	for _, k := range r.keys {
+		if k.signs() && k.Created.After(t) {
 			return k
 		}
 	}
@@ -211,14 +265,38 @@ func (r *Ring) Lookup(kid string) (*Key, bool) {
 }
 
 // Rotate returns a ring in which a new key of alg (the current key's
-// algorithm if alg is ""; EdDSA if the ring is empty) is current, the
-// previous current key is retired at now, and keys retired more than
-// keep ago are dropped: keep must be at least the longest lifetime of a
-// token (session.Config.Lifetime or RememberLifetime, whichever is
-// longer), so that no live token loses its key.
+// algorithm if alg is ""; EdDSA if the ring is empty) is current at once
+// and the previous current key is retired at now: RotateAt(alg, now, now,
+// keep). Instances that do not have the new ring yet refuse its tokens;
+// on several instances, RotateAt with a later activation avoids that.
 func (r *Ring) Rotate(alg Alg, now time.Time, keep time.Duration) (*Ring, error) {
+	return r.RotateAt(alg, now, now, keep)
+}
+
+// RotateAt returns a ring with a new key of alg (the current key's
+// algorithm if alg is ""; EdDSA if the ring is empty) that signs from
+// activate on (rounded up to a whole second; activate must not be before
+// now): the two phases of a rotation on several instances. Until
+// activate, the key is only published: instances that have the new ring
+// accept its tokens, and every instance still signs with the previous
+// key, which RotateAt retires at activate. Give every instance the new
+// ring (and let verifiers that cache the JWKS refresh it) before
+// activate, and no instance ever meets a token of a key it lacks.
+//
+// Every key that would still sign at activate is retired then; a key
+// published by an earlier RotateAt whose activation has not come is thus
+// retired at or before its Created and never signs (it still verifies
+// the tokens issued before activate, in case an instance's clock ran
+// ahead). Keys retired more than keep before now are dropped: keep must
+// be at least the longest lifetime of a token (session.Config.Lifetime
+// or RememberLifetime, whichever is longer), so that no live token loses
+// its key.
+func (r *Ring) RotateAt(alg Alg, now, activate time.Time, keep time.Duration) (*Ring, error) {
 	if keep <= 0 {
 		return nil, fmt.Errorf("token: Rotate: keep must be positive (the longest token lifetime), not %v", keep)
+	}
+	if activate.Before(now) {
+		return nil, fmt.Errorf("token: RotateAt: activation %v is before now (%v)", activate.UTC(), now.UTC())
 	}
 	if alg == "" {
 		alg = EdDSA
@@ -226,19 +304,25 @@ func (r *Ring) Rotate(alg Alg, now time.Time, keep time.Duration) (*Ring, error)
 			alg = cur.Alg
 		}
 	}
-	nk, err := NewKey(alg, now)
+	// Whole seconds: now rounded down (at once means from this second);
+	// a later activation rounded up, never earlier than asked.
+	at := activate.UTC().Truncate(time.Second)
+	if at.Before(activate) && activate.After(now) {
+		at = at.Add(time.Second)
+	}
+	now, activate = now.UTC().Truncate(time.Second), at
+	nk, err := NewKey(alg, activate)
 	if err != nil {
 		return nil, err
 	}
-	now = now.UTC().Truncate(time.Second)
 	var keys []*Key
 	for _, k := range r.keys {
 		if !k.Retired.IsZero() && now.Sub(k.Retired) > keep {
 			continue
 		}
-		if k.Retired.IsZero() {
+		if k.Retired.IsZero() || k.Retired.After(activate) {
 			c := *k
-			c.Retired = now
+			c.Retired = activate
 			k = &c
 		}
 		keys = append(keys, k)

@@ -49,7 +49,6 @@ var (
 // use; immutable.
 type Sealed struct {
 	cfg  Config
-	cur  sealKey
 	keys map[[kidLen / 2]byte]sealKey
 }
 
@@ -72,7 +71,6 @@ func NewSealed(cfg Config) (*Sealed, error) {
 		aad := append(append([]byte{sealedV1}, k.kidRaw[:]...), c.Purpose...)
 		s.keys[k.kidRaw] = sealKey{k, aad}
 	}
-	s.cur = s.keys[c.Ring.Current().kidRaw]
 	return s, nil
 }
 
@@ -81,7 +79,15 @@ func (s *Sealed) Seal(c Claims) (string, error) {
 	if len(c.ID) > maxClaimString || len(c.UserID) > maxClaimString || len(c.Family) > maxClaimString {
 		return "", fmt.Errorf("token: ID, family or user longer than %d bytes", maxClaimString)
 	}
-	k := s.cur.k
+	key := signingKey(&s.cfg, &c)
+	sk, ok := sealKey{}, key != nil
+	if ok {
+		sk, ok = s.keys[key.kidRaw]
+	}
+	if !ok {
+		return "", fmt.Errorf("token: the key ring has no sealed key current at %v", c.Issued)
+	}
+	k := sk.k
 	n := sealedHeadLen + 3*binary.MaxVarintLen64 + 3*binary.MaxVarintLen16 + len(c.ID) + len(c.Family) + len(c.UserID) +
 		len(c.Data) + chacha20poly1305.Overhead
 	buf := make([]byte, sealedHeadLen, n)
@@ -103,7 +109,7 @@ func (s *Sealed) Seal(c Claims) (string, error) {
 	pt = binary.AppendUvarint(pt, uint64(len(c.UserID)))
 	pt = append(pt, c.UserID...)
 	pt = append(pt, c.Data...)
-	sealed := k.aead.Seal(pt[:0], buf[1+kidLen/2:sealedHeadLen], pt, s.cur.aad)
+	sealed := k.aead.Seal(pt[:0], buf[1+kidLen/2:sealedHeadLen], pt, sk.aad)
 	raw := buf[:sealedHeadLen+len(sealed)]
 	if n := b64.EncodedLen(len(raw)); n > s.cfg.MaxLen {
 		return "", &session.TokenSizeError{Size: n, Limit: s.cfg.MaxLen}

@@ -15,19 +15,36 @@ const keysAbout = `
 Creates and rotates key-ring files for --strategy token (see package token):
 
   sessionkit keys new FILE      a new ring with one key; fails if FILE exists
-  sessionkit keys rotate FILE   a new current key; the previous one is retired
+  sessionkit keys rotate FILE   a new key, published at once, that starts to
+                                sign after --activate-in; the previous key is
+                                retired then
 
-The current key seals or signs new tokens; a retired key only verifies tokens
-issued before it was retired, and rotate drops it once --keep has passed (the
-longest lifetime of a token), so rotating logs nobody out. Give every node
-the new file promptly: serve re-reads it every --keys-reload (5s by default)
-and on SIGHUP, with no restart, but a node still on the old ring refuses the
-new key's tokens. Files are written with mode 0600, atomically (a reader
-sees the old ring or the new one). They hold secrets: never commit them.
+A rotation has two phases, so that no node ever meets a token of a key it
+lacks. First every node takes up the new file (serve re-reads it every
+--keys-reload, 5s by default, and on SIGHUP) and from then accepts the new
+key's tokens, while all nodes, with the new file or not, keep signing with
+the previous key. At the activation, --activate-in after the rotation, every
+node that has the file switches to the new key by itself (with no re-read).
+The default, 10s, is twice serve's default --keys-reload; make it longer than
+the slowest node takes to see the file (and, with --token-format jwt, than
+the 5 minutes other services may cache /.well-known/jwks.json). 0 activates
+at once: nodes still on the old file then refuse the new key's tokens until
+they re-read it.
+
+A retired key only verifies tokens issued before it was retired, and rotate
+drops it once --keep has passed (the longest lifetime of a token), so
+rotating logs nobody out. Files are written with mode 0600, atomically (a
+reader sees the old ring or the new one). They hold secrets: never commit
+them.
 
 Algorithms: XC20P (the sealed cookie format, default), EdDSA, ES256 or HS256
 (signed JWTs for other services, --token-format jwt; EdDSA and ES256 public
 keys are served at /.well-known/jwks.json).`
+
+// defaultActivateIn is the default of keys rotate --activate-in: twice
+// serve's default --keys-reload, so that every node has re-read the ring
+// file once, with a period to spare, before the new key signs.
+const defaultActivateIn = 2 * defaultKeysReload
 
 // runKeys is "sessionkit keys new|rotate FILE".
 func runKeys(ctx context.Context, s *sys, args []string) int {
@@ -45,7 +62,7 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 		return exitUsage
 	}
 	var alg string
-	var keep time.Duration
+	var keep, activateIn time.Duration
 	f := newFlagSet("keys " + sub)
 	f.args, f.nargs = "FILE", 1
 	defAlg := string(token.XC20P)
@@ -62,6 +79,12 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 		f.Duration(&keep, "keep", session.DefaultRememberLifetime,
 			"drop keys retired more than this `duration` ago: at least the longest\n        token lifetime (--lifetime of serve, or the remember-me lifetime)")
 	}
+	if sub != "new" {
+		f.Duration(&activateIn, "activate-in", defaultActivateIn,
+			"publish the new key at once and let it sign after this `duration`; the\n"+
+				"        default is twice serve's default --keys-reload, so that every node has\n"+
+				"        the new file first; 0: sign with it at once")
+	}
 	if code, ok := f.parse(s, args[1:], keysAbout); !ok {
 		return code
 	}
@@ -70,6 +93,9 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 	}
 	if sub == "rotate" && keep <= 0 {
 		return f.invalid(s, "keep", keep.String(), "must be positive")
+	}
+	if sub == "rotate" && activateIn < 0 {
+		return f.invalid(s, "activate-in", activateIn.String(), "must be 0 (at once) or positive")
 	}
 	path := f.rest[0]
 	fail := func(err error) int {
@@ -96,8 +122,8 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	old := r.Current()
-	nr, err := r.Rotate(token.Alg(alg), now, keep)
+	old := r.CurrentAt(now)
+	nr, err := r.RotateAt(token.Alg(alg), now, now.Add(activateIn), keep)
 	if err != nil {
 		return fail(err)
 	}
@@ -105,12 +131,22 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 		return fail(err)
 	}
 	cur := nr.Current()
-	msg := fmt.Sprintf("sessionkit keys rotate: wrote %s; new key %s (%s)", path, cur.ID, cur.Alg)
-	if old != nil {
-		msg += fmt.Sprintf(", retired %s", old.ID)
+	at := cur.Created.Format(time.RFC3339)
+	var msg string
+	if activateIn == 0 {
+		msg = fmt.Sprintf("sessionkit keys rotate: wrote %s; new key %s (%s) signs from now (%s)", path, cur.ID, cur.Alg, at)
+		if old != nil {
+			msg += fmt.Sprintf(", retired %s", old.ID)
+		}
+	} else {
+		msg = fmt.Sprintf("sessionkit keys rotate: wrote %s; new key %s (%s) published, signs from %s (in %v)",
+			path, cur.ID, cur.Alg, at, activateIn)
+		if old != nil {
+			msg += fmt.Sprintf(", when %s is retired; every node must have re-read %s by then", old.ID, path)
+		}
 	}
 	if dropped := len(r.Keys()) + 1 - len(nr.Keys()); dropped > 0 {
-		msg += fmt.Sprintf(", dropped %d key(s) retired over %v ago", dropped, keep)
+		msg += fmt.Sprintf("; dropped %d key(s) retired over %v ago", dropped, keep)
 	}
 	fmt.Fprintln(s.stdout, msg)
 	return exitOK

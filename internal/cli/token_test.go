@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -42,7 +43,9 @@ func TestKeys_newAndRotate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("keys rotate: %d %s", code, errs)
 	}
-	oneLine(t, out, "sessionkit keys rotate: wrote", "(EdDSA)", "retired "+first.Current().ID)
+	// By default the new key is published now and signs 10s later.
+	oneLine(t, out, "sessionkit keys rotate: wrote", "(EdDSA) published, signs from", "(in 10s)",
+		"when "+first.Current().ID+" is retired")
 	r, err := token.ReadRingFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -50,9 +53,31 @@ func TestKeys_newAndRotate(t *testing.T) {
 	if len(r.Keys()) != 2 || r.Current().Alg != token.EdDSA {
 		t.Errorf("after rotate: %d keys, current %s; want 2, EdDSA", len(r.Keys()), r.Current().Alg)
 	}
+	pendingKey := r.Current()
+	if now := time.Now(); r.CurrentAt(now).ID != first.Current().ID ||
+		pendingKey.Created.Before(now.Add(9*time.Second)) || pendingKey.Created.After(now.Add(11*time.Second)) {
+		t.Errorf("after rotate: the key signing now is %s, the new one signs from %v; want %s, and about 10s from now",
+			r.CurrentAt(now).ID, pendingKey.Created, first.Current().ID)
+	}
+	// Again before that activation, at once: the pending key never signs.
+	code, out, errs = run(t, nil, "keys", "rotate", "--activate-in", "0", path)
+	if code != 0 {
+		t.Fatalf("keys rotate --activate-in 0: %d %s", code, errs)
+	}
+	oneLine(t, out, "sessionkit keys rotate: wrote", "(EdDSA) signs from now", "retired "+first.Current().ID)
+	if r, err = token.ReadRingFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); len(r.Keys()) != 3 || r.CurrentAt(now).ID != r.Current().ID ||
+		r.CurrentAt(now.Add(time.Minute)).ID != r.Current().ID {
+		t.Errorf("after rotate --activate-in 0: %d keys, signing now %s; want 3, the newest key %s",
+			len(r.Keys()), r.CurrentAt(now).ID, r.Current().ID)
+	}
 	for _, bad := range [][]string{
 		{"keys"}, {"keys", "nope"}, {"keys", "new"}, {"keys", "new", "a", "b"},
 		{"keys", "new", "--alg", "none", path + "2"}, {"keys", "rotate", "--keep", "-1h", path},
+		{"keys", "rotate", "--activate-in", "-1s", path}, {"keys", "rotate", "--activate-in", "soon", path},
+		{"keys", "new", "--activate-in", "1s", path + "2"},
 	} {
 		code, _, errs := run(t, nil, bad...)
 		if code != 2 {
@@ -329,7 +354,8 @@ func TestServe_tokenKeysReload(t *testing.T) {
 			}
 			oldKeyCookie := alice.cookie
 
-			if code, _, errs := run(t, nil, "keys", "rotate", path); code != 0 {
+			// Rotations at once: this test is about taking up a new file.
+			if code, _, errs := run(t, nil, "keys", "rotate", "--activate-in", "0", path); code != 0 {
 				t.Fatal(errs)
 			}
 			rotated, err := token.ReadRingFile(path)
@@ -388,7 +414,7 @@ func TestServe_tokenKeysReload(t *testing.T) {
 
 			// n2 takes up the next rotation by itself.
 			n2reloads := strings.Count(n2.stderr.String(), "key ring reloaded")
-			if code, _, errs := run(t, nil, "keys", "rotate", path); code != 0 {
+			if code, _, errs := run(t, nil, "keys", "rotate", "--activate-in", "0", path); code != 0 {
 				t.Fatal(errs)
 			}
 			third, err := token.ReadRingFile(path)
@@ -419,4 +445,133 @@ func TestServe_tokenKeysReload(t *testing.T) {
 			n2.stop(t)
 		})
 	}
+}
+
+// A rotation on a running pair of nodes with 'keys rotate --activate-in':
+// the nodes take up the file and publish the new key while both still
+// sign with the old one, then switch to the new key at its activation, by
+// themselves; meanwhile no request of a user going back and forth between
+// the nodes fails. The activation is a real 2 s away: the nodes run on
+// the real clock.
+func TestServe_tokenTwoPhaseRotation(t *testing.T) {
+	for _, format := range []string{"sealed", "jwt"} {
+		t.Run(format, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ring.json")
+			alg := "XC20P"
+			if format == "jwt" {
+				alg = "EdDSA"
+			}
+			if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
+				t.Fatal(errs)
+			}
+			first, err := token.ReadRingFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldKey := first.Current()
+			args := []string{"serve", "--strategy", "token", "--token-format", format, "--keys", path,
+				"--addr", "127.0.0.1:0", "--insecure-cookie", "--keys-reload", "100ms"}
+			n1 := startServe(t, nil, append(args, "--node", "n1")...)
+			n2 := startServe(t, nil, append(args, "--node", "n2")...)
+			nodes := []*server{n1, n2}
+			alice := &client{t: t}
+			if code, body := alice.do("POST", n1.url+"/login", `{"user":"alice"}`); code != 200 {
+				t.Fatalf("login: %d %s", code, body)
+			}
+			before := alice.cookie
+			reloads := []int{strings.Count(n1.stderr.String(), "key ring reloaded"), strings.Count(n2.stderr.String(), "key ring reloaded")}
+
+			code, out, errs := run(t, nil, "keys", "rotate", "--activate-in", "2s", path)
+			if code != 0 {
+				t.Fatal(errs)
+			}
+			oneLine(t, out, "sessionkit keys rotate:", "signs from", "(in 2s)")
+			rotated, err := token.ReadRingFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newKey := rotated.Current()
+			activation := newKey.Created
+			if d := time.Until(activation); d < time.Second || d > 3*time.Second {
+				t.Fatalf("the new key signs from %v, %v from now; want about 2s", activation, d)
+			}
+
+			// Back and forth until a second after the activation: every
+			// request works, and each new token is the old key's if it
+			// was made before the activation, the new key's if after.
+			bob := &client{t: t}
+			var items, sawOld, sawNew int
+			for i := 0; time.Now().Before(activation.Add(time.Second)); i++ {
+				n := nodes[i%2]
+				start := time.Now()
+				if i == 0 {
+					if code, body := bob.do("POST", n.url+"/login", `{"user":"bob"}`); code != 200 {
+						t.Fatalf("bob's login on %s during the rotation: %d %s", n.node, code, body)
+					}
+				}
+				for _, c := range []*client{alice, bob} {
+					if code, body := c.do("POST", n.url+"/cart", `{"item":"x"}`); code != 200 {
+						t.Fatalf("%v after the rotation, on %s: %d %s", time.Since(start), n.node, code, body)
+					}
+				}
+				items++
+				end := time.Now()
+				switch {
+				case end.Before(activation):
+					if !sealedWith(t, oldKey, bob.cookie) {
+						t.Fatalf("on %s %v before the activation, a token not made with the old key", n.node, activation.Sub(end))
+					}
+					sawOld++
+				case !start.Before(activation):
+					if !sealedWith(t, newKey, bob.cookie) {
+						t.Fatalf("on %s %v after the activation, a token not made with the new key", n.node, start.Sub(activation))
+					}
+					sawNew++
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if sawOld == 0 || sawNew == 0 {
+				t.Fatalf("%d tokens checked before the activation and %d after; want some of each", sawOld, sawNew)
+			}
+			if code, body := bob.do("GET", n1.url+"/cart", ""); code != 200 || strings.Count(body, `"x"`) != items {
+				t.Errorf("bob's cart: %d %s; want %d items", code, body, items)
+			}
+			for i, n := range nodes {
+				// Each node re-read the file once and logged the switch.
+				if got := strings.Count(n.stderr.String(), "key ring reloaded"); got != reloads[i]+1 {
+					t.Errorf("%s reloaded the ring %d times; want once", n.node, got-reloads[i])
+				}
+				waitLog(t, n, "signing key switched", 0)
+				if !strings.Contains(n.stderr.String(), newKey.ID) {
+					t.Errorf("%s's log does not name the new key", n.node)
+				}
+				// The old key's token from before the rotation still works.
+				if code, body := (&client{t: t, cookie: before}).do("GET", n.url+"/cart", ""); code != 200 {
+					t.Errorf("on %s after the activation, the old key's token: %d %s", n.node, code, body)
+				}
+				if format == "jwt" {
+					if kid := jwtKid(t, bob.cookie); kid != newKey.ID {
+						t.Errorf("after the activation, a JWT with kid %q; want %s", kid, newKey.ID)
+					}
+				}
+			}
+			n1.stop(t)
+			n2.stop(t)
+		})
+	}
+}
+
+// jwtKid returns the "kid" of a JWT's header.
+func jwtKid(t *testing.T, tok string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(raw, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.Kid
 }

@@ -41,10 +41,13 @@ type tokenStrategy struct {
 	jwksCur atomic.Pointer[http.Handler]
 	logger  *slog.Logger
 
-	mu      sync.Mutex // serializes reload
+	now func() time.Time
+
+	mu      sync.Mutex // serializes reload and checkSigning
 	ring    *token.Ring
 	last    []byte // the file as last read
 	lastErr string // the last reading error logged
+	signing string // the ID of the key that signs, as last logged
 
 	hup       chan os.Signal
 	stop      chan struct{}
@@ -57,7 +60,7 @@ type tokenStrategy struct {
 func openTokens(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*tokenStrategy, error) {
 	// Tokens live at most as long as the longest session.
 	maxLife := max(cfg.lifetime, session.DefaultRememberLifetime)
-	t := &tokenStrategy{path: cfg.keys, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
+	t := &tokenStrategy{path: cfg.keys, logger: logger, now: time.Now, stop: make(chan struct{}), done: make(chan struct{})}
 	t.build = func(ring *token.Ring) (token.Format, http.Handler, error) {
 		fcfg := token.Config{Ring: ring, MaxLifetime: maxLife}
 		var (
@@ -127,15 +130,59 @@ func openTokens(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*tok
 	}
 	t.hup = make(chan os.Signal, 1)
 	signal.Notify(t.hup, syscall.SIGHUP)
+	signing := ring.CurrentAt(t.now())
+	t.signing = signing.ID
+	logger.Info("serve: token strategy", append([]any{"format", cfg.tokenFormat, "key", signing.ID,
+		"alg", signing.Alg, "keys", len(ring.Keys()), "revocations", cfg.revocations,
+		"revocation_refresh", cfg.revRefresh, "keys_reload", cfg.keysReload}, pending(ring, t.now())...)...)
 	go t.reloadLoop(cfg.keysReload)
-	logger.Info("serve: token strategy", "format", cfg.tokenFormat, "key", ring.Current().ID,
-		"alg", ring.Current().Alg, "keys", len(ring.Keys()), "revocations", cfg.revocations,
-		"revocation_refresh", cfg.revRefresh, "keys_reload", cfg.keysReload)
 	return t, nil
 }
 
+// pending returns log attributes of the key of ring that signs next after
+// now, if one is published ahead of its activation: its ID and when.
+func pending(ring *token.Ring, now time.Time) []any {
+	if next, at, ok := nextSwitch(ring, now); ok {
+		return []any{"next_key", next.ID, "next_key_signs_from", at}
+	}
+	return nil
+}
+
+// nextSwitch returns the key of ring that signs next after now and when
+// it starts (its Created time), if one signs later than now.
+func nextSwitch(ring *token.Ring, now time.Time) (*token.Key, time.Time, bool) {
+	cur := ring.CurrentAt(now)
+	for _, k := range ring.Keys() { // oldest first
+		if k.Created.After(now) && ring.CurrentAt(k.Created) == k && k != cur {
+			return k, k.Created, true
+		}
+	}
+	return nil, time.Time{}, false
+}
+
+// checkSigning logs a change of the key that signs and seals new tokens:
+// at a key's activation (Ring.RotateAt), the Format switches by itself;
+// this only tells the operator. It returns how long until the next
+// switch, or 0 if none is scheduled.
+func (t *tokenStrategy) checkSigning() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if k := t.ring.CurrentAt(now); k != nil && k.ID != t.signing {
+		t.logger.Info("serve: signing key switched", "key", k.ID, "alg", k.Alg, "previous", t.signing,
+			"since", k.Created)
+		t.signing = k.ID
+	}
+	if _, at, ok := nextSwitch(t.ring, now); ok {
+		return max(at.Sub(now), time.Millisecond)
+	}
+	return 0
+}
+
 // reloadLoop calls reload every interval (never if it is 0) and on each
-// SIGHUP, until Close.
+// SIGHUP, until Close; after each reload, and at the activation of a key
+// published ahead (whatever the interval), it logs a change of the key
+// that signs (checkSigning).
 func (t *tokenStrategy) reloadLoop(interval time.Duration) {
 	defer close(t.done)
 	var tick <-chan time.Time
@@ -144,6 +191,15 @@ func (t *tokenStrategy) reloadLoop(interval time.Duration) {
 		defer ticker.Stop()
 		tick = ticker.C
 	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	arm := func() {
+		timer.Stop()
+		if d := t.checkSigning(); d > 0 {
+			timer.Reset(d)
+		}
+	}
+	arm()
 	for {
 		select {
 		case <-t.stop:
@@ -153,7 +209,9 @@ func (t *tokenStrategy) reloadLoop(interval time.Duration) {
 		case <-t.hup:
 			changed := t.reload()
 			t.logger.Info("serve: SIGHUP: key ring re-read", "file", t.path, "changed", changed)
+		case <-timer.C:
 		}
+		arm()
 	}
 }
 
@@ -197,10 +255,12 @@ func (t *tokenStrategy) reload() bool {
 	if jwks != nil {
 		t.jwksCur.Store(&jwks)
 	}
-	prev := t.ring.Current()
+	now := t.now()
+	prev := t.ring.CurrentAt(now)
 	t.ring = ring
-	cur := ring.Current()
-	t.logger.Info("serve: key ring reloaded", "file", t.path, "key", cur.ID, "alg", cur.Alg, "keys", len(ring.Keys()))
+	cur := ring.CurrentAt(now)
+	t.logger.Info("serve: key ring reloaded", append([]any{"file", t.path, "key", cur.ID, "alg", cur.Alg,
+		"keys", len(ring.Keys())}, pending(ring, now)...)...)
 	if _, ok := ring.Lookup(prev.ID); !ok {
 		t.logger.Warn("serve: the new key ring lacks the key that signed until now: its tokens are refused",
 			"key", prev.ID)
