@@ -76,8 +76,10 @@ is honoured by the others within --revocation-refresh (2s by default) plus
 one Redis call. With --token-format jwt, GET /.well-known/jwks.json serves
 the ring's public keys. The key-ring file is re-read every --keys-reload (5s
 by default) and on SIGHUP: a ring rotated with 'sessionkit keys rotate' is
-used without a restart (new tokens with its new key; tokens of its older
-keys still accepted), and a file that cannot be used is logged and ignored.`
+used without a restart (its new key verifies tokens at once and signs new
+ones from its activation time, --activate-in of keys rotate; tokens of its
+older keys are still accepted), and a file that cannot be used is logged and
+ignored.`
 
 // serveConfig is the serve command's configuration, from its flags.
 type serveConfig struct {
