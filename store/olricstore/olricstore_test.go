@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,8 +19,15 @@ import (
 )
 
 // quiet is the logger of the test members and stores; set
-// SESSIONKIT_TEST_OLRIC_LOG to see Olric's own lines.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// SESSIONKIT_TEST_OLRIC_LOG to see their warnings and errors (Olric's
+// and the stores', such as a cluster client's failed routing-table
+// fetches) on stderr.
+var quiet = func() *slog.Logger {
+	if os.Getenv("SESSIONKIT_TEST_OLRIC_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 // freeAddrs returns n loopback addresses whose ports were free a moment
 // ago, for TCP and UDP (memberlist uses both).
