@@ -192,7 +192,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("olricstore: New: %w", err)
 		}
-		cc, err := olric.NewClusterClient(cfg.Addrs,
+		cc, err := connect(ctx, cfg.Addrs,
 			olric.WithRoutingTableFetchInterval(cfg.RefreshInterval),
 			olric.WithLogger(log.New(&slogWriter{log: cfg.Logger.With("component", "olric-client")}, "", 0)))
 		if err != nil {
@@ -220,6 +220,27 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		go s.watch()
 	}
 	return s, nil
+}
+
+// connect makes a cluster client from the first of addrs that answers.
+// Olric's NewClusterClient sends its first two requests (the member list,
+// then the routing table) to the first two addresses it is given, in
+// turn, and fails if either is down; given one address, it asks that one
+// for the members and then the routing table of one of the members it
+// lists. So each address is tried alone, until one answers.
+func connect(ctx context.Context, addrs []string, opts ...olric.ClusterClientOption) (*olric.ClusterClient, error) {
+	var errs []error
+	for _, addr := range addrs {
+		if err := ctx.Err(); err != nil {
+			return nil, errors.Join(append(errs, err)...)
+		}
+		cc, err := olric.NewClusterClient([]string{addr}, opts...)
+		if err == nil {
+			return cc, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 // begin checks the key and that the store is open.
