@@ -874,6 +874,9 @@ func (s *Store) watch() {
 				last, stableSince = sig, time.Now()
 				s.members.Store(int64(len(members)))
 			}
+			if s.ownClient && s.settling() {
+				s.refreshClient()
+			}
 			sweeper := s.cfg.Sweep || s.member != nil && coordinator == s.member.name
 			if pending && time.Since(stableSince) >= s.cfg.SweepDelay {
 				if !sweeper {
@@ -894,6 +897,27 @@ func (s *Store) watch() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// refreshClient drops the cluster client's connections to addresses that
+// are no longer members and fetches the routing table again. In client
+// mode the watch calls it on every tick of the settle window after a
+// membership change.
+//
+// Olric's cluster client sends its member-list and routing-table requests
+// to the addresses it knows in turn, dead ones included; it learns them
+// from its seeds and from the owners its routing tables name, and forgets
+// one only in RefreshMetadata. A member that died would stay in that
+// rotation, and the periodic routing-table fetch (every RefreshInterval)
+// can fall on its turn every time, the watch's requests in between keeping
+// the rotation in step: the client then never learns the new owners of
+// the dead member's partitions, and keeps sending their keys to it.
+func (s *Store) refreshClient() {
+	ctx, cancel := context.WithTimeout(s.bg, s.cfg.Timeout)
+	defer cancel()
+	if err := s.client.RefreshMetadata(ctx); err != nil && s.bg.Err() == nil {
+		s.cfg.Logger.Debug("olricstore: refresh the cluster client", "err", err)
 	}
 }
 
