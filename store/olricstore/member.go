@@ -258,7 +258,18 @@ func (m *Member) Shutdown(ctx context.Context) error {
 
 // slogWriter turns the lines of Olric's and memberlist's log.Logger into
 // slog records, by their "[LEVEL]" tag.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log *slog.Logger
+
+	mu            sync.Mutex
+	lastReplica   string    // the last "Desired replica count" warning
+	lastReplicaAt time.Time // when it was logged at Warn
+}
+
+// replicaWarning starts the warning Olric's coordinator logs on every
+// routing-table push (every MemberConfig.RoutingPushInterval) while the
+// cluster has fewer members than ReplicaCount.
+var replicaWarning = []byte("[WARN] Desired replica count is")
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
@@ -272,6 +283,15 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	case bytes.Contains(head, []byte("[ERR")):
 		level = slog.LevelError
+	case bytes.HasPrefix(line, replicaWarning):
+		// At Warn when it changes and once a minute (as often as with
+		// Olric's default push interval), not on every push.
+		w.mu.Lock()
+		if string(line) != w.lastReplica || time.Since(w.lastReplicaAt) >= time.Minute {
+			w.lastReplica, w.lastReplicaAt = string(line), time.Now()
+			level = slog.LevelWarn
+		}
+		w.mu.Unlock()
 	case bytes.Contains(head, []byte("[WARN]")):
 		level = slog.LevelWarn
 	}
