@@ -96,7 +96,10 @@ func TestCrash(t *testing.T) {
 		writers  = 64
 		// window bounds the time from a kill to reads and writes through
 		// the survivors: failure detection (memberlist "local": about
-		// 4 s), the routing table's update and the client's refresh (2 s).
+		// 4 s), the routing table's update (up to 5 s more when a
+		// survivor refuses the new coordinator's first push, see
+		// MemberConfig.RoutingPushInterval) and the client's refresh
+		// (2 s).
 		window = 30 * time.Second
 		// healLimit bounds the wait for every entry to have its copies
 		// again: failure detection, the sweep delay, a sweep of 10,000

@@ -60,6 +60,16 @@ type MemberConfig struct {
 	// to their new owners after a membership change; default 15 s
 	// (Olric's default).
 	BalancerInterval time.Duration
+	// RoutingPushInterval is how often the cluster's coordinator pushes
+	// its routing table to every member again; default 5 s (Olric's
+	// default is 1 minute). Olric pushes it at once after a membership
+	// change, but a member that has not yet noticed the loss of the
+	// previous coordinator refuses that push ("unrecognized cluster
+	// coordinator"), and the coordinator then drops it for every member
+	// until the next periodic push: meanwhile the refusing member keeps
+	// sending the lost member's partitions to it, and they fail. This
+	// interval bounds that outage.
+	RoutingPushInterval time.Duration
 	// StartTimeout bounds StartMember's wait for the member to join and be
 	// ready; default 30 s.
 	StartTimeout time.Duration
@@ -154,6 +164,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	if cfg.BalancerInterval <= 0 {
 		cfg.BalancerInterval = 15 * time.Second
 	}
+	if cfg.RoutingPushInterval <= 0 {
+		cfg.RoutingPushInterval = 5 * time.Second
+	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
@@ -182,6 +195,11 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		Peers:                   peers,
 		MemberlistConfig:        mc,
 		TriggerBalancerInterval: cfg.BalancerInterval,
+		// Retries a routing-table push that a member refused (see
+		// MemberConfig.RoutingPushInterval); each push costs the
+		// coordinator a partition-length query per owner of each
+		// partition and one message per member.
+		RoutingTablePushInterval: cfg.RoutingPushInterval,
 		// INFO lines pass Olric's WARN filter (its level order is DEBUG,
 		// WARN, ERROR, INFO); the writer below sends them to Debug.
 		LogLevel:     config.LogLevelWarn,
@@ -240,7 +258,18 @@ func (m *Member) Shutdown(ctx context.Context) error {
 
 // slogWriter turns the lines of Olric's and memberlist's log.Logger into
 // slog records, by their "[LEVEL]" tag.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log *slog.Logger
+
+	mu            sync.Mutex
+	lastReplica   string    // the last "Desired replica count" warning
+	lastReplicaAt time.Time // when it was logged at Warn
+}
+
+// replicaWarning starts the warning Olric's coordinator logs on every
+// routing-table push (every MemberConfig.RoutingPushInterval) while the
+// cluster has fewer members than ReplicaCount.
+var replicaWarning = []byte("[WARN] Desired replica count is")
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
@@ -254,6 +283,15 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	case bytes.Contains(head, []byte("[ERR")):
 		level = slog.LevelError
+	case bytes.HasPrefix(line, replicaWarning):
+		// At Warn when it changes and once a minute (as often as with
+		// Olric's default push interval), not on every push.
+		w.mu.Lock()
+		if string(line) != w.lastReplica || time.Since(w.lastReplicaAt) >= time.Minute {
+			w.lastReplica, w.lastReplicaAt = string(line), time.Now()
+			level = slog.LevelWarn
+		}
+		w.mu.Unlock()
 	case bytes.Contains(head, []byte("[WARN]")):
 		level = slog.LevelWarn
 	}

@@ -192,7 +192,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("olricstore: New: %w", err)
 		}
-		cc, err := olric.NewClusterClient(cfg.Addrs,
+		cc, err := connect(ctx, cfg.Addrs,
 			olric.WithRoutingTableFetchInterval(cfg.RefreshInterval),
 			olric.WithLogger(log.New(&slogWriter{log: cfg.Logger.With("component", "olric-client")}, "", 0)))
 		if err != nil {
@@ -220,6 +220,27 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		go s.watch()
 	}
 	return s, nil
+}
+
+// connect makes a cluster client from the first of addrs that answers.
+// Olric's NewClusterClient sends its first two requests (the member list,
+// then the routing table) to the first two addresses it is given, in
+// turn, and fails if either is down; given one address, it asks that one
+// for the members and then the routing table of one of the members it
+// lists. So each address is tried alone, until one answers.
+func connect(ctx context.Context, addrs []string, opts ...olric.ClusterClientOption) (*olric.ClusterClient, error) {
+	var errs []error
+	for _, addr := range addrs {
+		if err := ctx.Err(); err != nil {
+			return nil, errors.Join(append(errs, err)...)
+		}
+		cc, err := olric.NewClusterClient([]string{addr}, opts...)
+		if err == nil {
+			return cc, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 // begin checks the key and that the store is open.
@@ -853,6 +874,9 @@ func (s *Store) watch() {
 				last, stableSince = sig, time.Now()
 				s.members.Store(int64(len(members)))
 			}
+			if s.ownClient && s.settling() {
+				s.refreshClient()
+			}
 			sweeper := s.cfg.Sweep || s.member != nil && coordinator == s.member.name
 			if pending && time.Since(stableSince) >= s.cfg.SweepDelay {
 				if !sweeper {
@@ -873,6 +897,27 @@ func (s *Store) watch() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// refreshClient drops the cluster client's connections to addresses that
+// are no longer members and fetches the routing table again. In client
+// mode the watch calls it on every tick of the settle window after a
+// membership change.
+//
+// Olric's cluster client sends its member-list and routing-table requests
+// to the addresses it knows in turn, dead ones included; it learns them
+// from its seeds and from the owners its routing tables name, and forgets
+// one only in RefreshMetadata. A member that died would stay in that
+// rotation, and the periodic routing-table fetch (every RefreshInterval)
+// can fall on its turn every time, the watch's requests in between keeping
+// the rotation in step: the client then never learns the new owners of
+// the dead member's partitions, and keeps sending their keys to it.
+func (s *Store) refreshClient() {
+	ctx, cancel := context.WithTimeout(s.bg, s.cfg.Timeout)
+	defer cancel()
+	if err := s.client.RefreshMetadata(ctx); err != nil && s.bg.Err() == nil {
+		s.cfg.Logger.Debug("olricstore: refresh the cluster client", "err", err)
 	}
 }
 

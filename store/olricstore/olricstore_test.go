@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,8 +19,15 @@ import (
 )
 
 // quiet is the logger of the test members and stores; set
-// SESSIONKIT_TEST_OLRIC_LOG to see Olric's own lines.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// SESSIONKIT_TEST_OLRIC_LOG to see their warnings and errors (Olric's
+// and the stores', such as a cluster client's failed routing-table
+// fetches) on stderr.
+var quiet = func() *slog.Logger {
+	if os.Getenv("SESSIONKIT_TEST_OLRIC_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 // freeAddrs returns n loopback addresses whose ports were free a moment
 // ago, for TCP and UDP (memberlist uses both).
@@ -195,6 +203,21 @@ func TestConformance(t *testing.T) {
 	t.Run("Embedded", func(t *testing.T) { conformanceEmbedded(t, members) })
 	t.Run("Client", func(t *testing.T) { conformanceClient(t, members) })
 	t.Run("UserIndexPrune", func(t *testing.T) { userIndexPrune(t, members) })
+	t.Run("ClientSeedsDown", func(t *testing.T) { clientSeedsDown(t, members) })
+}
+
+// clientSeedsDown checks that a client store starts when its first seeds
+// do not answer (members that are down), as long as one of them does.
+func clientSeedsDown(t *testing.T, members []*olricstore.Member) {
+	down := freeAddrs(t, 2) // nothing listens there
+	s := newStore(t, olricstore.Config{Addrs: []string{down[0], down[1], members[2].Name()}, DMap: "seeds-" + rand.Text()})
+	v, err := s.Save(t.Context(), "k", store.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatalf("Save through a client whose first seeds are down: %v", err)
+	}
+	if rec, err := s.Load(t.Context(), "k"); err != nil || rec.Version != v {
+		t.Fatalf("Load: got version %d, err %v; want %d", rec.Version, err, v)
+	}
 }
 
 func conformanceEmbedded(t *testing.T, members []*olricstore.Member) {
