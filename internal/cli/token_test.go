@@ -332,18 +332,7 @@ func TestServe_tokenKeysReload(t *testing.T) {
 	}
 	for _, format := range []string{"sealed", "jwt"} {
 		t.Run(format, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "ring.json")
-			alg := "XC20P"
-			if format == "jwt" {
-				alg = "EdDSA"
-			}
-			if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
-				t.Fatal(errs)
-			}
-			first, err := token.ReadRingFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			path, first := newRingFile(t, format)
 			args := []string{"serve", "--strategy", "token", "--token-format", format, "--keys", path,
 				"--addr", "127.0.0.1:0", "--insecure-cookie"}
 			// n1 re-reads the file only on SIGHUP.
@@ -456,18 +445,7 @@ func TestServe_tokenKeysReload(t *testing.T) {
 func TestServe_tokenTwoPhaseRotation(t *testing.T) {
 	for _, format := range []string{"sealed", "jwt"} {
 		t.Run(format, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "ring.json")
-			alg := "XC20P"
-			if format == "jwt" {
-				alg = "EdDSA"
-			}
-			if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
-				t.Fatal(errs)
-			}
-			first, err := token.ReadRingFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			path, first := newRingFile(t, format)
 			oldKey := first.Current()
 			args := []string{"serve", "--strategy", "token", "--token-format", format, "--keys", path,
 				"--addr", "127.0.0.1:0", "--insecure-cookie", "--keys-reload", "100ms"}
@@ -574,4 +552,23 @@ func jwtKid(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return hdr.Kid
+}
+
+// newRingFile writes a new key ring for format (sealed or jwt) with
+// 'keys new' and returns its path and the ring.
+func newRingFile(t *testing.T, format string) (string, *token.Ring) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ring.json")
+	alg := "XC20P"
+	if format == "jwt" {
+		alg = "EdDSA"
+	}
+	if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
+		t.Fatal(errs)
+	}
+	r, err := token.ReadRingFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, r
 }
