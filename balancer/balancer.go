@@ -107,8 +107,9 @@ func (b *Balancer) newNode(be Backend) (*node, error) {
 // NewTransport returns the transport a Balancer uses by default, tuned for
 // proxying to a few nodes at high concurrency: keep-alive connections, up
 // to 512 idle ones per node (so that 64 and more concurrent clients reuse
-// connections instead of opening new ones), 5s to connect, 60s to the
-// response header, no HTTP proxy from the environment.
+// connections instead of opening new ones) closed after 90s idle (New sets
+// Config.BackendIdleTimeout instead), 5s to connect, 60s to the response
+// header, no HTTP proxy from the environment.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

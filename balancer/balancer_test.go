@@ -3,6 +3,8 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -441,5 +443,40 @@ func TestNew_doesNotModifyConfig(t *testing.T) {
 	defer b.Close()
 	if cfg.SessionCookie != "" || cfg.Health.Path != "" || cfg.Transport != nil {
 		t.Errorf("New wrote into the caller's Config: %+v", cfg)
+	}
+}
+
+// TestBalancer_backendIdleTimeout: a node closes keep-alive connections
+// idle for 300ms (as Node.js does after 5s); with BackendIdleTimeout under
+// that, the balancer has closed its idle connection first, and a POST
+// after a pause goes on a new connection instead of one the node closed
+// (which gave 502 with the fast engine, whose pool does not notice closed
+// connections). The pause is real: the node's idle timer cannot be faked.
+func TestBalancer_backendIdleTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{IdleTimeout: 300 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "n1 "+r.Method+" "+string(body))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}}
+		c.BackendIdleTimeout = 100 * time.Millisecond
+	})
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(500 * time.Millisecond) // past the node's idle timeout
+		}
+		w := do(b, "POST", "/cart", `{"item":"x"}`)
+		if w.Code != http.StatusOK || w.Body.String() != `n1 POST {"item":"x"}` {
+			t.Fatalf("POST %d: status %d, body %q; want 200 from n1", i+1, w.Code, w.Body)
+		}
+	}
+	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "n1"}); got != 0 {
+		t.Errorf("conn_errors{n1} = %v; want 0", got)
 	}
 }

@@ -15,18 +15,19 @@ import (
 
 // Defaults of Config and HealthCheck.
 const (
-	DefaultSessionCookie  = "session"
-	DefaultAffinityCookie = "sk_affinity"
-	DefaultHealthPath     = "/healthz"
-	DefaultHealthInterval = 2 * time.Second
-	DefaultHealthTimeout  = 1 * time.Second
-	DefaultRise           = 2
-	DefaultFall           = 3
-	DefaultEjectFor       = 10 * time.Second
-	DefaultDrainTimeout   = 10 * time.Minute
-	DefaultSessionWindow  = 10 * time.Minute
-	DefaultMaxBodyBytes   = 32 << 20
-	MinAffinityKeyLen     = 32 // bytes of an affinity cookie's HMAC key
+	DefaultSessionCookie      = "session"
+	DefaultAffinityCookie     = "sk_affinity"
+	DefaultHealthPath         = "/healthz"
+	DefaultHealthInterval     = 2 * time.Second
+	DefaultHealthTimeout      = 1 * time.Second
+	DefaultRise               = 2
+	DefaultFall               = 3
+	DefaultEjectFor           = 10 * time.Second
+	DefaultBackendIdleTimeout = 4 * time.Second
+	DefaultDrainTimeout       = 10 * time.Minute
+	DefaultSessionWindow      = 10 * time.Minute
+	DefaultMaxBodyBytes       = 32 << 20
+	MinAffinityKeyLen         = 32 // bytes of an affinity cookie's HMAC key
 )
 
 // Errors returned by New and the node methods. Test them with errors.Is.
@@ -170,8 +171,19 @@ type Config struct {
 	// behind another trusted proxy. Default false: they are replaced.
 	TrustForwarded bool
 
+	// BackendIdleTimeout is how long a keep-alive connection to a node may
+	// stay idle before the balancer closes it. Keep it shorter than the
+	// nodes' own keep-alive timeout: a node that closes an idle connection
+	// just as the balancer sends a request on it fails that request, and a
+	// POST, which is never sent twice, then gets 502. Default
+	// DefaultBackendIdleTimeout (4s, under the 5s of Node.js and Apache).
+	// With a Transport of your own, set its idle timeout there; this one
+	// applies to the default transport and to the fast server.
+	BackendIdleTimeout time.Duration
+
 	// Transport carries the proxied requests and the health checks.
-	// Default NewTransport().
+	// Default NewTransport(), with BackendIdleTimeout as its
+	// IdleConnTimeout.
 	Transport http.RoundTripper
 
 	// Registerer receives the balancer's Prometheus metrics. Default nil:
@@ -248,10 +260,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LoadFactor != 0 && !(c.LoadFactor >= 1) { // also rejects NaN
 		return c, fmt.Errorf("%w: LoadFactor %v: want 0 (no bound) or at least 1", ErrConfig, c.LoadFactor)
 	}
-	for _, d := range []*time.Duration{&c.EjectFor, &c.DrainTimeout, &c.SessionWindow} {
+	for _, d := range []*time.Duration{&c.EjectFor, &c.DrainTimeout, &c.SessionWindow, &c.BackendIdleTimeout} {
 		if *d < 0 {
-			return c, fmt.Errorf("%w: EjectFor, DrainTimeout and SessionWindow must be positive", ErrConfig)
+			return c, fmt.Errorf("%w: EjectFor, DrainTimeout, SessionWindow and BackendIdleTimeout must be positive", ErrConfig)
 		}
+	}
+	if c.BackendIdleTimeout == 0 {
+		c.BackendIdleTimeout = DefaultBackendIdleTimeout
 	}
 	if c.EjectFor == 0 {
 		c.EjectFor = DefaultEjectFor
@@ -266,7 +281,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.Transport == nil {
-		c.Transport = NewTransport()
+		t := NewTransport()
+		t.IdleConnTimeout = c.BackendIdleTimeout
+		c.Transport = t
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

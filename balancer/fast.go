@@ -82,7 +82,8 @@ var ErrFastUnlimitedBody = errors.New("balancer: the fast server needs a request
 // github.com/valyala/fasthttp HostClient per node, made on first use.
 type fastProxy struct {
 	cfg     FastConfig
-	clients sync.Map // *node -> *fasthttp.HostClient
+	idle    time.Duration // Config.BackendIdleTimeout
+	clients sync.Map      // *node -> *fasthttp.HostClient
 }
 
 // NewFastServer returns a server that proxies exactly as b.ServeHTTP does
@@ -104,7 +105,7 @@ func (b *Balancer) NewFastServer(cfg FastConfig) (*fasthttp.Server, error) {
 	if b.cfg.MaxBodyBytes <= 0 {
 		return nil, ErrFastUnlimitedBody
 	}
-	fp := &fastProxy{cfg: cfg.withDefaults()}
+	fp := &fastProxy{cfg: cfg.withDefaults(), idle: b.cfg.BackendIdleTimeout}
 	b.fast = fp
 	logger := fastLogger{b.cfg.Logger}
 	return &fasthttp.Server{
@@ -157,8 +158,8 @@ func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		MaxConns:                      4096,
-		MaxIdleConnDuration:           10 * time.Second, // well under the nodes' idle timeouts
-		MaxIdemponentCallAttempts:     2,                // once more on a fresh connection; then the balancer's retry
+		MaxIdleConnDuration:           fp.idle, // under the nodes' keep-alive timeouts: Config.BackendIdleTimeout
+		MaxIdemponentCallAttempts:     2,       // once more on a fresh connection; then the balancer's retry
 		ReadTimeout:                   fp.cfg.BackendTimeout,
 		WriteTimeout:                  fp.cfg.BackendTimeout,
 		ReadBufferSize:                fp.cfg.MaxHeaderBytes,

@@ -85,6 +85,7 @@ type balanceConfig struct {
 	healthInterval            time.Duration
 	healthTimeout             time.Duration
 	ejectFor, drainTimeout    time.Duration
+	backendIdle               time.Duration
 	loadFactor                float64
 	maxBody                   int
 	healthRise, healthFall    int
@@ -119,6 +120,9 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	f.Duration(&cfg.ejectFor, "eject-for", balancer.DefaultEjectFor,
 		"keep a node whose connection failed out of rotation this `duration` (or until its next passed check)")
 	f.Duration(&cfg.drainTimeout, "drain-timeout", balancer.DefaultDrainTimeout, "default drain deadline (`duration`) of the admin API")
+	f.Duration(&cfg.backendIdle, "backend-idle-timeout", balancer.DefaultBackendIdleTimeout,
+		"close keep-alive connections to the nodes after this `duration` idle: keep it under\n"+
+			"        the nodes' own keep-alive timeout, or a POST can meet a closing connection (502)")
 	f.Float64(&cfg.loadFactor, "load-factor", 0,
 		"bound new sessions and re-homes to `factor` times the average load (0: no bound; else >= 1)")
 	f.Int(&cfg.healthRise, "health-rise", balancer.DefaultRise, "consecutive passed checks that bring a down node back (`n`)")
@@ -158,7 +162,7 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"health-interval", cfg.healthInterval}, {"health-timeout", cfg.healthTimeout}, {"eject-for", cfg.ejectFor}, {"drain-timeout", cfg.drainTimeout}} {
+	}{{"health-interval", cfg.healthInterval}, {"health-timeout", cfg.healthTimeout}, {"eject-for", cfg.ejectFor}, {"drain-timeout", cfg.drainTimeout}, {"backend-idle-timeout", cfg.backendIdle}} {
 		if d.v <= 0 {
 			return cfg, f.invalid(s, d.name, d.v.String(), "must be positive"), false
 		}
@@ -262,11 +266,12 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 		LoadFactor:     c.loadFactor,
 		Health: balancer.HealthCheck{Path: c.healthPath, Interval: c.healthInterval, Timeout: c.healthTimeout,
 			Rise: c.healthRise, Fall: c.healthFall},
-		EjectFor:       c.ejectFor,
-		DrainTimeout:   c.drainTimeout,
-		MaxBodyBytes:   maxBody,
-		TrustForwarded: c.trustForwarded,
-		Registerer:     reg,
+		EjectFor:           c.ejectFor,
+		DrainTimeout:       c.drainTimeout,
+		BackendIdleTimeout: c.backendIdle,
+		MaxBodyBytes:       maxBody,
+		TrustForwarded:     c.trustForwarded,
+		Registerer:         reg,
 	}
 	if reg == nil {
 		cfg.Health.Interval = -1

@@ -153,6 +153,7 @@ func TestBalance_badCommandLine(t *testing.T) {
 		{"bad max body", nil, []string{"--backend", "n1=http://a", "--max-body", "0"}, []string{"--max-body"}},
 		{"unlimited body, fast", nil, []string{"--backend", "n1=http://a", "--max-body", "-1"}, []string{"--max-body", "--engine net/http"}},
 		{"bad engine", nil, []string{"--backend", "n1=http://a", "--engine", "nginx"}, []string{"--engine", "want fast or net/http"}},
+		{"bad idle timeout", nil, []string{"--backend", "n1=http://a", "--backend-idle-timeout", "-1s"}, []string{"--backend-idle-timeout", "positive"}},
 		{"bad rise", nil, []string{"--backend", "n1=http://a", "--health-rise", "0"}, []string{"--health-rise", "positive"}},
 		{"bad response limit", nil, []string{"--backend", "n1=http://a", "--max-response-body", "-5"}, []string{"--max-response-body"}},
 		{"bad env float", env{"SESSIONKIT_LOAD_FACTOR": "lots"}, []string{"--backend", "n1=http://a"}, []string{"SESSIONKIT_LOAD_FACTOR", "want a number"}},
