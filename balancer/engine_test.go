@@ -275,3 +275,53 @@ func FuzzFastServer_request(f *testing.F) {
 		}
 	})
 }
+
+// TestBalancer_refusedUpgradeNoTunnel: a node that answers an upgrade
+// request without 101 (here a plain handler that ignores Upgrade and keeps
+// the connection alive) must not leave the client's connection tunneled
+// to it: the client's next request on that connection would reach the node
+// unparsed, past the balancer's routing and its rewriting of the
+// X-Forwarded-* headers ("WebSocket smuggling"). The balancer relays the
+// refusal and ends the connection, or goes on proxying it as HTTP.
+func TestBalancer_refusedUpgradeNoTunnel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "xff="+r.Header.Get("X-Forwarded-For")+"\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}}
+	})
+	c, err := net.Dial("tcp", strings.TrimPrefix(frontURL(t, b), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the refused upgrade: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "xff=127.0.0.1") {
+		t.Fatalf("the refused upgrade: %d %q; want the node's 200 with the balancer's X-Forwarded-For", resp.StatusCode, body)
+	}
+	// The same connection, a forged X-Forwarded-For.
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		return // the balancer ended the connection: nothing reached the node
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), "6.6.6.6") {
+		t.Errorf("a request after a refused upgrade reached the node unparsed: it saw %q", body)
+	}
+}

@@ -97,8 +97,10 @@ type fastProxy struct {
 // and response bodies (up to cfg.MaxResponseBodyBytes) are read whole
 // before they are sent on; WebSocket and other upgrades, and requests that
 // accept text/event-stream, are tunneled instead: the request goes to the
-// node on a connection of its own and the bytes flow both ways, unbuffered,
-// until either side closes. A tunneled request gets no affinity cookie.
+// node on a connection of its own and the bytes flow unbuffered until
+// either side closes (both ways only after the node's 101 Switching
+// Protocols; a refused upgrade is relayed with Connection: close). A
+// tunneled request gets no affinity cookie.
 // It is safe to call once per Balancer; the Balancer keeps one set of
 // node connections for it.
 func (b *Balancer) NewFastServer(cfg FastConfig) (*fasthttp.Server, error) {
@@ -354,7 +356,8 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		b.finish(st, start)
 		return
 	}
-	if !req.Header.ConnectionUpgrade() {
+	upgrade := req.Header.ConnectionUpgrade()
+	if !upgrade {
 		req.Header.SetConnectionClose() // an event stream: the node's connection ends with it
 	}
 	conn.SetWriteDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
@@ -379,21 +382,79 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		defer b.tunnels.done(raw)
 		c.SetDeadline(time.Time{})
 		br := bufio.NewReaderSize(conn, 4<<10)
-		if line, err := br.Peek(len("HTTP/1.1 200")); err == nil && line[9] >= '1' && line[9] <= '5' {
-			st.class = int(line[9] - '0')
+		conn.SetReadDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
+		code := peekStatus(br)
+		conn.SetReadDeadline(time.Time{})
+		if code >= 100 && code < 600 {
+			st.class = code / 100
+		}
+		upgraded := code == fasthttp.StatusSwitchingProtocols
+		if upgrade && !upgraded {
+			// The node refused the upgrade. Its answer is relayed and the
+			// connection ends: were the bytes to flow on both ways, the
+			// client's next requests on this connection would reach the
+			// node unparsed, past the routing and the X-Forwarded-*
+			// rewriting (WebSocket smuggling).
+			b.refusedUpgrade(c, br)
+			raw.Close()
+			return
 		}
 		// c must not be used once this function returns (fasthttp reuses
 		// it), so the copy from the client ends first: closing raw ends it.
+		// Only an accepted upgrade carries the client's bytes to the node;
+		// an event stream's request was sent whole, and what the client
+		// sends afterwards is dropped (its end ends the stream).
 		clientDone := make(chan struct{})
 		go func() {
 			defer close(clientDone)
-			io.Copy(conn, c)
+			if upgraded {
+				io.Copy(conn, c)
+			} else {
+				io.Copy(io.Discard, c)
+			}
 			conn.Close() // ends the copy below if the client went first
 		}()
 		io.Copy(c, br)
 		raw.Close()
 		<-clientDone
 	})
+}
+
+// peekStatus returns the status code of the response br starts with
+// (HTTP/1.x), or 0 if it cannot be read.
+func peekStatus(br *bufio.Reader) int {
+	line, err := br.Peek(len("HTTP/1.1 200"))
+	if err != nil || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0
+	}
+	code := 0
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
+			return 0
+		}
+		code = code*10 + int(d-'0')
+	}
+	return code
+}
+
+// refusedUpgrade relays to the client c the node's answer to an upgrade it
+// refused, read whole from br (as a proxied response is, within the body
+// limit), with Connection: close; or 502 if it cannot be read.
+func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader) {
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	resp.Header.DisableNormalizing()
+	if err := resp.ReadLimitBody(br, b.fast.cfg.MaxResponseBodyBytes); err != nil {
+		resp.Reset()
+		resp.SetStatusCode(fasthttp.StatusBadGateway)
+		resp.SetBodyString("bad gateway")
+	}
+	for _, h := range hopHeaders {
+		resp.Header.Del(h)
+	}
+	resp.SetConnectionClose()
+	c.SetWriteDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
+	resp.WriteTo(c)
 }
 
 // dial opens a connection of its own to n.
