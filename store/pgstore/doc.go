@@ -209,7 +209,9 @@
 // store.ErrClosed) for the contract's outcomes, and pgx's errors (for
 // example a *pgconn.PgError) for everything else, which wrap neither
 // ErrNotFound nor ErrConflict. Every method honors its context: a canceled
-// context makes pgx interrupt the query.
+// context makes pgx interrupt the query or, for a Load or Save in a batch
+// of several, makes the call return at once with the context's error (see
+// "Batching").
 //
 // # Not implemented
 //
