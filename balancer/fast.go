@@ -384,7 +384,6 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		br := bufio.NewReaderSize(conn, 4<<10)
 		conn.SetReadDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
 		code := peekStatus(br)
-		conn.SetReadDeadline(time.Time{})
 		if code >= 100 && code < 600 {
 			st.class = code / 100
 		}
@@ -395,10 +394,11 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 			// client's next requests on this connection would reach the
 			// node unparsed, past the routing and the X-Forwarded-*
 			// rewriting (WebSocket smuggling).
-			b.refusedUpgrade(c, br)
+			b.refusedUpgrade(c, br) // within the read deadline set above
 			raw.Close()
 			return
 		}
+		conn.SetReadDeadline(time.Time{})
 		// c must not be used once this function returns (fasthttp reuses
 		// it), so the copy from the client ends first: closing raw ends it.
 		// Only an accepted upgrade carries the client's bytes to the node;
