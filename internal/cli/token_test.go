@@ -148,14 +148,7 @@ func TestServe_tokenTwoNodes(t *testing.T) {
 	t.Cleanup(func() { deleteRedisKeys(t, addr, prefix) })
 	for _, format := range []string{"sealed", "jwt"} {
 		t.Run(format, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "ring.json")
-			alg := "XC20P"
-			if format == "jwt" {
-				alg = "EdDSA"
-			}
-			if code, _, errs := run(t, nil, "keys", "new", "--alg", alg, path); code != 0 {
-				t.Fatal(errs)
-			}
+			path, _ := newRingFile(t, format)
 			const refresh = 200 * time.Millisecond
 			e := env{"SESSIONKIT_KEYS": path, "SESSIONKIT_REDIS": redisURL, "SESSIONKIT_REVOCATIONS": "redis"}
 			var nodes []*server
