@@ -99,8 +99,7 @@ type fastProxy struct {
 // accept text/event-stream, are tunneled instead: the request goes to the
 // node on a connection of its own and the bytes flow unbuffered until
 // either side closes (both ways only after the node's 101 Switching
-// Protocols; a refused upgrade is relayed with Connection: close). A
-// tunneled request gets no affinity cookie.
+// Protocols; a refused upgrade is relayed with Connection: close).
 // It is safe to call once per Balancer; the Balancer keeps one set of
 // node connections for it.
 func (b *Balancer) NewFastServer(cfg FastConfig) (*fasthttp.Server, error) {
@@ -394,11 +393,17 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 			// client's next requests on this connection would reach the
 			// node unparsed, past the routing and the X-Forwarded-*
 			// rewriting (WebSocket smuggling).
-			b.refusedUpgrade(c, br) // within the read deadline set above
+			b.refusedUpgrade(c, br, st.setCookie) // within the read deadline set above
 			raw.Close()
 			return
 		}
 		conn.SetReadDeadline(time.Time{})
+		if code != 0 && st.setCookie != "" {
+			if err := writeStatusWithCookie(c, br, st.setCookie); err != nil {
+				raw.Close()
+				return
+			}
+		}
 		// c must not be used once this function returns (fasthttp reuses
 		// it), so the copy from the client ends first: closing raw ends it.
 		// Only an accepted upgrade carries the client's bytes to the node;
@@ -437,10 +442,26 @@ func peekStatus(br *bufio.Reader) int {
 	return code
 }
 
+// writeStatusWithCookie copies the node's status line from br to c and
+// adds the affinity cookie after it, so that a tunneled response carries
+// it as a proxied one does; the rest of the response follows unchanged.
+func writeStatusWithCookie(c io.Writer, br *bufio.Reader, cookie string) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if _, err := c.Write(line); err != nil {
+		return err
+	}
+	_, err = io.WriteString(c, "Set-Cookie: "+cookie+"\r\n")
+	return err
+}
+
 // refusedUpgrade relays to the client c the node's answer to an upgrade it
 // refused, read whole from br (as a proxied response is, within the body
-// limit), with Connection: close; or 502 if it cannot be read.
-func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader) {
+// limit), with Connection: close and the affinity cookie, if any; or 502
+// if it cannot be read.
+func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader, cookie string) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	resp.Header.DisableNormalizing()
@@ -451,6 +472,9 @@ func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader) {
 	}
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
+	}
+	if cookie != "" {
+		resp.Header.Add("Set-Cookie", cookie)
 	}
 	resp.SetConnectionClose()
 	c.SetWriteDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))

@@ -268,3 +268,48 @@ func TestClose_stopsHealthLoop(t *testing.T) {
 		t.Errorf("AddNode after Close: %v; want ErrClosed", err)
 	}
 }
+
+// TestBalancer_websocket_affinityCookie: a WebSocket opened as a user's
+// first request gets the affinity cookie, as any proxied request does, and
+// the user's next request with it goes to the same node.
+func TestBalancer_websocket_affinityCookie(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{wsNode(t, "n1"), wsNode(t, "n2"), wsNode(t, "n3")}
+		withAffinity(c)
+	})
+	front := strings.TrimPrefix(frontURL(t, b), "http://")
+	upgrade := func(cookie string) *http.Response {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", front, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n%s\r\n", cookie)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: status %d; want 101", resp.StatusCode)
+		}
+		return resp
+	}
+	first := upgrade("")
+	c := affinityCookie(t, first.Header)
+	if c == nil {
+		t.Fatalf("a WebSocket as the first request: no affinity cookie in %v", first.Header)
+	}
+	node := first.Header.Get("X-Node")
+	for range 5 {
+		again := upgrade("Cookie: " + c.Name + "=" + c.Value + "\r\n")
+		if got := again.Header.Get("X-Node"); got != node {
+			t.Fatalf("with its affinity cookie, the user went to %s; want %s", got, node)
+		}
+		if affinityCookie(t, again.Header) != nil {
+			t.Errorf("a valid affinity cookie was set again")
+		}
+	}
+}
