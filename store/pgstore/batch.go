@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -54,6 +55,20 @@ func (b *batcher[T]) submit(c T) {
 	b.mu.Unlock()
 	b.exec(batch)
 	b.next()
+}
+
+// alone reports whether a call may run at once on its own, without being
+// queued: fewer than max batches are running, so none waits. It then
+// takes a batch's turn, which the caller ends with next once the call is
+// done. This spares a lone call the queue's allocations.
+func (b *batcher[T]) alone() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running >= b.max {
+		return false
+	}
+	b.running++
+	return true
 }
 
 // next runs, on a new goroutine, a batch of the calls that queued while a
@@ -203,15 +218,15 @@ func (s *Store) scanLoads(ctx context.Context, keys [][]byte, batch []*loadCall,
 		data    []byte
 		version int64
 		user    []byte
-		rec     store.Record
+		expires time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &data, &version, &user, &rec.Expires}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&key, &data, &version, &user, &expires}, func() error {
 		i, ok := first[string(key)]
 		if !ok {
-			return fmt.Errorf("a row for a key not asked for")
+			return errors.New("a row for a key not asked for")
 		}
 		c := batch[i]
-		c.rec = store.Record{Data: data, Version: uint64(version), UserID: string(user), Expires: rec.Expires.UTC()}
+		c.rec = store.Record{Data: data, Version: uint64(version), UserID: string(user), Expires: expires.UTC()}
 		c.found = true
 		data = nil // the next row scans into a new slice
 		return nil

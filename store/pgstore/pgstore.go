@@ -305,6 +305,10 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if s.loads == nil {
 		return s.loadOne(ctx, key)
 	}
+	if s.loads.alone() {
+		defer s.loads.next()
+		return s.loadOne(ctx, key)
+	}
 	c := &loadCall{call: newCall(ctx, "load", key)}
 	s.loads.submit(c)
 	if err := c.wait(); err != nil {
@@ -348,6 +352,10 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 		return 0, err
 	}
 	if s.saves == nil {
+		return s.saveOne(ctx, key, rec)
+	}
+	if s.saves.alone() {
+		defer s.saves.next()
 		return s.saveOne(ctx, key, rec)
 	}
 	c := &saveCall{call: newCall(ctx, "save", key), rec: rec}
