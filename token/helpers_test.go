@@ -1,25 +1,18 @@
 package token_test
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/session/sid"
 	"github.com/sessionkit/sessionkit/token"
 )
 
-// clock is a fake clock, safe for concurrent use.
-type clock struct{ ns atomic.Int64 }
+// clock is the tests' fake clock.
+type clock = testclock.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 func mustKey(t testing.TB, alg token.Alg, now time.Time) *token.Key {
 	t.Helper()

@@ -44,9 +44,10 @@ var rules = map[string]rule{
 	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/...", "github.com/valyala/fasthttp"}},
 	"internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
 		"store/memstore", "store/natsstore", "store/olricstore", "store/pgstore", "store/redisstore", "token"}},
-	"internal/testenv":  {},
-	"internal/archtest": {},
-	"cmd/sessionkit":    {own: []string{"internal/cli"}},
+	"internal/testenv":   {},
+	"internal/testclock": {},
+	"internal/archtest":  {},
+	"cmd/sessionkit":     {own: []string{"internal/cli"}},
 }
 
 type pkg struct {

@@ -10,30 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/store"
 )
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// clock is a fake clock for expiry tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the tests' fake clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{t: epoch} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(epoch) }
 
 func newStore(t testing.TB, cfg Config) *Store {
 	t.Helper()

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/storetest"
@@ -33,17 +34,10 @@ const (
 // epoch is where the tests' fake clocks start.
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// clock is a fake clock, safe for concurrent use.
-type clock struct{ ns atomic.Int64 }
+// clock is the tests' fake clock.
+type clock = testclock.Clock
 
-func newClock() *clock {
-	c := new(clock)
-	c.ns.Store(epoch.UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return testclock.New(epoch) }
 
 // testURL returns the connection string of the test server.
 func testURL() string {
