@@ -139,9 +139,10 @@
 // (measured by TestRoundTrips):
 //
 //	Load                                      1: GET
-//	Save, unbound record                      1: EVALSHA (compare-and-set)
+//	Save, new unbound record                  1: SET NX
+//	Save, new bound record                    2: EVALSHA index, SET NX
+//	Save, replace unbound record              1: EVALSHA (compare-and-set)
 //	Save, bound, same user, within horizon    1: EVALSHA
-//	Save, new bound record                    2: EVALSHA index, EVALSHA compare-and-set
 //	Save, user changed or past horizon        3: EVALSHA (answers "index first"), index, compare-and-set
 //	Save, conflict                            1 (or 2 for a new bound record)
 //	Touch, unbound or within horizon          1: EVALSHA

@@ -415,11 +415,12 @@ func readRecord(r rueidis.RedisResult) (rec store.Record, ok bool, err error) {
 }
 
 // Save writes rec under key if the stored version is rec.Version (0: no
-// live record). It is one script call (EVALSHA) for an unbound record, and
-// for a bound record whose user is unchanged and whose index entry already
-// covers the new expiry. Otherwise it first raises the user's index entry:
-// two calls for a new bound record, three when an existing record changes
-// user or outgrows its index horizon. Expires is kept to the millisecond.
+// live record). A new record (Version 0) is one SET NX, which needs no
+// script; a new bound record first raises its user's index entry (two
+// calls). A replaced record is one script call (EVALSHA, the
+// compare-and-set) when unbound, or bound to an unchanged user whose index
+// entry already covers the new expiry; three calls when it changes user or
+// outgrows its index horizon. Expires is kept to the millisecond.
 func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64, error) {
 	if err := store.CheckKey(key); err != nil {
 		return 0, err
@@ -450,13 +451,9 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	buf = appendRecord(buf, next, exp, 0, rec.UserID, rec.Data)
 	buf = appendPadded(buf, rec.Version, versionDigits)
 	buf = strconv.AppendInt(buf, exp, 10)
-	expected := "0"
-	if rec.Version != 0 {
-		expected = rueidis.BinaryString(buf[n : n+versionDigits])
-	}
 	args := []string{
-		expected,
-		rueidis.BinaryString(buf[:n]), // aliases buf: the horizon is set in place below
+		rueidis.BinaryString(buf[n : n+versionDigits]), // unused by a new record's SET NX
+		rueidis.BinaryString(buf[:n]),                  // aliases buf: the horizon is set in place below
 		rueidis.BinaryString(buf[n+versionDigits:]),
 		rec.UserID,
 		"0",
@@ -475,6 +472,19 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 			// may change.
 			putPadded(buf[offHorizon:offUserLen], uint64(h))
 			args[4] = strconv.FormatInt(h, 10)
+		}
+		if rec.Version == 0 {
+			// "Only if there is no record" is SET's own NX: a native
+			// command costs Redis a fraction of a script call. A bound
+			// record's index entry, raised above, covers exp.
+			err := s.c.Do(ctx, s.c.B().Set().Key(dk).Value(args[1]).Nx().PxatMillisecondsTimestamp(exp).Build()).Error()
+			if rueidis.IsRedisNil(err) {
+				return 0, store.ErrConflict
+			}
+			if err != nil {
+				return 0, s.fail("save", err)
+			}
+			return next, nil
 		}
 		r, err := luaSave.exec(ctx, s.c, dk, args...).AsInt64()
 		if err != nil {

@@ -262,6 +262,9 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v, err = s.Save(ctx, "warm", store.Record{Version: v, Expires: hour, UserID: "w"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Touch(ctx, "warm", 0, now.Add(10*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +289,12 @@ func TestRoundTrips(t *testing.T) {
 			va, err = s.Save(ctx, "a", store.Record{Data: []byte("1"), Expires: hour})
 			return err
 		},
-			map[string]int{"evalsha": 1}, 1},
+			map[string]int{"set": 1}, 1},
+		{"Save/new-exists", func() error {
+			_, err := s.Save(ctx, "a", store.Record{Data: []byte("1"), Expires: hour})
+			return ignore(err, store.ErrConflict)
+		},
+			map[string]int{"set": 1}, 1},
 		{"Load", func() error { _, err := s.Load(ctx, "a"); return err },
 			map[string]int{"get": 1}, 1},
 		{"Save/replace-unbound", func() (err error) {
@@ -302,7 +310,7 @@ func TestRoundTrips(t *testing.T) {
 		{"Save/new-bound", func() (err error) {
 			vb, err = s.Save(ctx, "b", store.Record{Data: []byte("1"), Expires: hour, UserID: "alice"})
 			return err
-		}, map[string]int{"evalsha": 2}, 2},
+		}, map[string]int{"evalsha": 1, "set": 1}, 2},
 		{"Save/replace-same-user", func() (err error) {
 			vb, err = s.Save(ctx, "b", store.Record{Data: []byte("2"), Version: vb, Expires: hour, UserID: "alice"})
 			return err

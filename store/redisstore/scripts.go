@@ -24,10 +24,11 @@ import (
 // live bound record is always covered by its index entry (see doc.go,
 // "User index").
 
-// scriptSave is the compare-and-set of Save.
+// scriptSave is the compare-and-set of Save, for a record that replaces
+// another (a new record is a SET NX).
 //
 //	KEYS[1] session record
-//	ARGV[1] expected version (20 digits), "0" if the key must not exist
+//	ARGV[1] expected version (20 digits)
 //	ARGV[2] the new record, its horizon field set to ARGV[5] (0 if unbound)
 //	ARGV[3] expiry, Unix ms, for PXAT
 //	ARGV[4] user ID, "" for unbound (the one in ARGV[2])
@@ -40,16 +41,12 @@ import (
 // user, is beyond ARGV[5] keeps it.
 const scriptSave = `
 local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '0' then
-	if cur then return 0 end
-elseif not cur or string.sub(cur, 1, 20) ~= ARGV[1] then
-	return 0
-end
+if not cur or string.sub(cur, 1, 20) ~= ARGV[1] then return 0 end
 local rec = ARGV[2]
 if ARGV[4] ~= '' then
 	local x = tonumber(ARGV[5])
 	local n = #ARGV[4]
-	if cur and tonumber(string.sub(cur, 51, 60)) == n and string.sub(cur, 61, 60 + n) == ARGV[4] then
+	if tonumber(string.sub(cur, 51, 60)) == n and string.sub(cur, 61, 60 + n) == ARGV[4] then
 		local sx = string.sub(cur, 36, 50)
 		if (tonumber(sx) or 0) > x then
 			x = tonumber(sx)
