@@ -150,6 +150,25 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"negative lifetime", []string{"--lifetime", "-1h"}, []string{"invalid --lifetime", "positive"}},
 		{"negative max sessions", []string{"--max-sessions", "-1"}, []string{"invalid --max-sessions"}},
 		{"bad log level", []string{"--log-level", "loud"}, []string{`invalid --log-level "loud"`, "debug, info, warn, error"}},
+		// Flags the strategy does not use.
+		{"cluster addr without a cluster strategy", []string{"--cluster-addr", "127.0.0.1:17000"},
+			[]string{"--cluster-addr is used only with --strategy nats or olric", "here: --strategy memory"}},
+		{"keys without tokens", []string{"--strategy", "redis", "--keys", "k.json"},
+			[]string{"--keys is used only with --strategy token", "here: --strategy redis"}},
+		{"redis without redis", []string{"--strategy", "postgres", "--redis", "redis://127.0.0.1:6379"},
+			[]string{"--redis is used only with --strategy redis, or --strategy token with --revocations redis"}},
+		{"redis with memory revocations", []string{"--strategy", "token", "--keys", "k.json", "--redis", "redis://x"},
+			[]string{"--redis is used only", "here: --strategy token with --revocations memory"}},
+		{"nats url with an embedded node", []string{"--strategy", "nats", "--cluster-addr", "127.0.0.1:17000", "--nats", "nats://x"},
+			[]string{"--nats is used only with --strategy nats without --cluster-addr"}},
+		{"peers without cluster addr", []string{"--strategy", "olric", "--peers", "127.0.0.1:17001"},
+			[]string{"--peers is used only with --strategy nats or olric and --cluster-addr"}},
+		{"data dir for olric", []string{"--strategy", "olric", "--cluster-addr", "127.0.0.1:17000", "--data-dir", "d"},
+			[]string{"--data-dir is used only with --strategy nats and --cluster-addr"}},
+		{"max sessions without memory", []string{"--strategy", "postgres", "--max-sessions", "10"},
+			[]string{"--max-sessions is used only with --strategy memory"}},
+		{"fail open on memory", []string{"--fail-open"}, []string{"--fail-open is used only with"}},
+		{"token format without tokens", []string{"--token-format", "jwt"}, []string{"--token-format is used only with --strategy token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := run(t, nil, append([]string{"serve"}, tc.args...)...)
@@ -159,6 +178,18 @@ func TestServe_badCommandLine(t *testing.T) {
 			oneLine(t, stderr, "sessionkit serve: ", tc.parts...)
 		})
 	}
+}
+
+// A flag the strategy does not use is refused on the command line but
+// ignored in the environment, which often serves nodes of several
+// strategies: here the error is the bad log level's.
+func TestServe_unusedFlagFromEnvironment(t *testing.T) {
+	code, _, stderr := run(t, env{"SESSIONKIT_CLUSTER_ADDR": "127.0.0.1:17000", "SESSIONKIT_KEYS": "k.json"},
+		"serve", "--log-level", "loud")
+	if code != 2 {
+		t.Errorf("exit %d; want 2", code)
+	}
+	oneLine(t, stderr, "sessionkit serve: ", `invalid --log-level "loud"`)
 }
 
 func TestServe_help(t *testing.T) {

@@ -59,14 +59,18 @@ gracefully (up to 10s for requests in flight). The app is a JSON API:
   POST /login {"user":"alice"}   POST /cart {"item":"x"}   GET /cart
   GET /whoami   POST /logout   POST /logout-all   GET /healthz
 
+A flag on the command line that the chosen strategy does not use (such as
+--cluster-addr without --strategy nats or olric) is refused; the same
+setting from an environment variable is ignored.
+
 Every response carries the header X-Node. When listening, one line on stderr
 gives the real address: "sessionkit serve: node n1 (strategy memory)
 listening on http://127.0.0.1:8080".
 
 GET /metrics, on the same address, serves Prometheus metrics: session
 events, store calls by operation and result, store latency, the circuit
-breaker's state (redis, postgres) or the in-memory store's size and
-evictions (memory), and Go and process metrics. It is not authenticated:
+breaker's state (redis, postgres, olric, nats) or the in-memory store's
+size and evictions (memory), and Go and process metrics. It is not authenticated:
 keep it from the public internet (see docs/operations.md).
 
 --strategy token keeps each session in its cookie, sealed (or signed, with
@@ -122,6 +126,50 @@ const (
 	defaultOlricAddrs  = "127.0.0.1:3320"
 )
 
+// checkFlagUse refuses a flag given on the command line that cfg's
+// strategy does not use: without --strategy nats, --cluster-addr would
+// otherwise start a lone in-memory node without a word. The same flags set
+// by environment variables are ignored, since one environment often serves
+// nodes of several strategies.
+func checkFlagUse(s *sys, f *flagSet, cfg serveConfig) (code int, ok bool) {
+	st, embedded := cfg.strategy, cfg.clusterAddr != ""
+	uses := []struct {
+		flag string
+		used bool
+		when string
+	}{
+		{"max-sessions", st == "memory", "--strategy memory"},
+		{"fail-open", st != "memory" && st != "token", "--strategy redis, postgres, olric or nats"},
+		{"redis", st == "redis" || st == "token" && cfg.revocations == "redis",
+			"--strategy redis, or --strategy token with --revocations redis"},
+		{"postgres", st == "postgres", "--strategy postgres"},
+		{"nats", st == "nats" && !embedded, "--strategy nats without --cluster-addr"},
+		{"olric", st == "olric" && !embedded, "--strategy olric without --cluster-addr"},
+		{"cluster-addr", st == "nats" || st == "olric", "--strategy nats or olric"},
+		{"peers", (st == "nats" || st == "olric") && embedded, "--strategy nats or olric and --cluster-addr"},
+		{"olric-addr", st == "olric" && embedded, "--strategy olric and --cluster-addr"},
+		{"data-dir", st == "nats" && embedded, "--strategy nats and --cluster-addr"},
+		{"keys", st == "token", "--strategy token"},
+		{"keys-reload", st == "token", "--strategy token"},
+		{"token-format", st == "token", "--strategy token"},
+		{"revocations", st == "token", "--strategy token"},
+		{"revocation-refresh", st == "token", "--strategy token"},
+	}
+	for _, u := range uses {
+		if f.fromCLI[u.flag] && !u.used {
+			here := "--strategy " + st
+			switch {
+			case embedded && (st == "nats" || st == "olric"):
+				here += " with --cluster-addr"
+			case st == "token":
+				here += " with --revocations " + cfg.revocations
+			}
+			return f.errf(s, "--%s is used only with %s (here: %s; see 'sessionkit serve --help')", u.flag, u.when, here), false
+		}
+	}
+	return exitOK, true
+}
+
 // parseServe parses serve's flags and environment. ok = false means stop
 // with the returned exit status.
 func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
@@ -141,8 +189,9 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		"drop the cookie's Secure attribute: only for plain http to hosts other than\n        localhost and 127.0.0.1 (where clients send Secure cookies anyway),\n        or for Go's cookiejar")
 	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	f.String(&cfg.redisURL, "redis", defaultRedisURL,
-		"Redis for --strategy redis: redis://[user:pass@]host:port[/db], rediss:// for TLS,\n"+
-			"        redis://h1:p1,h2:p2?cluster=1 style lists for a cluster, or\n"+
+		"Redis `url` for --strategy redis (and --revocations redis):\n"+
+			"        redis://[user:pass@]host:port[/db], rediss:// for TLS, several hosts\n"+
+			"        (redis://h1:p1,h2:p2,h3:p3) for a Redis Cluster, or\n"+
 			"        redis-sentinel://s1:p1,s2:p2/master for Sentinel (see package redisstore)")
 	f.String(&cfg.postgresURL, "postgres", defaultPostgresURL,
 		"PostgreSQL `url` for --strategy postgres; the session table is created if missing")
@@ -214,6 +263,9 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	}
 	if cfg.maxSessions < 0 {
 		return cfg, f.invalid(s, "max-sessions", fmt.Sprint(cfg.maxSessions), "must be 0 (no bound) or positive"), false
+	}
+	if code, ok := checkFlagUse(s, f, cfg); !ok {
+		return cfg, code, false
 	}
 	if cfg.strategy == "token" {
 		switch {
