@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -65,15 +66,22 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 		RedisURL:    lc.redisURL,
 		PostgresURL: lc.pgURL,
 	}
-	for _, name := range strings.Split(lc.strategies, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			cfg.Strategies = append(cfg.Strategies, name)
-		}
+	// The library takes 0 for "the default"; on the command line a 0 is
+	// a mistake, refused as --help's ranges say.
+	switch {
+	case lc.nodes < 2 || lc.nodes > 16:
+		return cfg, lc, f.invalid(s, "nodes", fmt.Sprint(lc.nodes), "want 2 to 16"), false
+	case lc.users < 1 || lc.users > 10000:
+		return cfg, lc, f.invalid(s, "users", fmt.Sprint(lc.users), "want 1 to 10000"), false
+	case lc.duration < time.Second || lc.duration > time.Hour:
+		return cfg, lc, f.invalid(s, "duration", lc.duration.String(), "want 1s to 1h"), false
 	}
-	for _, name := range strings.Split(lc.faults, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			cfg.Faults = append(cfg.Faults, name)
-		}
+	var bad bool
+	if cfg.Strategies, bad = splitNames(lc.strategies); bad {
+		return cfg, lc, f.invalid(s, "strategies", lc.strategies, "want names separated by single commas"), false
+	}
+	if cfg.Faults, bad = splitNames(lc.faults); bad {
+		return cfg, lc, f.invalid(s, "faults", lc.faults, "want node, store, node,store or none"), false
 	}
 	if lc.seed < 1 {
 		return cfg, lc, f.invalid(s, "seed", fmt.Sprint(lc.seed), "want a positive integer"), false
@@ -85,10 +93,41 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 	return cfg, lc, exitOK, true
 }
 
+// splitNames splits a comma-separated list, trimming spaces. bad is true
+// if an element is empty ("a,,b", a trailing comma, or only spaces).
+func splitNames(list string) (names []string, bad bool) {
+	for name := range strings.SplitSeq(list, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			return nil, true
+		}
+		names = append(names, name)
+	}
+	return names, false
+}
+
 func runLab(ctx context.Context, s *sys, args []string) int {
 	cfg, lc, code, ok := parseLab(s, args)
 	if !ok {
 		return code
+	}
+	// The report is written to a new file beside --report, created before
+	// the runs (which can take minutes) so that a directory that cannot
+	// be written fails at once, and renamed over --report at the end, so
+	// that a failed run leaves an earlier report in place.
+	var report *os.File
+	if lc.report != "" {
+		var err error
+		report, err = os.CreateTemp(filepath.Dir(lc.report), "."+filepath.Base(lc.report)+".*")
+		if err != nil {
+			fmt.Fprintf(s.stderr, "sessionkit lab: --report %s: %v\n", lc.report, err)
+			return exitError
+		}
+		defer func() {
+			if report != nil { // not renamed: leave nothing behind
+				report.Close()
+				os.Remove(report.Name())
+			}
+		}()
 	}
 	if !lc.json {
 		cfg.Progress = s.stderr
@@ -108,26 +147,25 @@ func runLab(ctx context.Context, s *sys, args []string) int {
 		fmt.Fprintf(s.stderr, "sessionkit lab: %v\n", err)
 		return exitError
 	}
-	if lc.report != "" {
-		if err := writeReport(lc.report, rep); err != nil {
-			fmt.Fprintf(s.stderr, "sessionkit lab: %v\n", err)
-			return exitError
+	if report != nil {
+		err := rep.WriteHTML(report)
+		if err == nil {
+			err = report.Chmod(0o644) // CreateTemp's 0600 is for secrets; a report is not one
 		}
+		if cerr := report.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(report.Name(), lc.report)
+		}
+		if err != nil {
+			fmt.Fprintf(s.stderr, "sessionkit lab: --report %s: %v\n", lc.report, err)
+			return exitError // the deferred function removes the new file
+		}
+		report = nil
 		fmt.Fprintf(s.stderr, "sessionkit lab: report written to %s\n", lc.report)
 	}
 	return exitOK
-}
-
-func writeReport(path string, rep *lab.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := rep.WriteHTML(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // isTerminal reports whether w is (a lockedWriter around) a terminal.

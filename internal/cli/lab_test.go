@@ -13,9 +13,16 @@ func TestLab_badFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--nodes", "1"}, "1 nodes: want 2 to 16"},
+		{[]string{"--nodes", "1"}, `invalid --nodes "1": want 2 to 16`},
+		{[]string{"--nodes", "0"}, `invalid --nodes "0": want 2 to 16`},
+		{[]string{"--users", "0"}, `invalid --users "0": want 1 to 10000`},
+		{[]string{"--duration", "0s"}, `invalid --duration "0s": want 1s to 1h`},
 		{[]string{"--faults", "disk"}, `unknown fault "disk"`},
+		{[]string{"--faults", "none,node"}, "none excludes the others"},
+		{[]string{"--faults", "node,"}, `invalid --faults "node,"`},
 		{[]string{"--strategies", "memory,memcached"}, `unknown strategy "memcached"`},
+		{[]string{"--strategies", "memory,,token"}, `invalid --strategies "memory,,token"`},
+		{[]string{"--strategies", "memory,token,memory"}, `strategy "memory" given twice`},
 		{[]string{"--duration", "soon"}, `invalid value "soon" for flag -duration`},
 		{[]string{"--seed", "0"}, `invalid --seed "0"`},
 	} {
@@ -53,5 +60,18 @@ func TestLab_jsonAndReport(t *testing.T) {
 	}
 	if !strings.Contains(string(html), `<svg class="chart line-chart"`) {
 		t.Error("the report file has no chart")
+	}
+	if files, _ := os.ReadDir(filepath.Dir(report)); len(files) != 1 {
+		t.Errorf("the report's directory holds %d files; want only the report", len(files))
+	}
+}
+
+// A report that cannot be written fails before the runs (the table is
+// not printed).
+func TestLab_reportNotWritable(t *testing.T) {
+	code, stdout, stderr := run(t, nil, "lab", "--strategies", "memory", "--duration", "1s",
+		"--report", filepath.Join(t.TempDir(), "missing", "lab.html"))
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "--report") || strings.Contains(stderr, "memory") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1, no table and one --report error", code, stdout, stderr)
 	}
 }

@@ -68,9 +68,12 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Strategies) == 0 {
 		c.Strategies = Strategies
 	}
-	for _, s := range c.Strategies {
+	for i, s := range c.Strategies {
 		if _, ok := strategyByName(s); !ok {
 			return c, fmt.Errorf("lab: unknown strategy %q (want some of %s)", s, strings.Join(Strategies, ", "))
+		}
+		if slices.Contains(c.Strategies[:i], s) {
+			return c, fmt.Errorf("lab: strategy %q given twice", s)
 		}
 	}
 	switch {
@@ -95,8 +98,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.Faults = []string{FaultNode}
 	}
 	for _, f := range c.Faults {
-		if f != FaultNode && f != FaultStore && f != "none" {
+		switch {
+		case f != FaultNode && f != FaultStore && f != "none":
 			return c, fmt.Errorf("lab: unknown fault %q (want %s, %s or none)", f, FaultNode, FaultStore)
+		case f == "none" && len(c.Faults) > 1:
+			return c, fmt.Errorf("lab: faults %s: none excludes the others", strings.Join(c.Faults, ","))
 		}
 	}
 	if c.Seed == 0 {

@@ -15,9 +15,13 @@ import (
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "strategy\treq/s\tp50 ms\tp95 ms\tp99 ms\terrors\tsessions lost\tupdates lost\tsession B/req\tstore calls/req\t")
+	var skipped []Result
 	for _, res := range r.Results {
 		if res.Skipped != "" {
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\t\t\t\n", res.Strategy, res.Skipped)
+			// The reason goes below the table: in a cell it would
+			// widen the column of every row.
+			fmt.Fprintf(tw, "%s\tskipped\t\t\t\t\t\t\t\t\t\n", res.Strategy)
+			skipped = append(skipped, res)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%d of %d logins\t%d of %d\t%.0f\t%.2f\t\n",
@@ -26,6 +30,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, res := range skipped {
+		if _, err := fmt.Fprintf(w, "%s skipped: %s\n", res.Strategy, res.Skipped); err != nil {
+			return err
+		}
 	}
 	_, err := fmt.Fprintf(w, "%d nodes, %d users, %v per strategy, faults: %s, seed %d, %d CPUs\n",
 		r.Nodes, r.Users, r.Duration, strings.Join(r.Faults, "+"), r.Seed, r.CPUs)
