@@ -3,6 +3,7 @@ package refapp
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,7 +24,12 @@ const (
 //
 //	503 {"error":"session store unavailable"}            for session.ErrStore
 //	503 {"error":"session changed concurrently, retry"} for session.ErrConflict
+//	413 {"error":"session too large for its token ..."}  for session.ErrTokenTooLarge
 //	500 {"error":"internal error"}                        otherwise
+//
+// 413 is for the token strategy: the request asked the session to hold more
+// than its token can carry (a cookie is limited to 4 KiB), and sending it
+// again will not help; the answer gives the sizes.
 //
 // 503 answers carry Retry-After: session.RetryAfter(err) in seconds (an open
 // circuit breaker's wait, or 1).
@@ -38,6 +44,12 @@ func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrConflict):
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgConflict)
+	case errors.Is(err, session.ErrTokenTooLarge):
+		msg := "session too large for its token"
+		if te, ok := errors.AsType[*session.TokenSizeError](err); ok {
+			msg += fmt.Sprintf(" (%d bytes, over the limit of %d): keep less in it", te.Size, te.Limit)
+		}
+		writeError(w, http.StatusRequestEntityTooLarge, msg)
 	default:
 		writeError(w, http.StatusInternalServerError, msgInternal)
 	}
