@@ -400,7 +400,11 @@ func ParseRing(data []byte) (*Ring, error) {
 	if dec.More() {
 		return nil, errors.New("token: key ring file has data after its JSON object")
 	}
-	if f.Version != ringFileVersion {
+	switch f.Version {
+	case ringFileVersion:
+	case 0:
+		return nil, errors.New(`token: key ring file has no "sessionkit_key_ring" field: not a key ring made by 'sessionkit keys new'?`)
+	default:
 		return nil, fmt.Errorf("token: key ring file version %d; this build reads version %d", f.Version, ringFileVersion)
 	}
 	if len(f.Keys) > maxRingKeys {

@@ -54,6 +54,7 @@ func TestParseRing_rejects(t *testing.T) {
 		"empty":           ``,
 		"not JSON":        `nope`,
 		"version 2":       strings.Replace(string(good), `"sessionkit_key_ring": 1`, `"sessionkit_key_ring": 2`, 1),
+		"no version":      `{}`,
 		"unknown field":   strings.Replace(string(good), `"keys"`, `"extra": 1, "keys"`, 1),
 		"unknown alg":     strings.Replace(string(good), `"XC20P"`, `"none"`, 1),
 		"HS256 short key": `{"sessionkit_key_ring":1,"keys":[{"kid":"0123456789abcdef","alg":"HS256","created":"2030-01-01T00:00:00Z","key":"AAAA"}]}`,
