@@ -298,6 +298,10 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		return exitError
 	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: logLevels[cfg.logLevel]}))
+	if cfg.lifetime < cfg.idleTimeout {
+		logger.Warn("serve: --lifetime is shorter than --idle-timeout: every session ends at its lifetime, "+
+			"and the idle timeout never applies", "lifetime", cfg.lifetime, "idle_timeout", cfg.idleTimeout)
+	}
 
 	reg, sm, err := newMetrics()
 	if err != nil {

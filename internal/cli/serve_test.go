@@ -283,3 +283,16 @@ func TestServe_olric(t *testing.T) {
 		oneLine(t, stderr, "sessionkit serve: olricstore: ", "reach")
 	})
 }
+
+// A lifetime shorter than the idle timeout is allowed (sessions then end at
+// their lifetime) but logged, since it is usually a mistake.
+func TestServe_lifetimeShorterThanIdleTimeout(t *testing.T) {
+	s := startServe(t, nil, "serve", "--addr", "127.0.0.1:0", "--lifetime", "1m", "--idle-timeout", "30m")
+	if !strings.Contains(s.stderr.String(), "level=WARN msg=\"serve: --lifetime is shorter than --idle-timeout") {
+		t.Errorf("no warning; stderr:\n%s", s.stderr)
+	}
+	s2 := startServe(t, nil, "serve", "--addr", "127.0.0.1:0", "--lifetime", "30m", "--idle-timeout", "30m")
+	if strings.Contains(s2.stderr.String(), "shorter than --idle-timeout") {
+		t.Errorf("a warning for equal durations; stderr:\n%s", s2.stderr)
+	}
+}
