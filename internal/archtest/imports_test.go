@@ -23,7 +23,7 @@ type rule struct {
 var rules = map[string]rule{
 	"store":            {},
 	"session/sid":      {},
-	"store/storetest":  {own: []string{"store"}},
+	"store/storetest":  {own: []string{"store", "internal/testclock"}},
 	"store/memstore":   {own: []string{"store"}},
 	"store/redisstore": {own: []string{"store"}, thirdParty: []string{"github.com/redis/rueidis/..."}},
 	"store/pgstore":    {own: []string{"store"}, thirdParty: []string{"github.com/jackc/pgx/v5/..."}},

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/store"
 )
 
@@ -88,22 +89,6 @@ const (
 // on the wall clock.
 var clockStart = time.Date(2030, time.January, 1, 0, 0, 0, 0, time.UTC)
 
-// fakeClock is a clock that moves only when told to. It is safe for
-// concurrent use.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock(start time.Time) *fakeClock {
-	c := new(fakeClock)
-	c.ns.Store(start.UnixNano())
-	return c
-}
-
-// Now returns the clock's time.
-func (c *fakeClock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
-
-// Advance moves the clock forward by d.
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 type suite struct{ opts Options }
 
 // env is one subtest's store and clock.
@@ -111,7 +96,7 @@ type env struct {
 	t     *testing.T
 	ctx   context.Context
 	s     store.Store
-	clock *fakeClock // nil with ServerClock
+	clock *testclock.Clock // nil with ServerClock
 }
 
 // newEnv makes a new store for the subtest t and closes it when t ends.
@@ -120,7 +105,7 @@ func (su *suite) newEnv(t *testing.T) *env {
 	e := &env{t: t, ctx: t.Context()}
 	now := time.Now
 	if !su.opts.ServerClock {
-		e.clock = newFakeClock(clockStart)
+		e.clock = testclock.New(clockStart)
 		now = e.clock.Now
 	}
 	s := su.opts.New(t, now)
