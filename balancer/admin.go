@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -155,7 +156,8 @@ func (b *Balancer) Activate(name string) error {
 //	POST   /nodes/{name}/activate  -> NodeStatus
 //
 // Errors are {"error":"..."} with 400 (bad JSON, invalid node), 404 (no
-// such node), 409 (the node exists) or 413 (a body over 64 KiB).
+// such node or route), 405 (a method the path does not support; Allow
+// lists those it does), 409 (the node exists) or 413 (a body over 64 KiB).
 func (b *Balancer) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -212,9 +214,32 @@ func (b *Balancer) AdminHandler() http.Handler {
 		b.writeNode(w, http.StatusOK, name)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			list := strings.Join(allow, ", ")
+			w.Header().Set("Allow", list)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{
+				"error": fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, list)})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such admin route; see GET /nodes"})
 	})
 	return mux
+}
+
+// adminMethods are the methods allowedMethods tries.
+var adminMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods returns the methods that mux routes r's path to a handler
+// other than its catch-all "/" with: none for an unknown path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range adminMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 func (b *Balancer) writeNode(w http.ResponseWriter, code int, name string) {

@@ -215,6 +215,45 @@ func TestAdminHandler(t *testing.T) {
 	}
 }
 
+// TestAdminHandler_methods: a known path with a method it does not
+// support is answered 405 with the methods it does in Allow; an unknown
+// path is 404, whatever the method.
+func TestAdminHandler_methods(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	admin := b.AdminHandler()
+	for _, tt := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"PUT", "/nodes", 405, "GET, HEAD, POST"},
+		{"DELETE", "/nodes", 405, "GET, HEAD, POST"},
+		{"PATCH", "/nodes", 405, "GET, HEAD, POST"},
+		{"GET", "/nodes/n1", 405, "DELETE"},
+		{"POST", "/nodes/n1", 405, "DELETE"},
+		{"GET", "/nodes/n1/drain", 405, "POST"},
+		{"PUT", "/nodes/n1/drain", 405, "POST"},
+		{"DELETE", "/nodes/n1/activate", 405, "POST"},
+		{"GET", "/other", 404, ""},
+		{"PUT", "/other", 404, ""},
+		{"GET", "/nodes/n1/other", 404, ""},
+		{"POST", "/nodes/n1/drain/x", 404, ""},
+		{"HEAD", "/nodes", 200, ""},
+	} {
+		w := do(admin, tt.method, tt.path, "")
+		if w.Code != tt.code || w.Header().Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q", tt.method, tt.path, w.Code, w.Header().Get("Allow"), tt.code, tt.allow)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q; want application/json", tt.method, tt.path, ct)
+		}
+		var e struct{ Error string }
+		if tt.code == 405 && (json.Unmarshal(w.Body.Bytes(), &e) != nil || !strings.Contains(e.Error, tt.allow)) {
+			t.Errorf("%s %s: body %q; want a JSON error naming the allowed methods", tt.method, tt.path, w.Body)
+		}
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	b, _, _, reg := newTestBalancer(t, three, nil)
 	nodeOf(t, b, newID(t, "n3"))

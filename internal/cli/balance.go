@@ -282,6 +282,18 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 	return cfg
 }
 
+// metricsMethodNotAllowed answers a request to /metrics with a method
+// other than GET or HEAD: 405, as the admin API answers its own paths.
+func metricsMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Allow", "GET, HEAD")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	json.NewEncoder(w).Encode(map[string]string{ //nolint:errcheck // the client is gone
+		"error": "method " + r.Method + " not allowed on /metrics; allowed: GET, HEAD"})
+}
+
 // runBalance is "sessionkit balance".
 func runBalance(ctx context.Context, s *sys, args []string) int {
 	cfg, code, ok := parseBalance(s, args)
@@ -364,6 +376,7 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
+		mux.HandleFunc("/metrics", metricsMethodNotAllowed)
 		mux.Handle("/", b.AdminHandler())
 		asrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}

@@ -133,6 +133,39 @@ func testSticky(t *testing.T, backends []string) {
 	}
 }
 
+// TestBalance_adminMethods: on the admin listener, a known path with a
+// method it does not support, /metrics included, is answered 405 with the
+// methods it supports in Allow; an unknown path is 404.
+func TestBalance_adminMethods(t *testing.T) {
+	b := startBalance(t, nil, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", "n1=http://127.0.0.1:1")
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"PUT", "/nodes", 405, "GET, HEAD, POST"},
+		{"GET", "/nodes/n1/drain", 405, "POST"},
+		{"PUT", "/metrics", 405, "GET, HEAD"},
+		{"POST", "/metrics", 405, "GET, HEAD"},
+		{"GET", "/metrics", 200, ""},
+		{"GET", "/nope", 404, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, b.admin+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), tc.code, tc.allow)
+		}
+		if tc.code == 405 && !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s %s: body %q; want a JSON error", tc.method, tc.path, body)
+		}
+	}
+}
+
 func TestBalance_badCommandLine(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
