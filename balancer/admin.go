@@ -130,20 +130,40 @@ func (b *Balancer) Drain(name string, deadline time.Time) error {
 		d = 1 // 0 means "not draining"
 	}
 	n.drainDeadline.Store(d)
-	b.cfg.Logger.Info("balancer: node draining", "node", name, "deadline", deadline.UTC())
+	switch state := n.state(b.cfg.Now().UnixNano()); state {
+	case StateDraining, StateDrained:
+		b.cfg.Logger.Info("balancer: node "+state, "node", name, "state", state, "deadline", deadline.UTC())
+	default:
+		b.cfg.Logger.Info("balancer: node set to drain; it serves its sessions until the deadline once "+outUntil(state),
+			"node", name, "state", state, "deadline", deadline.UTC())
+	}
 	return nil
 }
 
-// Activate ends a node's draining: it takes new sessions again. It fails
-// with ErrNodeNotFound.
+// Activate ends a node's draining: it takes new sessions again, once it is
+// up (a node that is down or ejected stays out until its checks pass or
+// its ejection ends). It fails with ErrNodeNotFound.
 func (b *Balancer) Activate(name string) error {
 	n, ok := b.set.Load().byName[name]
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, name)
 	}
 	n.drainDeadline.Store(0)
-	b.cfg.Logger.Info("balancer: node active", "node", name)
+	if state := n.state(b.cfg.Now().UnixNano()); state == StateActive {
+		b.cfg.Logger.Info("balancer: node active", "node", name, "state", state)
+	} else {
+		b.cfg.Logger.Info("balancer: node re-admitted; it takes requests once "+outUntil(state), "node", name, "state", state)
+	}
 	return nil
+}
+
+// outUntil says what brings a node in state (down or ejected) back into
+// the rotation, for the log.
+func outUntil(state string) string {
+	if state == StateEjected {
+		return "its ejection ends or a health check passes"
+	}
+	return "its health checks pass"
 }
 
 // AdminHandler returns the admin API, JSON in and out. Serve it on a

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -250,6 +251,45 @@ func TestAdminHandler_methods(t *testing.T) {
 		var e struct{ Error string }
 		if tt.code == 405 && (json.Unmarshal(w.Body.Bytes(), &e) != nil || !strings.Contains(e.Error, tt.allow)) {
 			t.Errorf("%s %s: body %q; want a JSON error naming the allowed methods", tt.method, tt.path, w.Body)
+		}
+	}
+}
+
+// TestAdminHandler_logsState: activating or draining a node that is down
+// logs the state the node is left in, as the answer reports it, not "node
+// active" or "node draining".
+func TestAdminHandler_logsState(t *testing.T) {
+	logs := &logBuffer{}
+	b, nodes, _, _ := newTestBalancer(t, three, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	admin := b.AdminHandler()
+	nodes["n3"].stop()
+	b.CheckHealth(t.Context())
+	for _, tt := range []struct{ path, state, msg string }{
+		{"/nodes/n3/drain", StateDown, `msg="balancer: node set to drain`},
+		{"/nodes/n3/activate", StateDown, `msg="balancer: node re-admitted`},
+	} {
+		w := do(admin, "POST", tt.path, "")
+		var st NodeStatus
+		if err := json.Unmarshal(w.Body.Bytes(), &st); w.Code != 200 || err != nil || st.State != tt.state {
+			t.Fatalf("POST %s: %d %s; want 200 and state %s", tt.path, w.Code, w.Body, tt.state)
+		}
+		line := logs.line("node=n3", "state="+tt.state)
+		if !strings.Contains(line, tt.msg) || strings.Contains(line, "node active") || strings.Contains(line, "node draining") {
+			t.Errorf("POST %s answered state %s; logged %q; want %s with state=%s", tt.path, tt.state, line, tt.msg, tt.state)
+		}
+	}
+	nodes["n3"].restart()
+	b.CheckHealth(t.Context())
+	for _, tt := range []struct{ path, state, msg string }{
+		{"/nodes/n3/drain", StateDraining, `msg="balancer: node draining"`},
+		{"/nodes/n3/activate", StateActive, `msg="balancer: node active"`},
+	} {
+		w := do(admin, "POST", tt.path, "")
+		if !strings.Contains(w.Body.String(), `"state":"`+tt.state+`"`) {
+			t.Fatalf("POST %s once n3 is up: %d %s; want state %s", tt.path, w.Code, w.Body, tt.state)
+		}
+		if line := logs.line("node=n3", "state="+tt.state); !strings.Contains(line, tt.msg) {
+			t.Errorf("POST %s answered state %s; logged %q; want %s", tt.path, tt.state, line, tt.msg)
 		}
 	}
 }
