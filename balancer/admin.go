@@ -185,7 +185,7 @@ func (b *Balancer) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /nodes", func(w http.ResponseWriter, r *http.Request) {
 		var be Backend
-		if !readJSON(w, r, &be, true) {
+		if !readJSON(w, r, &be, true, backendFields) {
 			return
 		}
 		if err := b.AddNode(be); err != nil {
@@ -206,7 +206,7 @@ func (b *Balancer) AdminHandler() http.Handler {
 		var body struct {
 			Timeout string `json:"timeout"`
 		}
-		if !readJSON(w, r, &body, false) {
+		if !readJSON(w, r, &body, false, drainFields) {
 			return
 		}
 		var deadline time.Time
@@ -274,9 +274,17 @@ func (b *Balancer) writeNode(w http.ResponseWriter, code int, name string) {
 
 const maxAdminBody = 64 << 10
 
+// What the fields of the admin API's JSON bodies must be, for the answer
+// to a value of the wrong type.
+var (
+	backendFields = map[string]string{"name": `a string such as "n4"`, "url": `a string such as "http://10.0.0.4:8080"`}
+	drainFields   = map[string]string{"timeout": `a duration string such as "30s"`}
+)
+
 // readJSON decodes one JSON object from r's body into v; an empty body is
-// accepted unless required. It answers the error itself and returns false.
-func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+// accepted unless required. fields says what each of v's fields must be.
+// It answers the error itself and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool, fields map[string]string) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -293,8 +301,33 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool) bool
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		code = http.StatusRequestEntityTooLarge
 	}
-	writeJSON(w, code, map[string]string{"error": "bad JSON body: " + err.Error()})
+	writeJSON(w, code, map[string]string{"error": "bad JSON body: " + jsonError(err, fields)})
 	return false
+}
+
+// jsonError describes a decoding error in the API's terms: a value of the
+// wrong type is named by its field and what it must be (fields), never by
+// the Go types it was decoded into.
+func jsonError(err error, fields map[string]string) string {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return "want a JSON object, not " + article(te.Value)
+		}
+		if want, ok := fields[te.Field]; ok {
+			return fmt.Sprintf("%q must be %s", te.Field, want)
+		}
+		return fmt.Sprintf("%q cannot be %s", te.Field, article(te.Value))
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// article returns a JSON value kind as UnmarshalTypeError names it
+// ("number", "array") with its indefinite article.
+func article(kind string) string {
+	if strings.HasPrefix(kind, "a") || strings.HasPrefix(kind, "o") {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 func writeErr(w http.ResponseWriter, err error) {

@@ -255,6 +255,37 @@ func TestAdminHandler_methods(t *testing.T) {
 	}
 }
 
+// TestAdminHandler_badJSONTypes: a body with a value of the wrong JSON
+// type is refused with a message in the API's terms, naming the field and
+// what it must be, not Go's types.
+func TestAdminHandler_badJSONTypes(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	admin := b.AdminHandler()
+	for _, tt := range []struct{ path, body, want string }{
+		{"/nodes/n1/drain", `{"timeout":-5}`, `bad JSON body: "timeout" must be a duration string such as "30s"`},
+		{"/nodes/n1/drain", `{"timeout":{"s":5}}`, `bad JSON body: "timeout" must be a duration string`},
+		{"/nodes/n1/drain", `"30s"`, "bad JSON body: want a JSON object, not a string"},
+		{"/nodes", `{"name":4,"url":"http://x"}`, `bad JSON body: "name" must be a string`},
+		{"/nodes", `{"name":"n5","url":true}`, `bad JSON body: "url" must be a string`},
+		{"/nodes", `[{"name":"n5","url":"http://x"}]`, "bad JSON body: want a JSON object, not an array"},
+		{"/nodes", `{"name":"n5","url":"http://x","extra":1}`, `bad JSON body: unknown field "extra"`},
+	} {
+		w := do(admin, "POST", tt.path, tt.body)
+		var e struct{ Error string }
+		if err := json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusBadRequest || err != nil || !strings.HasPrefix(e.Error, tt.want) {
+			t.Errorf("POST %s %s: %d %s; want 400 with an error starting %s", tt.path, tt.body, w.Code, w.Body, tt.want)
+		}
+		for _, leak := range []string{"Go ", "struct", "json:", "balancer.", "RawMessage"} {
+			if strings.Contains(e.Error, leak) {
+				t.Errorf("POST %s %s: %q names Go internals (%q)", tt.path, tt.body, e.Error, leak)
+			}
+		}
+	}
+	if st := b.Nodes()[0]; st.State != StateActive {
+		t.Errorf("after refused drains n1 is %s; want active", st.State)
+	}
+}
+
 // TestAdminHandler_logsState: activating or draining a node that is down
 // logs the state the node is left in, as the answer reports it, not "node
 // active" or "node draining".
