@@ -208,7 +208,14 @@ func readBalanceConfig(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
 	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(io.LimitReader(file, maxConfigFile))
 	if err := dec.Decode(&raw); err != nil {
-		return f.errf(s, "--config %s: not a JSON object: %v", cfg.configFile, err), false
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok { // an array, a string...: not the Go types
+			article := "a "
+			if strings.HasPrefix(te.Value, "a") {
+				article = "an "
+			}
+			return f.errf(s, "--config %s: not a JSON object but %s%s", cfg.configFile, article, te.Value), false
+		}
+		return f.errf(s, "--config %s: not a JSON object: %s", cfg.configFile, strings.TrimPrefix(err.Error(), "json: ")), false
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {

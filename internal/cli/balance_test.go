@@ -240,7 +240,9 @@ func TestBalance_configFile(t *testing.T) {
 	for body, part := range map[string]string{
 		`{"nope":1}`:                 `unknown setting "nope"`,
 		`{"health_interval":"soon"}`: `invalid "health_interval" "soon"`,
-		`[1]`:                        "not a JSON object",
+		`[1]`:                        "not a JSON object but an array",
+		`"x"`:                        "not a JSON object but a string",
+		`{"listen":`:                 "not a JSON object: unexpected EOF",
 		`{"backend":"n1=http://x"}`:  `want [{"name"`,
 		`{"listen":{"a":1}}`:         "want a string, number or boolean",
 		`{"config":"other.json"}`:    `unknown setting "config"`,
@@ -252,6 +254,9 @@ func TestBalance_configFile(t *testing.T) {
 			t.Errorf("config %s: exit %d; want 2", body, code)
 		}
 		oneLine(t, stderr, "sessionkit balance: ", part)
+		if strings.Contains(stderr, "Go ") || strings.Contains(stderr, "json.") {
+			t.Errorf("config %s: %q names Go types", body, stderr)
+		}
 	}
 }
 
