@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -129,20 +130,40 @@ func (b *Balancer) Drain(name string, deadline time.Time) error {
 		d = 1 // 0 means "not draining"
 	}
 	n.drainDeadline.Store(d)
-	b.cfg.Logger.Info("balancer: node draining", "node", name, "deadline", deadline.UTC())
+	switch state := n.state(b.cfg.Now().UnixNano()); state {
+	case StateDraining, StateDrained:
+		b.cfg.Logger.Info("balancer: node "+state, "node", name, "state", state, "deadline", deadline.UTC())
+	default:
+		b.cfg.Logger.Info("balancer: node set to drain; it serves its sessions until the deadline once "+outUntil(state),
+			"node", name, "state", state, "deadline", deadline.UTC())
+	}
 	return nil
 }
 
-// Activate ends a node's draining: it takes new sessions again. It fails
-// with ErrNodeNotFound.
+// Activate ends a node's draining: it takes new sessions again, once it is
+// up (a node that is down or ejected stays out until its checks pass or
+// its ejection ends). It fails with ErrNodeNotFound.
 func (b *Balancer) Activate(name string) error {
 	n, ok := b.set.Load().byName[name]
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, name)
 	}
 	n.drainDeadline.Store(0)
-	b.cfg.Logger.Info("balancer: node active", "node", name)
+	if state := n.state(b.cfg.Now().UnixNano()); state == StateActive {
+		b.cfg.Logger.Info("balancer: node active", "node", name, "state", state)
+	} else {
+		b.cfg.Logger.Info("balancer: node re-admitted; it takes requests once "+outUntil(state), "node", name, "state", state)
+	}
 	return nil
+}
+
+// outUntil says what brings a node in state (down or ejected) back into
+// the rotation, for the log.
+func outUntil(state string) string {
+	if state == StateEjected {
+		return "its ejection ends or a health check passes"
+	}
+	return "its health checks pass"
 }
 
 // AdminHandler returns the admin API, JSON in and out. Serve it on a
@@ -155,7 +176,8 @@ func (b *Balancer) Activate(name string) error {
 //	POST   /nodes/{name}/activate  -> NodeStatus
 //
 // Errors are {"error":"..."} with 400 (bad JSON, invalid node), 404 (no
-// such node), 409 (the node exists) or 413 (a body over 64 KiB).
+// such node or route), 405 (a method the path does not support; Allow
+// lists those it does), 409 (the node exists) or 413 (a body over 64 KiB).
 func (b *Balancer) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +185,7 @@ func (b *Balancer) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /nodes", func(w http.ResponseWriter, r *http.Request) {
 		var be Backend
-		if !readJSON(w, r, &be, true) {
+		if !readJSON(w, r, &be, true, backendFields) {
 			return
 		}
 		if err := b.AddNode(be); err != nil {
@@ -184,7 +206,7 @@ func (b *Balancer) AdminHandler() http.Handler {
 		var body struct {
 			Timeout string `json:"timeout"`
 		}
-		if !readJSON(w, r, &body, false) {
+		if !readJSON(w, r, &body, false, drainFields) {
 			return
 		}
 		var deadline time.Time
@@ -212,9 +234,32 @@ func (b *Balancer) AdminHandler() http.Handler {
 		b.writeNode(w, http.StatusOK, name)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			list := strings.Join(allow, ", ")
+			w.Header().Set("Allow", list)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{
+				"error": fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, list)})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such admin route; see GET /nodes"})
 	})
 	return mux
+}
+
+// adminMethods are the methods allowedMethods tries.
+var adminMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods returns the methods that mux routes r's path to a handler
+// other than its catch-all "/" with: none for an unknown path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range adminMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 func (b *Balancer) writeNode(w http.ResponseWriter, code int, name string) {
@@ -229,9 +274,17 @@ func (b *Balancer) writeNode(w http.ResponseWriter, code int, name string) {
 
 const maxAdminBody = 64 << 10
 
+// What the fields of the admin API's JSON bodies must be, for the answer
+// to a value of the wrong type.
+var (
+	backendFields = map[string]string{"name": `a string such as "n4"`, "url": `a string such as "http://10.0.0.4:8080"`}
+	drainFields   = map[string]string{"timeout": `a duration string such as "30s"`}
+)
+
 // readJSON decodes one JSON object from r's body into v; an empty body is
-// accepted unless required. It answers the error itself and returns false.
-func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+// accepted unless required. fields says what each of v's fields must be.
+// It answers the error itself and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool, fields map[string]string) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -248,8 +301,33 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any, required bool) bool
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		code = http.StatusRequestEntityTooLarge
 	}
-	writeJSON(w, code, map[string]string{"error": "bad JSON body: " + err.Error()})
+	writeJSON(w, code, map[string]string{"error": "bad JSON body: " + jsonError(err, fields)})
 	return false
+}
+
+// jsonError describes a decoding error in the API's terms: a value of the
+// wrong type is named by its field and what it must be (fields), never by
+// the Go types it was decoded into.
+func jsonError(err error, fields map[string]string) string {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return "want a JSON object, not " + article(te.Value)
+		}
+		if want, ok := fields[te.Field]; ok {
+			return fmt.Sprintf("%q must be %s", te.Field, want)
+		}
+		return fmt.Sprintf("%q cannot be %s", te.Field, article(te.Value))
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// article returns a JSON value kind as UnmarshalTypeError names it
+// ("number", "array") with its indefinite article.
+func article(kind string) string {
+	if strings.HasPrefix(kind, "a") || strings.HasPrefix(kind, "o") {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 func writeErr(w http.ResponseWriter, err error) {

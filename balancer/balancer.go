@@ -145,19 +145,21 @@ type reqState struct {
 	body      *trackedBody
 	in        *url.URL // the inbound URL, to rewrite for a retry
 	path      string   // the fast server's inbound path, when a node has a path prefix
+	unreached bool     // every attempt failed to connect: no node received the request
 }
 
 type stateKey struct{}
 
 // ServeHTTP proxies r to its node. It answers 503 when no node can take
-// the request and 502 when the node failed (after the retry, if any).
+// the request, or when no connection to a node could be made for it (not
+// on the first attempt, nor on the retry): no node received it. It answers
+// 502 when a node received the request and failed (after the retry, if
+// any).
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &reqState{}
 	if !b.route(r, st) {
-		b.m.noNode.Inc()
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "no backend available", http.StatusServiceUnavailable)
+		b.noBackend(w)
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -370,8 +372,22 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
+	if st.unreached {
+		b.cfg.Logger.Warn("balancer: no node could be reached", "node", st.node.name, "method", r.Method, "err", err)
+		b.noBackend(w)
+		return
+	}
 	b.cfg.Logger.Warn("balancer: proxy error", "node", st.node.name, "method", r.Method, "err", err)
 	http.Error(w, "bad gateway", http.StatusBadGateway)
+}
+
+// noBackend answers 503 with Retry-After: no node can take the request,
+// or none could be reached, so that none received it and the client may
+// send it again.
+func (b *Balancer) noBackend(w http.ResponseWriter) {
+	b.m.noNode.Inc()
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "no backend available", http.StatusServiceUnavailable)
 }
 
 // trackedBody is a request body that remembers whether a byte of it was
@@ -395,7 +411,8 @@ func (t *trackedBody) Read(p []byte) (int, error) {
 func (t *trackedBody) Close() error { return nil }
 
 // retryTransport ejects a node whose connection failed and retries the
-// request once on another node when that is safe.
+// request once on another node when that is safe. It notes in the
+// request's reqState whether every attempt failed to connect.
 type retryTransport struct {
 	b    *Balancer
 	base http.RoundTripper
@@ -410,6 +427,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return resp, err
 	}
+	st.unreached = dialFailed(err)
 	if !t.b.failover(st, err, retryable(req, st, err)) {
 		return nil, err
 	}
@@ -420,7 +438,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st.body != nil {
 		retry.Body = st.body
 	}
-	return t.base.RoundTrip(retry)
+	resp, err = t.base.RoundTrip(retry)
+	st.unreached = st.unreached && err != nil && dialFailed(err)
+	return resp, err
 }
 
 // failover ejects st's node after err if it is down (see connFailed) and,

@@ -245,6 +245,72 @@ func TestBalancer_noNode(t *testing.T) {
 	}
 }
 
+// TestBalancer_noNodeReachable: every node is dead and no health check has
+// noticed yet. The request is tried on one node and retried on the other,
+// and neither connection can be made: no node received it, so it is
+// answered as when no node is up, 503 with Retry-After, not 502.
+func TestBalancer_noNodeReachable(t *testing.T) {
+	b, nodes, clock, reg := newTestBalancer(t, []string{"n1", "n2"}, nil)
+	for _, n := range nodes {
+		n.stop()
+	}
+	want503 := func(what string, w *httptest.ResponseRecorder, noNode, retries float64) {
+		t.Helper()
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" ||
+			!strings.HasPrefix(w.Body.String(), "no backend available") {
+			t.Errorf("%s to dead nodes: status %d, Retry-After %q, body %q; want 503, Retry-After 1, no backend available",
+				what, w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+		if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != noNode {
+			t.Errorf("after the %s: no_node = %v; want %v", what, got, noNode)
+		}
+		if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != retries {
+			t.Errorf("after the %s: retries = %v; want %v (one per request: the retry rules are unchanged)", what, got, retries)
+		}
+	}
+	want503("GET", do(b, "GET", "/healthz", ""), 1, 1)
+	clock.Add(DefaultEjectFor) // the ejections end; the nodes are still dead
+	want503("POST", do(b, "POST", "/cart", `{"item":"x"}`), 2, 2)
+	clock.Add(DefaultEjectFor)
+	r := httptest.NewRequest("GET", "http://balancer.test/ws", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	want503("WebSocket upgrade", serveReq(b, r), 3, 3) // the fast engine tunnels it
+
+	// One dead node: nowhere to retry, and the one attempt did not connect.
+	one, n1, _, reg1 := newTestBalancer(t, []string{"n1"}, nil)
+	n1["n1"].stop()
+	w := do(one, "GET", "/", "")
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("GET to the only node, dead: status %d, Retry-After %q; want 503, Retry-After 1", w.Code, w.Header().Get("Retry-After"))
+	}
+	if got := counter(t, reg1, "sessionkit_balancer_no_node_total", nil); got != 1 {
+		t.Errorf("no_node = %v; want 1", got)
+	}
+}
+
+// TestBalancer_noNodeReachable_afterOneReceivedIt: a node received the
+// request and dropped the connection; the retry could not connect to the
+// other node. A node may have processed the request, so it is 502.
+func TestBalancer_noNodeReachable_afterOneReceivedIt(t *testing.T) {
+	dead := startNode(t, "dead")
+	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{hangUpNode(t, "bad", false), dead.backend()}
+	})
+	dead.stop()
+	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "session", Value: newID(t, "bad")})
+	if w.Code != http.StatusBadGateway || w.Header().Get("Retry-After") != "" {
+		t.Errorf("GET dropped by one node, then refused by the other: status %d, Retry-After %q; want 502 without Retry-After",
+			w.Code, w.Header().Get("Retry-After"))
+	}
+	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+		t.Errorf("retries = %v; want 1", got)
+	}
+	if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != 0 {
+		t.Errorf("no_node = %v; want 0", got)
+	}
+}
+
 func TestBalancer_drain(t *testing.T) {
 	b, _, clock, reg := newTestBalancer(t, three, nil)
 	old := newID(t, "n1")

@@ -46,6 +46,10 @@
 // is retried once on another node when that is safe: always when the
 // connection could not be made and no byte of the body was read, and for
 // bodyless GET, HEAD and OPTIONS requests after any transport error.
+// A request that no node received, because no node could take it or
+// because no connection could be made for it (on its node, nor on the
+// retry), is answered 503 with Retry-After: 1; one that a node received
+// and failed to answer is answered 502.
 //
 // # Draining and runtime changes
 //

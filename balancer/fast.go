@@ -207,9 +207,7 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
 	st := &reqState{}
 	if !b.routeBy(func(name string) (string, bool) { return fastCookie(&req.Header, name) }, st) {
-		b.m.noNode.Inc()
-		ctx.Error("no backend available", fasthttp.StatusServiceUnavailable) // resets the headers: Retry-After after it
-		ctx.Response.Header.Set("Retry-After", "1")
+		b.noBackendFast(ctx)
 		return
 	}
 	st.node.inflight.Add(1)
@@ -223,18 +221,19 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 	req.Header.ResetConnectionClose()
 	resp := &ctx.Response
 	err := b.fast.client(st.node).Do(req, resp)
+	unreached := err != nil && dialFailed(err)
 	if err != nil && b.failover(st, err, fastRetryable(req, err)) {
 		b.setNodeURI(req, st)
 		err = b.fast.client(st.node).Do(req, resp)
 		if err != nil {
 			b.connFailed(st.node, err)
 		}
+		unreached = unreached && err != nil && dialFailed(err)
 	}
 	if err != nil {
 		st.class = 0
 		resp.Reset()
-		b.cfg.Logger.Warn("balancer: proxy error", "node", st.node.name, "method", string(req.Header.Method()), "err", err)
-		ctx.Error("bad gateway", fasthttp.StatusBadGateway)
+		b.fastError(ctx, st, err, unreached)
 	} else {
 		if c := resp.StatusCode() / 100; c >= 1 && c <= 5 {
 			st.class = c
@@ -251,6 +250,27 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 	}
 	b.finish(st, start)
+}
+
+// noBackendFast is noBackend for the fast server.
+func (b *Balancer) noBackendFast(ctx *fasthttp.RequestCtx) {
+	b.m.noNode.Inc()
+	ctx.Error("no backend available", fasthttp.StatusServiceUnavailable) // resets the headers: Retry-After after it
+	ctx.Response.Header.Set("Retry-After", "1")
+}
+
+// fastError answers a request that failed with err on st.node, after the
+// retry if any: 503 when no attempt could connect (unreached), as
+// proxyError does, and 502 otherwise.
+func (b *Balancer) fastError(ctx *fasthttp.RequestCtx, st *reqState, err error, unreached bool) {
+	method := string(ctx.Request.Header.Method())
+	if unreached {
+		b.cfg.Logger.Warn("balancer: no node could be reached", "node", st.node.name, "method", method, "err", err)
+		b.noBackendFast(ctx)
+		return
+	}
+	b.cfg.Logger.Warn("balancer: proxy error", "node", st.node.name, "method", method, "err", err)
+	ctx.Error("bad gateway", fasthttp.StatusBadGateway)
 }
 
 // finish counts a finished request.
@@ -341,17 +361,18 @@ func (b *Balancer) setNodeURI(req *fasthttp.Request, st *reqState) {
 func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Time) {
 	req := &ctx.Request
 	conn, err := b.fast.dial(st.node)
+	unreached := err != nil && dialFailed(err)
 	if err != nil && b.failover(st, err, true) { // no connection: safe to try another node
 		b.setNodeURI(req, st)
 		conn, err = b.fast.dial(st.node)
 		if err != nil {
 			b.connFailed(st.node, err)
 		}
+		unreached = unreached && err != nil && dialFailed(err)
 	}
 	if err != nil {
 		st.class = 0
-		b.cfg.Logger.Warn("balancer: proxy error", "node", st.node.name, "method", string(req.Header.Method()), "err", err)
-		ctx.Error("bad gateway", fasthttp.StatusBadGateway)
+		b.fastError(ctx, st, err, unreached)
 		b.finish(st, start)
 		return
 	}

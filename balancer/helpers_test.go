@@ -106,6 +106,35 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// logBuffer collects log lines written concurrently.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// line returns the last line that contains every part, or "".
+func (l *logBuffer) line(parts ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := strings.Split(l.b.String(), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(lines[i], p)
+		}
+		if ok {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
 // newTestBalancer starts nodes named names and a Balancer in front of them
 // with no background health checks, a fake clock and its own registry.
 // edit may change the Config.

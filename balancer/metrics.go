@@ -16,7 +16,7 @@ import (
 //	retries_total                         requests retried on another node after a connection error
 //	ejections_total{node}                 passive ejections after connection errors
 //	conn_errors_total{node}               connection errors that did not eject the node (it still accepted connections)
-//	no_node_total                         requests answered 503 because no node could take them
+//	no_node_total                         requests answered 503 because no node could take them, or none could be connected to
 //	node_up{node}                         1 if the node passes its health checks
 //	node_state{node,state}                1 for the node's current state
 //	node_inflight{node}                   requests in flight on the node
@@ -73,7 +73,7 @@ func newMetrics() *metrics {
 			Name: ns + "conn_errors_total", Help: "Connections to a node closed or reset without an answer while the node still accepted new ones, so not ejected.",
 		}, []string{"node"}),
 		noNode: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: ns + "no_node_total", Help: "Requests answered 503 because no node could take them.",
+			Name: ns + "no_node_total", Help: "Requests answered 503 because no node could take them, or no connection to a node could be made for them.",
 		}),
 	}
 	m.hit = m.affinity.WithLabelValues("hit")

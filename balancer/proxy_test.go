@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -211,6 +212,115 @@ func TestAdminHandler(t *testing.T) {
 		code, body := call(tt.method, tt.path, tt.body)
 		if code != tt.code || !strings.Contains(body, tt.contains) {
 			t.Errorf("%s %s %.40s: %d %s; want %d containing %q", tt.method, tt.path, tt.body, code, body, tt.code, tt.contains)
+		}
+	}
+}
+
+// TestAdminHandler_methods: a known path with a method it does not
+// support is answered 405 with the methods it does in Allow; an unknown
+// path is 404, whatever the method.
+func TestAdminHandler_methods(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	admin := b.AdminHandler()
+	for _, tt := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"PUT", "/nodes", 405, "GET, HEAD, POST"},
+		{"DELETE", "/nodes", 405, "GET, HEAD, POST"},
+		{"PATCH", "/nodes", 405, "GET, HEAD, POST"},
+		{"GET", "/nodes/n1", 405, "DELETE"},
+		{"POST", "/nodes/n1", 405, "DELETE"},
+		{"GET", "/nodes/n1/drain", 405, "POST"},
+		{"PUT", "/nodes/n1/drain", 405, "POST"},
+		{"DELETE", "/nodes/n1/activate", 405, "POST"},
+		{"GET", "/other", 404, ""},
+		{"PUT", "/other", 404, ""},
+		{"GET", "/nodes/n1/other", 404, ""},
+		{"POST", "/nodes/n1/drain/x", 404, ""},
+		{"HEAD", "/nodes", 200, ""},
+	} {
+		w := do(admin, tt.method, tt.path, "")
+		if w.Code != tt.code || w.Header().Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q", tt.method, tt.path, w.Code, w.Header().Get("Allow"), tt.code, tt.allow)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q; want application/json", tt.method, tt.path, ct)
+		}
+		var e struct{ Error string }
+		if tt.code == 405 && (json.Unmarshal(w.Body.Bytes(), &e) != nil || !strings.Contains(e.Error, tt.allow)) {
+			t.Errorf("%s %s: body %q; want a JSON error naming the allowed methods", tt.method, tt.path, w.Body)
+		}
+	}
+}
+
+// TestAdminHandler_badJSONTypes: a body with a value of the wrong JSON
+// type is refused with a message in the API's terms, naming the field and
+// what it must be, not Go's types.
+func TestAdminHandler_badJSONTypes(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	admin := b.AdminHandler()
+	for _, tt := range []struct{ path, body, want string }{
+		{"/nodes/n1/drain", `{"timeout":-5}`, `bad JSON body: "timeout" must be a duration string such as "30s"`},
+		{"/nodes/n1/drain", `{"timeout":{"s":5}}`, `bad JSON body: "timeout" must be a duration string`},
+		{"/nodes/n1/drain", `"30s"`, "bad JSON body: want a JSON object, not a string"},
+		{"/nodes", `{"name":4,"url":"http://x"}`, `bad JSON body: "name" must be a string`},
+		{"/nodes", `{"name":"n5","url":true}`, `bad JSON body: "url" must be a string`},
+		{"/nodes", `[{"name":"n5","url":"http://x"}]`, "bad JSON body: want a JSON object, not an array"},
+		{"/nodes", `{"name":"n5","url":"http://x","extra":1}`, `bad JSON body: unknown field "extra"`},
+	} {
+		w := do(admin, "POST", tt.path, tt.body)
+		var e struct{ Error string }
+		if err := json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusBadRequest || err != nil || !strings.HasPrefix(e.Error, tt.want) {
+			t.Errorf("POST %s %s: %d %s; want 400 with an error starting %s", tt.path, tt.body, w.Code, w.Body, tt.want)
+		}
+		for _, leak := range []string{"Go ", "struct", "json:", "balancer.", "RawMessage"} {
+			if strings.Contains(e.Error, leak) {
+				t.Errorf("POST %s %s: %q names Go internals (%q)", tt.path, tt.body, e.Error, leak)
+			}
+		}
+	}
+	if st := b.Nodes()[0]; st.State != StateActive {
+		t.Errorf("after refused drains n1 is %s; want active", st.State)
+	}
+}
+
+// TestAdminHandler_logsState: activating or draining a node that is down
+// logs the state the node is left in, as the answer reports it, not "node
+// active" or "node draining".
+func TestAdminHandler_logsState(t *testing.T) {
+	logs := &logBuffer{}
+	b, nodes, _, _ := newTestBalancer(t, three, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	admin := b.AdminHandler()
+	nodes["n3"].stop()
+	b.CheckHealth(t.Context())
+	for _, tt := range []struct{ path, state, msg string }{
+		{"/nodes/n3/drain", StateDown, `msg="balancer: node set to drain`},
+		{"/nodes/n3/activate", StateDown, `msg="balancer: node re-admitted`},
+	} {
+		w := do(admin, "POST", tt.path, "")
+		var st NodeStatus
+		if err := json.Unmarshal(w.Body.Bytes(), &st); w.Code != 200 || err != nil || st.State != tt.state {
+			t.Fatalf("POST %s: %d %s; want 200 and state %s", tt.path, w.Code, w.Body, tt.state)
+		}
+		line := logs.line("node=n3", "state="+tt.state)
+		if !strings.Contains(line, tt.msg) || strings.Contains(line, "node active") || strings.Contains(line, "node draining") {
+			t.Errorf("POST %s answered state %s; logged %q; want %s with state=%s", tt.path, tt.state, line, tt.msg, tt.state)
+		}
+	}
+	nodes["n3"].restart()
+	b.CheckHealth(t.Context())
+	for _, tt := range []struct{ path, state, msg string }{
+		{"/nodes/n3/drain", StateDraining, `msg="balancer: node draining"`},
+		{"/nodes/n3/activate", StateActive, `msg="balancer: node active"`},
+	} {
+		w := do(admin, "POST", tt.path, "")
+		if !strings.Contains(w.Body.String(), `"state":"`+tt.state+`"`) {
+			t.Fatalf("POST %s once n3 is up: %d %s; want state %s", tt.path, w.Code, w.Body, tt.state)
+		}
+		if line := logs.line("node=n3", "state="+tt.state); !strings.Contains(line, tt.msg) {
+			t.Errorf("POST %s answered state %s; logged %q; want %s", tt.path, tt.state, line, tt.msg)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,6 +79,7 @@ type balanceConfig struct {
 	backends                  backendList
 	cookie, affinityCookie    string
 	affinityKeyFile           string
+	affinityKey               []byte // read from affinityKeyFile
 	insecureCookie            bool
 	sharedSessions            bool
 	trustForwarded            bool
@@ -187,14 +189,68 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	default:
 		return cfg, f.invalid(s, "engine", cfg.engine, "want fast or net/http"), false
 	}
-	// The balancer checks the rest (names, URLs, the load factor, the
-	// cookie names); its errors are reported in one line too.
+	if code, ok := checkBalancerFlags(s, f, &cfg); !ok {
+		return cfg, code, false
+	}
+	// The balancer checks the rest (node names, URLs); its errors are
+	// reported in one line too.
 	b, err := balancer.New(cfg.balancerConfig(nil))
 	if err != nil {
 		return cfg, f.errf(s, "%s (see 'sessionkit balance --help')", strings.TrimPrefix(err.Error(), "balancer: ")), false
 	}
 	b.Close()
 	return cfg, exitOK, true
+}
+
+// checkBalancerFlags checks the flags that balancer.New would refuse, as
+// it does, so that the error names the flag rather than the Config field;
+// and it reads the affinity key file.
+func checkBalancerFlags(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
+	if lf := cfg.loadFactor; lf != 0 && !(lf >= 1) { // also rejects NaN
+		return f.invalid(s, "load-factor", strconv.FormatFloat(lf, 'g', -1, 64), "want 0 (no bound) or at least 1"), false
+	}
+	cookie := cfg.cookie
+	if cookie == "" {
+		cookie = balancer.DefaultSessionCookie
+	}
+	if !validCookieName(cookie) {
+		return f.invalid(s, "cookie", cfg.cookie, cookieNameRule), false
+	}
+	if a := cfg.affinityCookie; a != "" {
+		if !validCookieName(a) {
+			return f.invalid(s, "affinity-cookie", a, cookieNameRule), false
+		}
+		if a == cookie {
+			return f.invalid(s, "affinity-cookie", a, "the session cookie ("+f.source("cookie")+") has the same name"), false
+		}
+	}
+	if p := cfg.healthPath; p != "" && p[0] != '/' {
+		return f.invalid(s, "health-path", p, "must start with '/'"), false
+	}
+	if file := cfg.affinityKeyFile; file != "" {
+		key, err := os.ReadFile(file)
+		if err != nil {
+			why := err.Error()
+			if pe, ok := errors.AsType[*fs.PathError](err); ok {
+				why = pe.Err.Error() // without the file name, which the message has
+			}
+			return f.invalid(s, "affinity-key-file", file, why), false
+		}
+		if len(key) < balancer.MinAffinityKeyLen { // an empty file too, which the balancer would take for no key
+			return f.invalid(s, "affinity-key-file", file,
+				fmt.Sprintf("it holds %d bytes; want at least %d", len(key), balancer.MinAffinityKeyLen)), false
+		}
+		cfg.affinityKey = key
+	}
+	return exitOK, true
+}
+
+const cookieNameRule = "not a valid cookie name: want letters, digits and !#$%&'*+-.^_`|~"
+
+// validCookieName reports whether name is an RFC 6265 cookie name (an
+// RFC 9110 token), the balancer's rule.
+func validCookieName(name string) bool {
+	return (&http.Cookie{Name: name}).Valid() == nil
 }
 
 // readBalanceConfig applies the JSON file's settings to the flags that
@@ -208,7 +264,14 @@ func readBalanceConfig(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
 	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(io.LimitReader(file, maxConfigFile))
 	if err := dec.Decode(&raw); err != nil {
-		return f.errf(s, "--config %s: not a JSON object: %v", cfg.configFile, err), false
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok { // an array, a string...: not the Go types
+			article := "a "
+			if strings.HasPrefix(te.Value, "a") {
+				article = "an "
+			}
+			return f.errf(s, "--config %s: not a JSON object but %s%s", cfg.configFile, article, te.Value), false
+		}
+		return f.errf(s, "--config %s: not a JSON object: %s", cfg.configFile, strings.TrimPrefix(err.Error(), "json: ")), false
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
@@ -279,7 +342,20 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 	if c.affinityCookie != "" {
 		cfg.Affinity = balancer.AffinityCookie{Enabled: true, Name: c.affinityCookie, Insecure: c.insecureCookie}
 	}
+	cfg.Affinity.Key = c.affinityKey
 	return cfg
+}
+
+// metricsMethodNotAllowed answers a request to /metrics with a method
+// other than GET or HEAD: 405, as the admin API answers its own paths.
+func metricsMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Allow", "GET, HEAD")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	json.NewEncoder(w).Encode(map[string]string{ //nolint:errcheck // the client is gone
+		"error": "method " + r.Method + " not allowed on /metrics; allowed: GET, HEAD"})
 }
 
 // runBalance is "sessionkit balance".
@@ -300,13 +376,6 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 	}
 	bc := cfg.balancerConfig(reg)
 	bc.Logger = logger
-	if cfg.affinityKeyFile != "" {
-		key, err := os.ReadFile(cfg.affinityKeyFile)
-		if err != nil {
-			return fail("--affinity-key-file: %v", err)
-		}
-		bc.Affinity.Key = key
-	}
 	b, err := balancer.New(bc)
 	if err != nil {
 		return fail("%v", err)
@@ -364,6 +433,7 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
+		mux.HandleFunc("/metrics", metricsMethodNotAllowed)
 		mux.Handle("/", b.AdminHandler())
 		asrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -133,7 +134,82 @@ func testSticky(t *testing.T, backends []string) {
 	}
 }
 
+// TestBalance_affinityKeyFile: balancers given the same --affinity-key-file
+// accept each other's affinity cookies; one with its own random key does
+// not.
+func TestBalance_affinityKeyFile(t *testing.T) {
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(node.Close)
+	key := filepath.Join(t.TempDir(), "affinity.key")
+	os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o600)
+	args := []string{"--listen", "127.0.0.1:0", "--backend", "n1=" + node.URL, "--affinity-cookie", "aff"}
+	b1 := startBalance(t, nil, append(args, "--affinity-key-file", key)...)
+	b2 := startBalance(t, nil, append(args, "--affinity-key-file", key)...)
+	b3 := startBalance(t, nil, args...)
+	get := func(url, cookie string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url+"/", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	cookies := get(b1.url, "").Cookies()
+	if len(cookies) != 1 || cookies[0].Name != "aff" {
+		t.Fatalf("first request: cookies %v; want the affinity cookie", cookies)
+	}
+	c := "aff=" + cookies[0].Value
+	if got := get(b2.url, c).Header.Values("Set-Cookie"); len(got) != 0 {
+		t.Errorf("a balancer with the same key set %v; want it to accept the cookie", got)
+	}
+	if got := get(b3.url, c).Header.Values("Set-Cookie"); len(got) != 1 {
+		t.Errorf("a balancer with its own key set %v; want it to refuse the cookie and set its own", got)
+	}
+}
+
+// TestBalance_adminMethods: on the admin listener, a known path with a
+// method it does not support, /metrics included, is answered 405 with the
+// methods it supports in Allow; an unknown path is 404.
+func TestBalance_adminMethods(t *testing.T) {
+	b := startBalance(t, nil, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", "n1=http://127.0.0.1:1")
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"PUT", "/nodes", 405, "GET, HEAD, POST"},
+		{"GET", "/nodes/n1/drain", 405, "POST"},
+		{"PUT", "/metrics", 405, "GET, HEAD"},
+		{"POST", "/metrics", 405, "GET, HEAD"},
+		{"GET", "/metrics", 200, ""},
+		{"GET", "/nope", 404, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, b.admin+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), tc.code, tc.allow)
+		}
+		if tc.code == 405 && !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s %s: body %q; want a JSON error", tc.method, tc.path, body)
+		}
+	}
+}
+
 func TestBalance_badCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	shortKey, emptyKey := filepath.Join(dir, "short.key"), filepath.Join(dir, "empty.key")
+	os.WriteFile(shortKey, []byte("abc"), 0o600)
+	os.WriteFile(emptyKey, nil, 0o600)
 	for _, tc := range []struct {
 		name  string
 		env   env
@@ -147,8 +223,23 @@ func TestBalance_badCommandLine(t *testing.T) {
 		{"duplicate", nil, []string{"--backend", "n1=http://a", "--backend", "n1=http://b"}, []string{`two backends are named "n1"`}},
 		{"bad listen", nil, []string{"--backend", "n1=http://a", "--listen", "x"}, []string{`invalid --listen "x"`}},
 		{"bad admin", nil, []string{"--backend", "n1=http://a", "--admin", "x"}, []string{`invalid --admin "x"`}},
-		{"bad load factor", nil, []string{"--backend", "n1=http://a", "--load-factor", "0.5"}, []string{"LoadFactor"}},
-		{"bad cookie", nil, []string{"--backend", "n1=http://a", "--cookie", "a;b"}, []string{"cookie name"}},
+		{"bad load factor", nil, []string{"--backend", "n1=http://a", "--load-factor", "0.5"},
+			[]string{`invalid --load-factor "0.5": want 0 (no bound) or at least 1`}},
+		{"bad env load factor", env{"SESSIONKIT_LOAD_FACTOR": "0.5"}, []string{"--backend", "n1=http://a"},
+			[]string{`invalid SESSIONKIT_LOAD_FACTOR "0.5"`, "at least 1"}},
+		{"bad cookie", nil, []string{"--backend", "n1=http://a", "--cookie", "a;b"}, []string{`invalid --cookie "a;b"`, "cookie name"}},
+		{"bad affinity cookie", nil, []string{"--backend", "n1=http://a", "--affinity-cookie", "a b"},
+			[]string{`invalid --affinity-cookie "a b"`, "cookie name"}},
+		{"same cookie names", nil, []string{"--backend", "n1=http://a", "--cookie", "sid", "--affinity-cookie", "sid"},
+			[]string{`invalid --affinity-cookie "sid"`, "--cookie"}},
+		{"bad health path", nil, []string{"--backend", "n1=http://a", "--health-path", "healthz"},
+			[]string{`invalid --health-path "healthz"`, "start with '/'"}},
+		{"short key", nil, []string{"--backend", "n1=http://a", "--affinity-cookie", "aff", "--affinity-key-file", shortKey, "--listen", "127.0.0.1:0"},
+			[]string{`invalid --affinity-key-file "` + shortKey + `"`, "3 bytes", "at least 32"}},
+		{"empty key", nil, []string{"--backend", "n1=http://a", "--affinity-cookie", "aff", "--affinity-key-file", emptyKey, "--listen", "127.0.0.1:0"},
+			[]string{`invalid --affinity-key-file "` + emptyKey + `"`, "0 bytes", "at least 32"}},
+		{"missing key", nil, []string{"--backend", "n1=http://a", "--affinity-key-file", filepath.Join(dir, "none"), "--listen", "127.0.0.1:0"},
+			[]string{"invalid --affinity-key-file", "no such file"}},
 		{"bad interval", nil, []string{"--backend", "n1=http://a", "--health-interval", "0s"}, []string{"--health-interval", "positive"}},
 		{"bad max body", nil, []string{"--backend", "n1=http://a", "--max-body", "0"}, []string{"--max-body"}},
 		{"unlimited body, fast", nil, []string{"--backend", "n1=http://a", "--max-body", "-1"}, []string{"--max-body", "--engine net/http"}},
@@ -161,11 +252,21 @@ func TestBalance_badCommandLine(t *testing.T) {
 		{"missing config", nil, []string{"--config", "/nonexistent/x.json"}, []string{"--config", "no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := run(t, tc.env, append([]string{"balance"}, tc.args...)...)
-			if code != 2 || stdout != "" {
-				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout)
+			// Cancelled: a command line wrongly accepted starts a balancer
+			// that stops at once, instead of one that runs forever.
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			var stdout, stderr syncBuffer
+			code := cli.Main(ctx, append([]string{"balance"}, tc.args...), &stdout, &stderr, tc.env.get)
+			if code != 2 || stdout.String() != "" {
+				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout.String())
 			}
-			oneLine(t, stderr, "sessionkit balance: ", tc.parts...)
+			oneLine(t, stderr.String(), "sessionkit balance: ", tc.parts...)
+			for _, field := range []string{"LoadFactor", "SessionCookie", "Affinity.", "Health.", "balancer:"} {
+				if strings.Contains(stderr.String(), field) {
+					t.Errorf("stderr %q names the Go setting %q, not the flag", stderr.String(), field)
+				}
+			}
 		})
 	}
 }
@@ -207,7 +308,9 @@ func TestBalance_configFile(t *testing.T) {
 	for body, part := range map[string]string{
 		`{"nope":1}`:                 `unknown setting "nope"`,
 		`{"health_interval":"soon"}`: `invalid "health_interval" "soon"`,
-		`[1]`:                        "not a JSON object",
+		`[1]`:                        "not a JSON object but an array",
+		`"x"`:                        "not a JSON object but a string",
+		`{"listen":`:                 "not a JSON object: unexpected EOF",
 		`{"backend":"n1=http://x"}`:  `want [{"name"`,
 		`{"listen":{"a":1}}`:         "want a string, number or boolean",
 		`{"config":"other.json"}`:    `unknown setting "config"`,
@@ -219,6 +322,9 @@ func TestBalance_configFile(t *testing.T) {
 			t.Errorf("config %s: exit %d; want 2", body, code)
 		}
 		oneLine(t, stderr, "sessionkit balance: ", part)
+		if strings.Contains(stderr, "Go ") || strings.Contains(stderr, "json.") {
+			t.Errorf("config %s: %q names Go types", body, stderr)
+		}
 	}
 }
 
