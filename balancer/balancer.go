@@ -439,6 +439,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		retry.Body = st.body
 	}
 	resp, err = t.base.RoundTrip(retry)
+	if err != nil && req.Context().Err() == nil {
+		t.b.connFailed(st.node, err) // as the fast engine does: the retry's node failed too
+	}
 	st.unreached = st.unreached && err != nil && dialFailed(err)
 	return resp, err
 }

@@ -269,6 +269,12 @@ func TestBalancer_noNodeReachable(t *testing.T) {
 		}
 	}
 	want503("GET", do(b, "GET", "/healthz", ""), 1, 1)
+	// Both connections failed: both nodes are out, on both engines.
+	for _, n := range b.Nodes() {
+		if n.State != StateEjected {
+			t.Errorf("after the GET: node %s is %s; want %s", n.Name, n.State, StateEjected)
+		}
+	}
 	clock.Add(DefaultEjectFor) // the ejections end; the nodes are still dead
 	want503("POST", do(b, "POST", "/cart", `{"item":"x"}`), 2, 2)
 	clock.Add(DefaultEjectFor)

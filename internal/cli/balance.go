@@ -227,8 +227,14 @@ func checkBalancerFlags(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
 	if p := cfg.healthPath; p != "" && p[0] != '/' {
 		return f.invalid(s, "health-path", p, "must start with '/'"), false
 	}
-	if file := cfg.affinityKeyFile; file != "" {
-		key, err := os.ReadFile(file)
+	if file := cfg.affinityKeyFile; file != "" && cfg.affinityCookie == "" {
+		// From the environment it is ignored, as serve ignores settings
+		// its strategy does not use.
+		if f.fromCLI["affinity-key-file"] {
+			return f.errf(s, "--affinity-key-file is used only with --affinity-cookie (see 'sessionkit balance --help')"), false
+		}
+	} else if file != "" {
+		key, err := readKeyFile(file)
 		if err != nil {
 			why := err.Error()
 			if pe, ok := errors.AsType[*fs.PathError](err); ok {
@@ -243,6 +249,27 @@ func checkBalancerFlags(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
 		cfg.affinityKey = key
 	}
 	return exitOK, true
+}
+
+// maxKeyFile bounds the affinity key file: a key is tens of bytes, and a
+// path such as /dev/zero must not be read forever.
+const maxKeyFile = 4 << 10
+
+// readKeyFile reads a key file of at most maxKeyFile bytes.
+func readKeyFile(name string) ([]byte, error) {
+	file, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	key, err := io.ReadAll(io.LimitReader(file, maxKeyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(key) > maxKeyFile {
+		return nil, fmt.Errorf("larger than %d bytes: not a key file", maxKeyFile)
+	}
+	return key, nil
 }
 
 const cookieNameRule = "not a valid cookie name: want letters, digits and !#$%&'*+-.^_`|~"
