@@ -552,3 +552,64 @@ func TestBalancer_backendIdleTimeout(t *testing.T) {
 		t.Errorf("conn_errors{n1} = %v; want 0", got)
 	}
 }
+
+// TestBalancer_busyNode: the fast engine keeps at most fastMaxConns
+// connections to a node. A request that finds them all in use is not sent:
+// it is answered 503 with Retry-After (not 502), and the node, loaded but
+// healthy, is neither ejected nor counted as a connection error, nor is its
+// user moved to another node.
+func TestBalancer_busyNode(t *testing.T) {
+	if testEngine != "fast" {
+		t.Skip("the net/http engine sets no connection limit per node")
+	}
+	defer func(n int) { fastMaxConns = n }(fastMaxConns)
+	fastMaxConns = 1
+
+	release, held := make(chan struct{}), make(chan struct{}, 1)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			held <- struct{}{}
+			<-release
+		}
+		w.Header().Set("X-Node", "busy")
+	}))
+	t.Cleanup(busy.Close)
+	t.Cleanup(func() { close(release) }) // before busy.Close, which waits for handlers
+	other := startNode(t, "other")
+	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+		c.Backends = []Backend{{Name: "busy", URL: busy.URL}, other.backend()}
+	})
+	cookie := &http.Cookie{Name: "session", Value: newID(t, "busy")}
+
+	slow := make(chan *httptest.ResponseRecorder, 1)
+	go func() { slow <- do(b, "GET", "/slow", "", cookie) }()
+	<-held // the node's one connection is in use
+	w := do(b, "GET", "/cart", "", cookie)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("request to a busy node: status %d, Retry-After %q, X-Node %q; want 503, Retry-After 1",
+			w.Code, w.Header().Get("Retry-After"), w.Header().Get("X-Node"))
+	}
+	release <- struct{}{}
+	if w := <-slow; w.Code != http.StatusOK {
+		t.Errorf("the request holding the connection: status %d; want 200", w.Code)
+	}
+	for _, n := range b.Nodes() {
+		if n.State != StateActive {
+			t.Errorf("node %s is %s; want active", n.Name, n.State)
+		}
+	}
+	for name, want := range map[string]float64{
+		"sessionkit_balancer_no_node_total": 1,
+		"sessionkit_balancer_retries_total": 0,
+	} {
+		if got := counter(t, reg, name, nil); got != want {
+			t.Errorf("%s = %v; want %v", name, got, want)
+		}
+	}
+	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "busy"}); got != 0 {
+		t.Errorf("conn_errors_total{node=busy} = %v; want 0", got)
+	}
+	if got := nodeOf(t, b, cookie.Value); got != "busy" {
+		t.Errorf("the user is now on %q; want busy", got)
+	}
+}

@@ -147,6 +147,15 @@ func (f fastLogger) Printf(format string, args ...any) {
 	f.l.Warn("balancer: " + fmt.Sprintf(format, args...))
 }
 
+// fastMaxConns bounds the fast engine's connections to one node. A request
+// that finds them all busy is not sent: it is answered 503 with
+// Retry-After, as a node that cannot take it (a variable for the tests).
+var fastMaxConns = 4096
+
+// busy reports whether err is the fast engine's "every connection to the
+// node is in use": the node is loaded, not down, and nothing was sent.
+func busy(err error) bool { return errors.Is(err, fasthttp.ErrNoFreeConns) }
+
 // client returns n's HostClient.
 func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 	if c, ok := fp.clients.Load(n); ok {
@@ -158,7 +167,7 @@ func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
-		MaxConns:                      4096,
+		MaxConns:                      fastMaxConns,
 		MaxIdleConnDuration:           fp.idle, // under the nodes' keep-alive timeouts: Config.BackendIdleTimeout
 		MaxIdemponentCallAttempts:     2,       // once more on a fresh connection; then the balancer's retry
 		ReadTimeout:                   fp.cfg.BackendTimeout,
@@ -221,14 +230,16 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 	req.Header.ResetConnectionClose()
 	resp := &ctx.Response
 	err := b.fast.client(st.node).Do(req, resp)
-	unreached := err != nil && dialFailed(err)
-	if err != nil && b.failover(st, err, fastRetryable(req, err)) {
+	unreached := err != nil && (dialFailed(err) || busy(err))
+	// A busy node is neither ejected nor left for another: its users'
+	// sessions are there, and it will have a free connection in a moment.
+	if err != nil && !busy(err) && b.failover(st, err, fastRetryable(req, err)) {
 		b.setNodeURI(req, st)
 		err = b.fast.client(st.node).Do(req, resp)
-		if err != nil {
+		if err != nil && !busy(err) {
 			b.connFailed(st.node, err)
 		}
-		unreached = unreached && err != nil && dialFailed(err)
+		unreached = unreached && err != nil && (dialFailed(err) || busy(err))
 	}
 	if err != nil {
 		st.class = 0
@@ -265,7 +276,11 @@ func (b *Balancer) noBackendFast(ctx *fasthttp.RequestCtx) {
 func (b *Balancer) fastError(ctx *fasthttp.RequestCtx, st *reqState, err error, unreached bool) {
 	method := string(ctx.Request.Header.Method())
 	if unreached {
-		b.cfg.Logger.Warn("balancer: no node could be reached", "node", st.node.name, "method", method, "err", err)
+		msg := "balancer: no node could be reached"
+		if busy(err) {
+			msg = "balancer: every connection to the node is in use"
+		}
+		b.cfg.Logger.Warn(msg, "node", st.node.name, "method", method, "err", err)
 		b.noBackendFast(ctx)
 		return
 	}
