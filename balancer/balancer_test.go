@@ -613,3 +613,22 @@ func TestBalancer_busyNode(t *testing.T) {
 		t.Errorf("the user is now on %q; want busy", got)
 	}
 }
+
+// TestNew_fieldError: a refused field is reported as a *FieldError naming
+// it, so that a program can name its own input for it (the CLI names its
+// flags).
+func TestNew_fieldError(t *testing.T) {
+	for field, cfg := range map[string]Config{
+		"SessionCookie": {SessionCookie: "a b"},
+		"Affinity.Name": {Affinity: AffinityCookie{Enabled: true, Name: "session"}},
+		"Affinity.Key":  {Affinity: AffinityCookie{Enabled: true, Key: []byte("short")}},
+		"Health.Path":   {Health: HealthCheck{Path: "healthz"}},
+		"LoadFactor":    {LoadFactor: 0.5},
+	} {
+		_, err := New(cfg)
+		fe, ok := errors.AsType[*FieldError](err)
+		if !ok || fe.Field != field || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: New: %v; want a *FieldError for %s wrapping ErrConfig", field, err, field)
+		}
+	}
+}

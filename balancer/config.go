@@ -199,8 +199,35 @@ type Config struct {
 	Now func() time.Time
 }
 
+// FieldError is a Config field whose value New refuses. It wraps
+// ErrConfig; a program that sets the field from its own input (a flag,
+// a file) can name that input instead of the field.
+type FieldError struct {
+	Field string // the Config field, such as "LoadFactor" or "Affinity.Key"
+	Value string // the value, as the message shows it; "" for a key
+	Why   string // what is wrong with it
+	Other string // another field the value conflicts with, or ""
+}
+
+func (e *FieldError) Error() string {
+	msg := fmt.Sprintf("%v: %s", ErrConfig, e.Field)
+	if e.Value != "" {
+		msg += " " + e.Value
+	}
+	msg += ": " + e.Why
+	if e.Other != "" {
+		msg += " (" + e.Other + ")"
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is(err, ErrConfig) true.
+func (e *FieldError) Unwrap() error { return ErrConfig }
+
+const cookieNameRule = "not a valid cookie name: want letters, digits and !#$%&'*+-.^_`|~"
+
 // withDefaults returns a copy of c with its defaults filled in, or an
-// error wrapping ErrConfig.
+// error wrapping ErrConfig (a *FieldError for a field of its own).
 func (c Config) withDefaults() (Config, error) {
 	c.Backends = append([]Backend(nil), c.Backends...)
 	c.Affinity.Key = append([]byte(nil), c.Affinity.Key...)
@@ -208,20 +235,20 @@ func (c Config) withDefaults() (Config, error) {
 		c.SessionCookie = DefaultSessionCookie
 	}
 	if !validCookieName(c.SessionCookie) {
-		return c, fmt.Errorf("%w: SessionCookie %q is not a valid cookie name", ErrConfig, c.SessionCookie)
+		return c, &FieldError{Field: "SessionCookie", Value: fmt.Sprintf("%q", c.SessionCookie), Why: cookieNameRule}
 	}
 	a := &c.Affinity
 	if a.Name == "" {
 		a.Name = DefaultAffinityCookie
 	}
 	if !validCookieName(a.Name) {
-		return c, fmt.Errorf("%w: Affinity.Name %q is not a valid cookie name", ErrConfig, a.Name)
+		return c, &FieldError{Field: "Affinity.Name", Value: fmt.Sprintf("%q", a.Name), Why: cookieNameRule}
 	}
 	if a.Enabled && a.Name == c.SessionCookie {
-		return c, fmt.Errorf("%w: the affinity cookie and the session cookie are both named %q", ErrConfig, a.Name)
+		return c, &FieldError{Field: "Affinity.Name", Value: fmt.Sprintf("%q", a.Name), Why: "the session cookie has the same name", Other: "SessionCookie"}
 	}
 	if len(a.Key) != 0 && len(a.Key) < MinAffinityKeyLen {
-		return c, fmt.Errorf("%w: Affinity.Key has %d bytes; want at least %d", ErrConfig, len(a.Key), MinAffinityKeyLen)
+		return c, &FieldError{Field: "Affinity.Key", Why: fmt.Sprintf("%d bytes; want at least %d", len(a.Key), MinAffinityKeyLen)}
 	}
 	if a.SameSite == 0 {
 		a.SameSite = http.SameSiteLaxMode
@@ -237,7 +264,7 @@ func (c Config) withDefaults() (Config, error) {
 		h.Path = DefaultHealthPath
 	}
 	if h.Path[0] != '/' {
-		return c, fmt.Errorf("%w: Health.Path %q must start with '/'", ErrConfig, h.Path)
+		return c, &FieldError{Field: "Health.Path", Value: fmt.Sprintf("%q", h.Path), Why: "must start with '/'"}
 	}
 	if h.Interval == 0 {
 		h.Interval = DefaultHealthInterval
@@ -258,7 +285,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: Health.Rise and Health.Fall must be positive", ErrConfig)
 	}
 	if c.LoadFactor != 0 && !(c.LoadFactor >= 1) { // also rejects NaN
-		return c, fmt.Errorf("%w: LoadFactor %v: want 0 (no bound) or at least 1", ErrConfig, c.LoadFactor)
+		return c, &FieldError{Field: "LoadFactor", Value: fmt.Sprint(c.LoadFactor), Why: "want 0 (no bound) or at least 1"}
 	}
 	for _, d := range []*time.Duration{&c.EjectFor, &c.DrainTimeout, &c.SessionWindow, &c.BackendIdleTimeout} {
 		if *d < 0 {

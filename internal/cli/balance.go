@@ -189,66 +189,73 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 	default:
 		return cfg, f.invalid(s, "engine", cfg.engine, "want fast or net/http"), false
 	}
-	if code, ok := checkBalancerFlags(s, f, &cfg); !ok {
+	if code, ok := readAffinityKey(s, f, &cfg); !ok {
 		return cfg, code, false
 	}
-	// The balancer checks the rest (node names, URLs); its errors are
-	// reported in one line too.
+	// The balancer checks the rest (node names, URLs, cookie names, the
+	// load factor, the key); its errors are reported in one line too.
 	b, err := balancer.New(cfg.balancerConfig(nil))
 	if err != nil {
-		return cfg, f.errf(s, "%s (see 'sessionkit balance --help')", strings.TrimPrefix(err.Error(), "balancer: ")), false
+		return cfg, balancerError(s, f, err), false
 	}
 	b.Close()
 	return cfg, exitOK, true
 }
 
-// checkBalancerFlags checks the flags that balancer.New would refuse, as
-// it does, so that the error names the flag rather than the Config field;
-// and it reads the affinity key file.
-func checkBalancerFlags(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
-	if lf := cfg.loadFactor; lf != 0 && !(lf >= 1) { // also rejects NaN
-		return f.invalid(s, "load-factor", strconv.FormatFloat(lf, 'g', -1, 64), "want 0 (no bound) or at least 1"), false
-	}
-	cookie := cfg.cookie
-	if cookie == "" {
-		cookie = balancer.DefaultSessionCookie
-	}
-	if !validCookieName(cookie) {
-		return f.invalid(s, "cookie", cfg.cookie, cookieNameRule), false
-	}
-	if a := cfg.affinityCookie; a != "" {
-		if !validCookieName(a) {
-			return f.invalid(s, "affinity-cookie", a, cookieNameRule), false
-		}
-		if a == cookie {
-			return f.invalid(s, "affinity-cookie", a, "the session cookie ("+f.source("cookie")+") has the same name"), false
-		}
-	}
-	if p := cfg.healthPath; p != "" && p[0] != '/' {
-		return f.invalid(s, "health-path", p, "must start with '/'"), false
-	}
-	if file := cfg.affinityKeyFile; file != "" && cfg.affinityCookie == "" {
+// readAffinityKey reads --affinity-key-file into cfg.affinityKey. The
+// balancer checks the key's length; an empty file, which it would take for
+// "no key" (a random one per process), is refused here.
+func readAffinityKey(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
+	file := cfg.affinityKeyFile
+	switch {
+	case file == "":
+		return exitOK, true
+	case cfg.affinityCookie == "":
 		// From the environment it is ignored, as serve ignores settings
 		// its strategy does not use.
 		if f.fromCLI["affinity-key-file"] {
 			return f.errf(s, "--affinity-key-file is used only with --affinity-cookie (see 'sessionkit balance --help')"), false
 		}
-	} else if file != "" {
-		key, err := readKeyFile(file)
-		if err != nil {
-			why := err.Error()
-			if pe, ok := errors.AsType[*fs.PathError](err); ok {
-				why = pe.Err.Error() // without the file name, which the message has
-			}
-			return f.invalid(s, "affinity-key-file", file, why), false
-		}
-		if len(key) < balancer.MinAffinityKeyLen { // an empty file too, which the balancer would take for no key
-			return f.invalid(s, "affinity-key-file", file,
-				fmt.Sprintf("it holds %d bytes; want at least %d", len(key), balancer.MinAffinityKeyLen)), false
-		}
-		cfg.affinityKey = key
+		return exitOK, true
 	}
+	key, err := readKeyFile(file)
+	if err != nil {
+		why := err.Error()
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			why = pe.Err.Error() // without the file name, which the message has
+		}
+		return f.invalid(s, "affinity-key-file", file, why), false
+	}
+	if len(key) == 0 {
+		return f.invalid(s, "affinity-key-file", file, fmt.Sprintf("0 bytes; want at least %d", balancer.MinAffinityKeyLen)), false
+	}
+	cfg.affinityKey = key
 	return exitOK, true
+}
+
+// balancerFlags names the flag that sets each Config field the balancer
+// may refuse (balancer.FieldError), so that the error names the flag.
+var balancerFlags = map[string]string{
+	"SessionCookie": "cookie",
+	"Affinity.Name": "affinity-cookie",
+	"Affinity.Key":  "affinity-key-file",
+	"Health.Path":   "health-path",
+	"LoadFactor":    "load-factor",
+}
+
+// balancerError reports an error of balancer.New in one line: by the flag
+// that set the field, when it is a field with a flag.
+func balancerError(s *sys, f *flagSet, err error) int {
+	if fe, ok := errors.AsType[*balancer.FieldError](err); ok {
+		if name, ok := balancerFlags[fe.Field]; ok {
+			why := fe.Why
+			if other, ok := balancerFlags[fe.Other]; ok {
+				why += " (" + f.source(other) + ")"
+			}
+			return f.invalid(s, name, f.fs.Lookup(name).Value.String(), why)
+		}
+	}
+	return f.errf(s, "%s (see 'sessionkit balance --help')", strings.TrimPrefix(err.Error(), "balancer: "))
 }
 
 // maxKeyFile bounds the affinity key file: a key is tens of bytes, and a
@@ -270,14 +277,6 @@ func readKeyFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes: not a key file", maxKeyFile)
 	}
 	return key, nil
-}
-
-const cookieNameRule = "not a valid cookie name: want letters, digits and !#$%&'*+-.^_`|~"
-
-// validCookieName reports whether name is an RFC 6265 cookie name (an
-// RFC 9110 token), the balancer's rule.
-func validCookieName(name string) bool {
-	return (&http.Cookie{Name: name}).Valid() == nil
 }
 
 // readBalanceConfig applies the JSON file's settings to the flags that
