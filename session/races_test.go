@@ -180,7 +180,7 @@ func TestSession_tokenResponseNotCacheable(t *testing.T) {
 // the error handler's response keeps the headers the handler set.
 func TestManager_errorResponseDropsHandlerHeaders(t *testing.T) {
 	m, _ := session.New(session.Config{Store: failingStore{}, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-		http.Error(w, "store down", 503)
+		http.Error(w, "store down", http.StatusServiceUnavailable)
 	}})
 	w := httptest.NewRecorder()
 	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

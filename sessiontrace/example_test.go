@@ -47,7 +47,7 @@ func Example() {
 			fmt.Print(" (child of ", p, ")")
 		}
 		for _, kv := range s.Attributes() {
-			fmt.Printf(" %s=%s", kv.Key, kv.Value.Emit())
+			fmt.Printf(" %s=%s", kv.Key, kv.Value.String())
 		}
 		for _, e := range s.Events() {
 			fmt.Print(" event:", e.Name)

@@ -83,7 +83,7 @@ var errDisk = errors.New("disk on fire")
 func attrs(kvs []attribute.KeyValue) map[attribute.Key]string {
 	m := make(map[attribute.Key]string, len(kvs))
 	for _, kv := range kvs {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }
@@ -267,12 +267,12 @@ func TestMiddleware_sessionLifecycle(t *testing.T) {
 	for _, s := range sr.Ended() {
 		values := []string{s.Name(), s.Status().Description}
 		for _, kv := range s.Attributes() {
-			values = append(values, kv.Value.Emit())
+			values = append(values, kv.Value.String())
 		}
 		for _, e := range s.Events() {
 			values = append(values, e.Name)
 			for _, kv := range e.Attributes {
-				values = append(values, kv.Value.Emit())
+				values = append(values, kv.Value.String())
 			}
 		}
 		for _, v := range values {

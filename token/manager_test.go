@@ -29,13 +29,12 @@ type cluster struct {
 }
 
 type node struct {
-	name  string
-	rev   *token.Revocations
-	m     *session.Manager
-	h     http.Handler
-	tick  chan time.Time
-	errs  []error // from the Manager's ErrorHandler
-	extra http.Handler
+	name string
+	rev  *token.Revocations
+	m    *session.Manager
+	h    http.Handler
+	tick chan time.Time
+	errs []error // from the Manager's ErrorHandler
 }
 
 func newCluster(t *testing.T, alg token.Alg, n int, edit func(*session.Config)) *cluster {

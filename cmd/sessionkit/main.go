@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sessionkit/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/cli"
 )
 
 func main() {

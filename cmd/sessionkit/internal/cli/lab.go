@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionkit/sessionkit/internal/lab"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/lab"
 )
 
 const labAbout = `

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sessionkit/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/cli"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent use, so that a test can

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionkit/sessionkit/internal/lab"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/lab"
 	"github.com/sessionkit/sessionkit/internal/testenv"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionkit/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/cli"
 )
 
 var (
