@@ -126,7 +126,7 @@ func (s *Session) save(now time.Time) error {
 		}
 		if attempt >= s.m.cfg.MaxRetries {
 			s.m.event(s.ctx(), EventConflictGaveUp, s.key, attempt+1, nil)
-			return fmt.Errorf("%w: gave up after %d attempts", ErrConflict, attempt+1)
+			return fmt.Errorf("%w: gave up after %d attempts", ErrTooManyConflicts, attempt+1)
 		}
 		s.m.event(s.ctx(), EventConflictRetried, s.key, attempt+1, nil)
 		if ended, err := s.reload(attempt); ended || err != nil {
@@ -170,7 +170,7 @@ func (s *Session) saveRenewed(now time.Time) error {
 		if attempt >= s.m.cfg.MaxRetries {
 			s.dropRecord(id, version)
 			s.m.event(ctx, EventConflictGaveUp, s.key, attempt+1, nil)
-			return fmt.Errorf("%w: renew gave up after %d attempts", ErrConflict, attempt+1)
+			return fmt.Errorf("%w: renew gave up after %d attempts", ErrTooManyConflicts, attempt+1)
 		}
 		s.m.event(ctx, EventConflictRetried, s.key, attempt+1, nil)
 		ended, err := s.reload(attempt)
@@ -216,7 +216,7 @@ func (s *Session) reload(attempt int) (ended bool, err error) {
 		}
 		if next, ok := movedTo(rec.Data); ok {
 			if hop >= maxHops {
-				return false, fmt.Errorf("%w: renewed more than %d times during one request", ErrConflict, maxHops)
+				return false, fmt.Errorf("%w: renewed more than %d times during one request", ErrTooManyConflicts, maxHops)
 			}
 			s.key, s.moved = next, true
 			continue

@@ -80,7 +80,7 @@ type Config struct {
 	Route string
 
 	// MaxRetries bounds how often a save that lost a compare-and-set race is
-	// merged and retried before the request fails with ErrConflict; default
+	// merged and retried before the request fails with ErrTooManyConflicts; default
 	// DefaultMaxRetries.
 	MaxRetries int
 
@@ -88,7 +88,7 @@ type Config struct {
 	// saved. It runs before any of the handler's response has been sent,
 	// and replaces that response. Errors wrap ErrStore (and the store's
 	// error, such as store.ErrUnavailable from an open circuit breaker),
-	// ErrConflict or ErrNoManager. Default: log the error and answer 503
+	// ErrTooManyConflicts or ErrNoManager. Default: log the error and answer 503
 	// with Retry-After (the breaker's, or 1 second) and a short text body
 	// for store failures and conflicts, 500 otherwise.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
@@ -120,20 +120,6 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
-
-// Errors reported by the Manager. Test them with errors.Is.
-var (
-	// ErrStore wraps failures of the store (other than a lost
-	// compare-and-set).
-	ErrStore = errors.New("session: store failed")
-	// ErrConflict: the session was changed concurrently more than MaxRetries
-	// times while this request tried to save it.
-	ErrConflict = errors.New("session: too many concurrent updates")
-	// ErrNoManager: the request did not pass through Manager.Handler.
-	ErrNoManager = errors.New("session: request did not pass through the session middleware")
-	// ErrUnsupported: the store lacks the capability (see package store).
-	ErrUnsupported = store.ErrUnsupported
-)
 
 func (c Config) withDefaults() (Config, error) {
 	switch {

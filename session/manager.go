@@ -166,10 +166,6 @@ func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
 	return total, nil
 }
 
-// ErrNotFound is returned by DestroyHandle for a handle that names no
-// session of the user.
-var ErrNotFound = errors.New("session: no such session")
-
 // DestroyHandle ends the session named by an Info.Handle, if it belongs to
 // userID ("log out that device"). Checking the owner keeps a handle taken
 // from one user's list from ending another user's session. With
@@ -181,11 +177,11 @@ func (m *Manager) DestroyHandle(ctx context.Context, userID, handle string) erro
 	rec, err := m.cfg.Store.Load(ctx, handle)
 	switch {
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey):
-		return ErrNotFound
+		return ErrUnknownHandle
 	case err != nil:
 		return fmt.Errorf("%w: load: %w", ErrStore, err)
 	case rec.UserID != userID || userID == "":
-		return ErrNotFound
+		return ErrUnknownHandle
 	}
 	if err := m.cfg.Store.Delete(ctx, handle, 0); err != nil {
 		return fmt.Errorf("%w: delete: %w", ErrStore, err)
@@ -246,7 +242,7 @@ func (m *Manager) handleError(w http.ResponseWriter, r *http.Request, err error)
 	w.Header().Set("Cache-Control", "no-store")
 	status, msg := http.StatusInternalServerError, "session error"
 	switch {
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrTooManyConflicts):
 		status, msg = http.StatusServiceUnavailable, "session changed concurrently, please retry"
 	case errors.Is(err, ErrStore):
 		status, msg = http.StatusServiceUnavailable, "session store unavailable, please retry"

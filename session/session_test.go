@@ -278,8 +278,8 @@ func TestManager_userSessions(t *testing.T) {
 		}
 	}
 	// Destroy one by handle, then the rest.
-	if err := e.m.DestroyHandle(ctx, "bob", infos[0].Handle); !errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("bob destroying alice's session: got %v; want ErrNotFound", err)
+	if err := e.m.DestroyHandle(ctx, "bob", infos[0].Handle); !errors.Is(err, session.ErrUnknownHandle) {
+		t.Fatalf("bob destroying alice's session: got %v; want ErrUnknownHandle", err)
 	}
 	if err := e.m.DestroyHandle(ctx, "alice", infos[0].Handle); err != nil {
 		t.Fatal(err)

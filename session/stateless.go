@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -71,28 +70,6 @@ type TokenClaims struct {
 // token would be larger fails to save with a *TokenSizeError. The Header
 // transport has the same limit on the token itself.
 const MaxSetCookieBytes = 4096
-
-// ErrTokenTooLarge is matched (errors.Is) by every *TokenSizeError.
-var ErrTokenTooLarge = errors.New("session: token too large")
-
-// TokenSizeError reports a session too large to travel in its token.
-type TokenSizeError struct {
-	Size  int // bytes the Set-Cookie header value (or the token) would take
-	Limit int // MaxSetCookieBytes, or the codec's own limit on tokens
-}
-
-func (e *TokenSizeError) Error() string {
-	return fmt.Sprintf("session: the session's token would take %d bytes, over the limit of %d "+
-		"(browsers may drop larger cookies silently); keep less in the session, or use a store", e.Size, e.Limit)
-}
-
-// Is makes errors.Is(err, ErrTokenTooLarge) true.
-func (e *TokenSizeError) Is(target error) bool { return target == ErrTokenTooLarge }
-
-// ErrToken wraps failures of Config.Tokens to seal a token or to record a
-// revocation. A failed revocation (its store is unreachable) also wraps
-// ErrStore, so that it is answered like a store failure (503 by default).
-var ErrToken = errors.New("session: token codec failed")
 
 // loadStateless reads the session from a stateless token.
 func (s *Session) loadStateless(tok string) (sid.ID, store.Record, state, bool) {

@@ -52,7 +52,7 @@
 //	501  POST /logout-all on a store without a per-user index
 //	503  the session store failed (session.ErrStore), or the session changed
 //	     concurrently more often than the Manager retries
-//	     (session.ErrConflict, with Retry-After: 1)
+//	     (session.ErrTooManyConflicts, with Retry-After: 1)
 //
 // Store failures are answered by ErrorHandler, which the session.Manager
 // must be configured with (session.Config.ErrorHandler): a request whose

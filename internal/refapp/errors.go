@@ -23,7 +23,7 @@ const (
 // use it as session.Config.ErrorHandler. It answers JSON:
 //
 //	503 {"error":"session store unavailable"}            for session.ErrStore
-//	503 {"error":"session changed concurrently, retry"} for session.ErrConflict
+//	503 {"error":"session changed concurrently, retry"} for session.ErrTooManyConflicts
 //	413 {"error":"session too large for its token ..."}  for session.ErrTokenTooLarge
 //	500 {"error":"internal error"}                        otherwise
 //
@@ -41,7 +41,7 @@ func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrStore):
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgStore)
-	case errors.Is(err, session.ErrConflict):
+	case errors.Is(err, session.ErrTooManyConflicts):
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgConflict)
 	case errors.Is(err, session.ErrTokenTooLarge):

@@ -448,7 +448,7 @@ func TestErrorHandler(t *testing.T) {
 	}{
 		{"store", fmt.Errorf("%w: load: %w", session.ErrStore, errDown), 503, `{"error":"session store unavailable"}`, "1"},
 		{"circuit open", fmt.Errorf("%w: load: %w", session.ErrStore, retryIn(7*time.Second)), 503, `{"error":"session store unavailable"}`, "7"},
-		{"conflict", fmt.Errorf("%w: gave up", session.ErrConflict), 503, `{"error":"session changed concurrently, retry"}`, "1"},
+		{"conflict", fmt.Errorf("%w: gave up", session.ErrTooManyConflicts), 503, `{"error":"session changed concurrently, retry"}`, "1"},
 		{"token too large", fmt.Errorf("session: save: %w", &session.TokenSizeError{Size: 4132, Limit: 4096}), 413,
 			`{"error":"session too large for its token (4132 bytes, over the limit of 4096): keep less in it"}`, ""},
 		{"other", errors.New("boom 10.0.0.7"), 500, `{"error":"internal error"}`, ""},
