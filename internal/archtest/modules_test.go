@@ -36,6 +36,7 @@ type goMod struct {
 	Module  struct{ Path string }
 	Require []struct {
 		Path     string
+		Version  string
 		Indirect bool
 	}
 	Replace []struct {
