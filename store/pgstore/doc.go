@@ -141,11 +141,8 @@
 // A negative MaxBatches, or a negative Timeout, turns batching off. Delete,
 // Touch, ListUser and DeleteUser are never batched: they are rare.
 //
-// In bench/ (64 concurrent read+write requests, PostgreSQL 15 with fsync on
-// the same 2 cores), batching made a request about 2.5 times faster than
-// one statement per call, and faster than the floor that sends one SELECT
-// and one UPDATE per request; MaxBatches 1, 2 and 4 were within noise of
-// each other.
+// Batching is what makes concurrent read+write traffic faster than one
+// statement per call; docs/measurements.md has the figures.
 //
 // # Pool size
 //
@@ -154,17 +151,11 @@
 // commits of concurrent transactions together, so write-heavy session
 // traffic without batching (Config.MaxBatches < 0) runs faster with more
 // connections than CPUs. pgxpool's default MaxConns, which Open uses
-// unless the URL sets pool_max_conns, is max(4, number of CPUs). In bench/
-// (64 concurrent read+write requests, PostgreSQL 15 with fsync on the same
-// 2 cores) and before batching, a pool of 4 connections gave 500 to 860 µs
-// per request, one of 16 about 260 to 300 µs, for sessionkit and the raw
-// floor alike.
+// unless the URL sets pool_max_conns, is max(4, number of CPUs).
 // Batching needs only 2 × MaxBatches connections for Loads and Saves, so
-// with it the default pool is enough: on the same bench, at load average
-// 4 to 5, a pool of 4 connections gave 175 to 207 µs per request and one of
-// 16 gave 147 to 239 µs, where the floor took 460 to 850 µs with 4. The
-// rest of the pool serves the unbatched operations and other users of the
-// pool. Size the pool against the server's max_connections, shared by every
+// with it the default pool is enough (docs/measurements.md compares pool
+// sizes). The rest of the pool serves the unbatched operations and other
+// users of the pool. Size the pool against the server's max_connections, shared by every
 // instance of the app.
 //
 // # Clock and expiry

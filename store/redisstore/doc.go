@@ -59,10 +59,8 @@
 //
 // A string rather than a hash keeps Redis's work per request small: Load is
 // one GET, and Save's compare-and-set script runs two commands (GET, then
-// SET with PXAT) where a hash needs three (HMGET, HSET, PEXPIREAT). Measured
-// alone with redis-benchmark on the benchmark's machine (medians of 9), the
-// script takes 4.2 µs of Redis's time instead of 5.2, and GET 0.2 µs
-// instead of HMGET's 0.6; a plain SET takes 0.7. A new record needs no
+// SET with PXAT) where a hash needs three (HMGET, HSET, PEXPIREAT)
+// (docs/measurements.md has Redis's time for each). A new record needs no
 // compare-and-set script: "only if there is none" is SET's own NX, so a
 // first save (a first visit, a login) is one native SET NX PXAT.
 // The fixed widths let the scripts read the header with GETRANGE and
@@ -182,7 +180,7 @@
 // store, decides when to try again. rueidis reconnects by itself, and the
 // store works again as soon as the server does. TestOutage kills a
 // test-owned server mid-traffic: every request while it is down is a 503
-// within 50 ms (2 ms measured), and after its restart every session written
+// within 50 ms, and after its restart every session written
 // before loads. New fails if it cannot connect and PING within DialTimeout
 // and Timeout.
 //
