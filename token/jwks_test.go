@@ -1,9 +1,11 @@
 package token_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +76,41 @@ func TestJWKSHandler(t *testing.T) {
 	h.ServeHTTP(res, httptest.NewRequest("POST", "/", strings.NewReader("")))
 	if res.Code != 405 {
 		t.Errorf("POST: %d; want 405", res.Code)
+	}
+}
+
+// TestJWKS_sameAsGoJose: the JWKS of a fixed ring is, byte for byte, what
+// sessionkit wrote with go-jose v4 (testdata/jwks-gojose-v4.json, of the
+// ring in testdata/jwks-ring.json: every algorithm, retired keys, a key
+// published ahead and one superseded before it signed, and P-256 keys
+// whose x and y have a leading zero byte), so that a JWKS consumer sees
+// no change; a ring without public keys has an empty set.
+func TestJWKS_sameAsGoJose(t *testing.T) {
+	data, err := os.ReadFile("testdata/jwks-ring.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/jwks-gojose-v4.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := token.ParseRing(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("JWKS:\n%s\nwant:\n%s", got, want)
+	}
+	c := newClock()
+	secret, err := mustRing(t, mustKey(t, token.XC20P, c.Now())).Rotate(token.HS256, c.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := secret.JWKS(); err != nil || string(got) != `{"keys":[]}` {
+		t.Errorf("JWKS of secret keys only: %s, %v; want {\"keys\":[]}", got, err)
 	}
 }
