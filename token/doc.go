@@ -25,9 +25,10 @@
 // strict base64 and no claims validation of its own: this package adds
 // what a session token needs on top, a header that must be exactly the
 // key's and a strict decoder of the claims (see JWT). The JWKS is written
-// by github.com/go-jose/go-jose/v4. (The JWTs were first built on go-jose
-// too; its per-token cost, mostly its own JSON package reading and writing
-// the header several times, was about 1.6 times golang-jwt's.)
+// with encoding/json alone (RFC 7517, 7518 and 8037). (The JWTs were first
+// built on github.com/go-jose/go-jose/v4, and the JWKS written by it; its
+// per-token cost, mostly its own JSON package reading and writing the
+// header several times, was about 1.6 times golang-jwt's.)
 //
 // # Strict by default
 //

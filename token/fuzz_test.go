@@ -52,7 +52,7 @@ func FuzzJWTOpen(f *testing.F) {
 }
 
 // FuzzParseRing: no key-ring file crashes ParseRing; whatever it accepts
-// marshals back to a file it accepts.
+// marshals back to a file it accepts, and has a JWKS.
 func FuzzParseRing(f *testing.F) {
 	c := newClock()
 	r := mustRing(f, mustKey(f, token.XC20P, c.Now()))
@@ -87,6 +87,9 @@ func FuzzParseRing(f *testing.F) {
 		}
 		if _, err := token.ParseRing(out); err != nil {
 			t.Fatalf("a parsed ring does not parse back: %v", err)
+		}
+		if _, err := r.JWKS(); err != nil {
+			t.Fatalf("a parsed ring has no JWKS: %v", err)
 		}
 	})
 }

@@ -5,7 +5,6 @@ go 1.26.0
 replace github.com/sessionkit/sessionkit => ..
 
 require (
-	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/sessionkit/sessionkit v0.0.0-00010101000000-000000000000
 	golang.org/x/crypto v0.59.0

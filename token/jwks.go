@@ -1,24 +1,58 @@
 package token
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
-
-	"github.com/go-jose/go-jose/v4"
 )
+
+// jwk is a public key of the JWKS: an Ed25519 key (RFC 8037 section 2:
+// "kty" "OKP", "crv" "Ed25519", "x" the public key) or a P-256 key (RFC
+// 7518 section 6.2.1: "kty" "EC", "crv" "P-256", "x" and "y" the
+// coordinates, each the curve's full 32 bytes), in base64url without
+// padding, with the members in the order go-jose v4 wrote them, which
+// sessionkit used before (testdata/jwks-gojose-v4.json).
+type jwk struct {
+	Use string `json:"use"`
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Crv string `json:"crv"`
+	Alg string `json:"alg"`
+	X   string `json:"x"`
+	Y   string `json:"y,omitempty"`
+}
 
 // JWKS returns the JSON Web Key Set (RFC 7517) of the ring's public keys:
 // the EdDSA and ES256 keys, current, retired and not signing yet (see
-// Ring.RotateAt), with their "kid", "alg" and "use":"sig". Secret keys (XC20P, HS256) and private halves never
-// appear in it.
+// Ring.RotateAt), with their "kid", "alg" and "use":"sig", oldest first.
+// Secret keys (XC20P, HS256) and private halves never appear in it.
 func (r *Ring) JWKS() ([]byte, error) {
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: []jwk{}}
+	b64 := base64.RawURLEncoding.EncodeToString
 	for _, k := range r.keys {
-		if !k.Public() {
-			continue
+		j := jwk{Use: "sig", Kid: k.ID, Alg: string(k.Alg)}
+		switch pub := k.pub.(type) {
+		case ed25519.PublicKey:
+			j.Kty, j.Crv, j.X = "OKP", "Ed25519", b64(pub)
+		case *ecdsa.PublicKey:
+			// The uncompressed point: 0x04, then x and y, each
+			// zero-padded to the curve's size.
+			p, err := pub.Bytes()
+			if err != nil {
+				return nil, fmt.Errorf("token: key %s: %w", k.ID, err)
+			}
+			n := (len(p) - 1) / 2
+			j.Kty, j.Crv, j.X, j.Y = "EC", "P-256", b64(p[1:1+n]), b64(p[1+n:])
+		default:
+			continue // a secret key
 		}
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.pub, KeyID: k.ID, Algorithm: string(k.Alg), Use: "sig"})
+		set.Keys = append(set.Keys, j)
 	}
 	return json.Marshal(set)
 }

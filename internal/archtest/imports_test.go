@@ -37,7 +37,7 @@ var rules = map[string]rule{
 	"sessiontrace": {own: []string{"session", "store"}, thirdParty: []string{"go.opentelemetry.io/otel/..."}},
 	"session":      {own: []string{"store", "session/sid"}},
 	"token": {own: []string{"session", "session/sid", "store"},
-		thirdParty: []string{"github.com/golang-jwt/jwt/v5", "github.com/go-jose/go-jose/v4/...", "golang.org/x/crypto/..."}},
+		thirdParty: []string{"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto/..."}},
 	"internal/refapp": {own: []string{"session", "session/sid", "store"}},
 	"cmd/sessionkit/internal/cli": {own: []string{"session", "session/sid", "store", "store/memstore", "store/redisstore",
 		"store/pgstore", "store/natsstore", "store/olricstore", "store/breaker", "internal/refapp", "sessionmetrics",

@@ -22,7 +22,7 @@ var modules = map[string][]string{
 	"store/pgstore":    {"github.com/jackc/pgx/v5"},
 	"store/natsstore":  {"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go"},
 	"store/olricstore": {"github.com/olric-data/olric", "github.com/redis/go-redis/v9"},
-	"token":            {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto", "github.com/go-jose/go-jose/v4"},
+	"token":            {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
 	"balancer":         {"github.com/valyala/fasthttp", "github.com/prometheus/client_golang", "github.com/prometheus/client_model"},
 	"sessionmetrics":   {"github.com/prometheus/client_golang"},
 	"sessiontrace":     {"go.opentelemetry.io/otel", "go.opentelemetry.io/otel/trace", "go.opentelemetry.io/otel/sdk"},
