@@ -1,10 +1,13 @@
 package token
 
 import (
+	"bytes"
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -134,6 +137,9 @@ func (j *JWT) Seal(c Claims) (string, error) {
 	if len(sig) != k.sigLen {
 		return "", fmt.Errorf("token: signing: a signature of %d bytes, not %d", len(sig), k.sigLen)
 	}
+	if k.k.Alg == ES256 {
+		lowS(sig)
+	}
 	buf = b64.AppendEncode(append(buf, '.'), sig)
 	return string(buf), nil
 }
@@ -169,6 +175,8 @@ func (j *JWT) Open(tok string) (Claims, error) {
 			return nil, invalid("algorithm is not the key's")
 		case tok[:strings.IndexByte(tok, '.')] != jk.hdr:
 			return nil, invalid("header is not the key's")
+		case jk.k.Alg == ES256 && !canonicalES256(t.Signature):
+			return nil, invalid("ECDSA signature not in its one canonical form (r and s in range, s in the lower half)")
 		}
 		k = jk.k
 		return jk.verify, nil
@@ -211,4 +219,49 @@ func (j *JWT) Open(tok string) (Claims, error) {
 		return Claims{}, err
 	}
 	return c, nil
+}
+
+// ECDSA signatures are malleable: if (r, s) signs a message, so does
+// (r, n-s), where n is the order of the curve's group. A JWT verifier that
+// takes both accepts two spellings of one token, which a revocation list
+// or replay cache keyed by the token's bytes (another service's, if not
+// sessionkit's) can miss. So ES256 tokens are sealed with s in the lower
+// half (s <= n/2, the "low-s" rule of Bitcoin's BIP 62 and of libsecp256k1)
+// and only that form is opened. r and s are fixed-width 32-byte big-endian
+// numbers in a JWS (RFC 7518 section 3.4), so no other spelling remains.
+var (
+	p256N     = elliptic.P256().Params().N
+	p256NHalf = new(big.Int).Rsh(p256N, 1)
+	// The same as 32-byte big-endian numbers, to check a signature
+	// without allocating.
+	p256NBytes     = p256N.FillBytes(make([]byte, 32))
+	p256NHalfBytes = p256NHalf.FillBytes(make([]byte, 32))
+)
+
+// canonicalES256 reports whether sig is r||s with 0 < r < n and
+// 0 < s <= n/2.
+func canonicalES256(sig []byte) bool {
+	if len(sig) != 64 {
+		return false
+	}
+	r, s := sig[:32], sig[32:]
+	return !allZero(r) && bytes.Compare(r, p256NBytes) < 0 && !allZero(s) && bytes.Compare(s, p256NHalfBytes) <= 0
+}
+
+// lowS rewrites the s of an ES256 signature r||s to n-s when it is in the
+// upper half; both sign the same message.
+func lowS(sig []byte) {
+	s := new(big.Int).SetBytes(sig[32:])
+	if s.Cmp(p256NHalf) > 0 {
+		s.Sub(p256N, s).FillBytes(sig[32:])
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -78,6 +79,11 @@ func sign(t testing.TB, alg string, priv any, secret, input []byte) []byte {
 		r, s, err := ecdsa.Sign(rand.Reader, priv.(*ecdsa.PrivateKey), h[:])
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The low-s form, the only one sessionkit accepts
+		// (TestJWT_ES256canonical).
+		if n := elliptic.P256().Params().N; s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+			s.Sub(n, s)
 		}
 		out := make([]byte, 64)
 		r.FillBytes(out[:32])
@@ -316,4 +322,100 @@ func selfSigned(t testing.TB, priv ed25519.PrivateKey) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(der)
+}
+
+// withS returns the ES256 token tok with the s of its signature r||s
+// replaced by edit(s), written back in 32 bytes (the caller keeps it
+// under 2^256).
+func withS(t testing.TB, tok string, edit func(s *big.Int)) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	sig, err := enc.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("not an ES256 signature: %v (%d bytes)", err, len(sig))
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	edit(s)
+	s.FillBytes(sig[32:])
+	return parts[0] + "." + parts[1] + "." + enc.EncodeToString(sig)
+}
+
+// TestJWT_ES256canonical: an ECDSA signature (r, s) is also valid as
+// (r, n-s); sessionkit seals only the form with s <= n/2 and opens only
+// that one, so an ES256 token has one spelling. Every other spelling of a
+// valid signature is refused: the high s, r or s out of range, DER
+// instead of the fixed-width r||s, and other lengths.
+func TestJWT_ES256canonical(t *testing.T) {
+	c := newClock()
+	f, r := newFormat(t, token.ES256, c)
+	n := elliptic.P256().Params().N
+	half := new(big.Int).Rsh(n, 1)
+	claims := token.Claims{ID: "id", Family: "id", UserID: "alice", AuthTime: c.Now(), Issued: c.Now(), Expires: c.Now().Add(time.Hour)}
+
+	// Sealing: s is in the lower half every time (a random s would be in
+	// the upper half about every other time).
+	var tok string
+	for i := 0; i < 64; i++ {
+		var err error
+		if tok, err = f.Seal(claims); err != nil {
+			t.Fatal(err)
+		}
+		sig, _ := enc.DecodeString(strings.Split(tok, ".")[2])
+		if s := new(big.Int).SetBytes(sig[32:]); s.Cmp(half) > 0 || s.Sign() == 0 {
+			t.Fatalf("sealed a signature with s = %x, not in (0, n/2]", s)
+		}
+		if _, err := f.Open(tok); err != nil {
+			t.Fatalf("Open of a sealed token: %v", err)
+		}
+	}
+
+	// Opening: the other spellings of the same valid signature.
+	parts := strings.Split(tok, ".")
+	sig, _ := enc.DecodeString(parts[2])
+	rr, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	spell := func(r, s []byte) string { return parts[0] + "." + parts[1] + "." + enc.EncodeToString(append(r, s...)) }
+	b32 := func(x *big.Int) []byte { return x.FillBytes(make([]byte, 32)) }
+	der, err := asn1.Marshal(struct{ R, S *big.Int }{rr, s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A signature made outside sessionkit by crypto/ecdsa, whichever half
+	// its s is in, and its other spelling.
+	priv, _ := material(t, r)
+	input := []byte(parts[0] + "." + parts[1])
+	h := sha256.Sum256(input)
+	r2, s2, err := ecdsa.Sign(rand.Reader, priv.(*ecdsa.PrivateKey), h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	low2, high2 := new(big.Int).Set(s2), new(big.Int).Sub(n, s2)
+	if low2.Cmp(half) > 0 {
+		low2, high2 = high2, low2
+	}
+	attacks := map[string]string{
+		"high s (n-s)":             spell(b32(rr), b32(new(big.Int).Sub(n, s))),
+		"high s, outside signer":   spell(b32(r2), b32(high2)),
+		"s + n (over 32 bytes)":    parts[0] + "." + parts[1] + "." + enc.EncodeToString(append(b32(rr), new(big.Int).Add(s, n).Bytes()...)),
+		"r + n":                    parts[0] + "." + parts[1] + "." + enc.EncodeToString(append(new(big.Int).Add(rr, n).Bytes(), b32(s)...)),
+		"s = 0":                    spell(b32(rr), make([]byte, 32)),
+		"r = 0":                    spell(make([]byte, 32), b32(s)),
+		"r = n":                    spell(b32(n), b32(s)),
+		"s = n":                    spell(b32(rr), b32(n)),
+		"DER signature":            parts[0] + "." + parts[1] + "." + enc.EncodeToString(der),
+		"leading zero byte":        parts[0] + "." + parts[1] + "." + enc.EncodeToString(append([]byte{0}, sig...)),
+		"63 bytes":                 parts[0] + "." + parts[1] + "." + enc.EncodeToString(sig[:63]),
+		"padded base64":            tok + "=",
+		"standard base64 alphabet": parts[0] + "." + parts[1] + "." + base64.RawStdEncoding.EncodeToString(sig),
+	}
+	if !strings.ContainsAny(parts[2], "-_") {
+		delete(attacks, "standard base64 alphabet") // the same bytes in both alphabets
+	}
+	for name, bad := range attacks {
+		if _, err := f.Open(bad); !errors.Is(err, token.ErrInvalid) {
+			t.Errorf("%s: Open = %v; want ErrInvalid", name, err)
+		}
+	}
+	if _, err := f.Open(spell(b32(r2), b32(low2))); err != nil {
+		t.Errorf("the low-s spelling of a signature made by crypto/ecdsa: Open = %v; want it accepted", err)
+	}
 }

@@ -1,9 +1,11 @@
 package cli_test
 
 import (
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,10 +114,42 @@ func TestServe_jwksInterop(t *testing.T) {
 				}
 			}
 
+			if alg == token.ES256 {
+				// The other spelling of the same ECDSA signature, (r, n-s):
+				// go-jose takes it, sessionkit answers 401.
+				highS := flipS(t, c.cookie)
+				if forged, err := jose.ParseSignedCompact(highS, []jose.SignatureAlgorithm{jose.ES256}); err != nil {
+					t.Fatal(err)
+				} else if _, err := forged.Verify(&set); err != nil {
+					t.Logf("go-jose refuses the high-s spelling too: %v", err)
+				}
+				if code, body := (&client{t: t, cookie: highS}).do("GET", srv.url+"/cart", ""); code != 401 {
+					t.Errorf("GET /cart with the high-s spelling of the session's token: %d %s; want 401", code, body)
+				}
+				if code, body := (&client{t: t, cookie: c.cookie}).do("GET", srv.url+"/cart", ""); code != 200 {
+					t.Errorf("GET /cart with the token as sealed: %d %s; want 200", code, body)
+				}
+			}
+
 			if code, _ := c.do("POST", srv.url+"/.well-known/jwks.json", ""); code != 405 {
 				t.Errorf("POST to the JWKS: %d; want 405", code)
 			}
 			srv.stop(t)
 		})
 	}
+}
+
+// flipS returns the ES256 JWT tok with its signature's s replaced by n-s:
+// a second valid signature of the same header and payload.
+func flipS(t *testing.T, tok string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("not an ES256 signature: %v", err)
+	}
+	n := elliptic.P256().Params().N
+	new(big.Int).Sub(n, new(big.Int).SetBytes(sig[32:])).FillBytes(sig[32:])
+	parts[2] = base64.RawURLEncoding.EncodeToString(sig)
+	return strings.Join(parts, ".")
 }
