@@ -20,17 +20,29 @@ type jwk struct {
 	Use string `json:"use"`
 	Kty string `json:"kty"`
 	Kid string `json:"kid"`
-	Crv string `json:"crv"`
+	Crv string `json:"crv,omitempty"`
 	Alg string `json:"alg"`
-	X   string `json:"x"`
+	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`
+	K   string `json:"k,omitempty"`
 }
 
 // JWKS returns the JSON Web Key Set (RFC 7517) of the ring's public keys:
 // the EdDSA and ES256 keys, current, retired and not signing yet (see
 // Ring.RotateAt), with their "kid", "alg" and "use":"sig", oldest first.
 // Secret keys (XC20P, HS256) and private halves never appear in it.
-func (r *Ring) JWKS() ([]byte, error) {
+func (r *Ring) JWKS() ([]byte, error) { return r.jwks(false) }
+
+// JWKSWithSecrets returns the JWKS of Ring.JWKS plus the ring's HS256
+// secrets, as symmetric JWKs (RFC 7518 section 6.4: "kty" "oct", "k" the
+// secret in base64url), for another service that must verify HS256 JWTs.
+// Whoever holds the output can mint sessions of every user: give it only
+// to a service trusted as much as the nodes, over a private channel, and
+// never publish it. XC20P keys (the sealed format is sessionkit's own) and
+// private halves never appear.
+func (r *Ring) JWKSWithSecrets() ([]byte, error) { return r.jwks(true) }
+
+func (r *Ring) jwks(secrets bool) ([]byte, error) {
 	set := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
@@ -50,7 +62,10 @@ func (r *Ring) JWKS() ([]byte, error) {
 			n := (len(p) - 1) / 2
 			j.Kty, j.Crv, j.X, j.Y = "EC", "P-256", b64(p[1:1+n]), b64(p[1+n:])
 		default:
-			continue // a secret key
+			if !secrets || k.Alg != HS256 {
+				continue // a secret key
+			}
+			j.Kty, j.K = "oct", b64(k.secret)
 		}
 		set.Keys = append(set.Keys, j)
 	}

@@ -12,12 +12,18 @@ import (
 )
 
 const keysAbout = `
-Creates and rotates key-ring files for --strategy token (see package token):
+Creates, rotates and exports key-ring files for --strategy token (see
+package token):
 
   sessionkit keys new FILE      a new ring with one key; fails if FILE exists
   sessionkit keys rotate FILE   a new key, published at once, that starts to
                                 sign after --activate-in; the previous key is
                                 retired then
+  sessionkit keys export FILE   what another service needs to verify the
+                                ring's JWTs, as a JSON Web Key Set on stdout:
+                                the EdDSA and ES256 public keys (the set
+                                serve publishes at /.well-known/jwks.json);
+                                with --hs256-secret, the HS256 secrets too
 
 A rotation has two phases, so that no node ever meets a token of a key it
 lacks. First every node takes up the new file (serve re-reads it every
@@ -39,7 +45,10 @@ them.
 
 Algorithms: XC20P (the sealed cookie format, default), EdDSA, ES256 or HS256
 (signed JWTs for other services, --token-format jwt; EdDSA and ES256 public
-keys are served at /.well-known/jwks.json).`
+keys are served at /.well-known/jwks.json). An HS256 token is verified
+with the secret that signs it: anyone who can verify can also mint tokens
+for any user, so export it (keys export --hs256-secret) only to a service
+trusted as much as the nodes, and prefer EdDSA when other services verify.`
 
 // defaultActivateIn is the default of keys rotate --activate-in: twice
 // serve's default --keys-reload, so that every node has re-read the ring
@@ -49,16 +58,18 @@ const defaultActivateIn = 2 * defaultKeysReload
 // runKeys is "sessionkit keys new|rotate FILE".
 func runKeys(ctx context.Context, s *sys, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(s.stderr, "sessionkit keys: want 'new FILE' or 'rotate FILE' (see 'sessionkit keys --help')")
+		fmt.Fprintln(s.stderr, "sessionkit keys: want 'new FILE', 'rotate FILE' or 'export FILE' (see 'sessionkit keys --help')")
 		return exitUsage
 	}
 	sub := args[0]
 	switch sub {
 	case "-h", "-help", "--help":
-		sub, args = "new|rotate", []string{"", "--help"}
+		sub, args = "new|rotate|export", []string{"", "--help"}
 	case "new", "rotate":
+	case "export":
+		return runKeysExport(s, args[1:])
 	default:
-		fmt.Fprintf(s.stderr, "sessionkit keys: unknown subcommand %q; want new or rotate (see 'sessionkit keys --help')\n", args[0])
+		fmt.Fprintf(s.stderr, "sessionkit keys: unknown subcommand %q; want new, rotate or export (see 'sessionkit keys --help')\n", args[0])
 		return exitUsage
 	}
 	var alg string
@@ -150,4 +161,68 @@ func runKeys(ctx context.Context, s *sys, args []string) int {
 	}
 	fmt.Fprintln(s.stdout, msg)
 	return exitOK
+}
+
+// runKeysExport is "sessionkit keys export [--hs256-secret] FILE".
+func runKeysExport(s *sys, args []string) int {
+	var secrets bool
+	f := newFlagSet("keys export")
+	f.args, f.nargs = "FILE", 1
+	f.Bool(&secrets, "hs256-secret", false, "also export the ring's HS256 secrets (anyone who has them can mint\n"+
+		"        sessions of every user: only for a service trusted as much as the nodes)")
+	if code, ok := f.parse(s, args, keysAbout); !ok {
+		return code
+	}
+	path := f.rest[0]
+	r, err := token.ReadRingFile(path)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "sessionkit keys export: %v\n", err)
+		return exitError
+	}
+	counts := map[token.Alg]int{}
+	for _, k := range r.Keys() {
+		counts[k.Alg]++
+	}
+	out, err := r.JWKS()
+	if secrets {
+		out, err = r.JWKSWithSecrets()
+	}
+	if err != nil {
+		fmt.Fprintf(s.stderr, "sessionkit keys export: %v\n", err)
+		return exitError
+	}
+	public := counts[token.EdDSA] + counts[token.ES256]
+	switch {
+	case secrets && counts[token.HS256] > 0:
+		fmt.Fprintf(s.stderr, "sessionkit keys export: warning: the output holds %d HS256 secret(s): whoever has it can "+
+			"mint sessions of every user; send it only to a service trusted as much as the nodes, over a private channel\n",
+			counts[token.HS256])
+	case counts[token.HS256] > 0:
+		fmt.Fprintf(s.stderr, "sessionkit keys export: %s has %d HS256 key(s), not exported: HS256 tokens verify "+
+			"only with the shared secret (--hs256-secret exports it)\n", path, counts[token.HS256])
+	}
+	if public+counts[token.HS256]*btoi(secrets) == 0 {
+		fmt.Fprintf(s.stderr, "sessionkit keys export: %s has no key another service can verify with (its keys: "+
+			"%s); the sealed format (XC20P) is opened only by sessionkit\n", path, algList(r))
+	}
+	fmt.Fprintf(s.stdout, "%s\n", out)
+	return exitOK
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// algList names the algorithms of r's keys, in ring order, once each.
+func algList(r *token.Ring) string {
+	var algs []string
+	for _, k := range r.Keys() {
+		if !slices.Contains(algs, string(k.Alg)) {
+			algs = append(algs, string(k.Alg))
+		}
+	}
+	return strings.Join(algs, ", ")
 }
