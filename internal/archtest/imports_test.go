@@ -44,7 +44,7 @@ var rules = map[string]rule{
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/...", "github.com/valyala/fasthttp"}},
 	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
-		"store/memstore", "store/natsstore", "store/olricstore", "store/pgstore", "store/redisstore", "token"}},
+		"cmd/sessionkit/internal/strategy"}},
 	"cmd/sessionkit/internal/strategy": {own: []string{"session", "store", "store/breaker", "store/memstore",
 		"store/redisstore", "store/pgstore", "store/natsstore", "store/olricstore", "token"}},
 	"internal/testenv":   {},
