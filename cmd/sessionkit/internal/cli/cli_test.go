@@ -3,11 +3,14 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent use, so that a test can
@@ -252,5 +255,39 @@ func TestServe_badEnv(t *testing.T) {
 	oneLine(t, stderr, "sessionkit serve: ", "--strategy token needs --keys FILE")
 	if code != 2 {
 		t.Errorf("exit %d; want 2", code)
+	}
+}
+
+// TestStrategies_registry checks that serve and lab accept exactly the
+// strategies of the registry (package strategy), and that their --help
+// lists them and serve's declares every strategy's flags.
+func TestStrategies_registry(t *testing.T) {
+	names := strategy.Names()
+	_, help, _ := run(t, nil, "serve", "--help")
+	m := regexp.MustCompile(`name of the session strategy: (.*)\n`).FindStringSubmatch(help)
+	if m == nil || m[1] != strings.Join(names, ", ") {
+		t.Errorf("serve --help lists the strategies %q; want %q", m, strings.Join(names, ", "))
+	}
+	for _, fl := range strategy.Flags() {
+		if !strings.Contains(help, "\n  --"+fl.Name+" ") {
+			t.Errorf("serve --help does not declare --%s", fl.Name)
+		}
+	}
+	_, help, _ = run(t, nil, "lab", "--help")
+	if want := "(default " + strings.Join(names, ",") + ";"; !strings.Contains(help, want) {
+		t.Errorf("lab --help does not say %q", want)
+	}
+	for _, name := range append(names, "memcached", "Memory") {
+		known := slices.Contains(names, name)
+		// serve checks --strategy before --addr, lab --strategies before
+		// --faults: the second error means the name was accepted.
+		_, _, stderr := run(t, nil, "serve", "--strategy", name, "--addr", "nonsense")
+		if accepted := strings.Contains(stderr, `invalid --addr "nonsense"`); accepted != known {
+			t.Errorf("serve --strategy %s: %q; want it accepted: %v", name, stderr, known)
+		}
+		_, _, stderr = run(t, nil, "lab", "--strategies", name, "--faults", "disk")
+		if accepted := strings.Contains(stderr, `unknown fault "disk"`); accepted != known {
+			t.Errorf("lab --strategies %s: %q; want it accepted: %v", name, stderr, known)
+		}
 	}
 }

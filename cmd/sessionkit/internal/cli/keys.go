@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/token"
 )
@@ -53,7 +54,7 @@ trusted as much as the nodes, and prefer EdDSA when other services verify.`
 // defaultActivateIn is the default of keys rotate --activate-in: twice
 // serve's default --keys-reload, so that every node has re-read the ring
 // file once, with a period to spare, before the new key signs.
-const defaultActivateIn = 2 * defaultKeysReload
+const defaultActivateIn = 2 * strategy.DefaultKeysReload
 
 // runKeys is "sessionkit keys new|rotate FILE".
 func runKeys(ctx context.Context, s *sys, args []string) int {

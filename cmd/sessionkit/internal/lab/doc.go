@@ -5,12 +5,15 @@
 // For each strategy, Run starts a topology in this process on loopback
 // ports: sessionkit's balancer (package balancer) in front of Config.Nodes
 // reference-app nodes (internal/refapp) whose session Managers share that
-// strategy. Virtual users, each with its own cookie jar, log in, add items
-// to their cart (sometimes several at once, as a user with two tabs does),
-// read the cart back and log out. On a schedule, one node is killed
-// abruptly (its listener and connections closed, its memory gone) at about
-// 40% of the run and brought back at about 70%; with the store fault, the
-// connections to the shared store are cut from about 45% to 60%.
+// strategy; the strategy's testbed (package strategy, the registry
+// `sessionkit serve` opens its node with too) prepares what the nodes
+// share and opens each node's sessions. Virtual users, each with its own
+// cookie jar, log in, add items to their cart (sometimes several at once,
+// as a user with two tabs does), read the cart back and log out. On a
+// schedule, one node is killed abruptly (its listener and connections
+// closed, its memory gone) at about 40% of the run and brought back at
+// about 70%; with the store fault, the connections to the shared store are
+// cut from about 45% to 60%.
 //
 // What is counted comes from what the virtual users observe, not from what
 // the strategy says about itself:

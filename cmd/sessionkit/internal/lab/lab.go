@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 )
 
 // Faults Config.Faults may name.
@@ -28,8 +30,8 @@ const (
 	DefaultDuration = 6 * time.Second
 	DefaultSeed     = 1
 
-	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
-	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultRedisURL    = strategy.DefaultRedisURL
+	DefaultPostgresURL = strategy.DefaultPostgresURL
 )
 
 // Config configures Run. The zero value of every field means its default.
@@ -69,7 +71,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Strategies = Strategies
 	}
 	for i, s := range c.Strategies {
-		if _, ok := strategyByName(s); !ok {
+		if _, ok := strategy.Lookup(s); !ok {
 			return c, fmt.Errorf("lab: unknown strategy %q (want some of %s)", s, strings.Join(Strategies, ", "))
 		}
 		if slices.Contains(c.Strategies[:i], s) {
@@ -190,17 +192,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), Nodes: cfg.Nodes, Users: cfg.Users, Duration: cfg.Duration,
 		Faults: cfg.Faults, Seed: cfg.Seed, CPUs: runtime.NumCPU()}
 	for _, name := range cfg.Strategies {
-		s, _ := strategyByName(name)
+		s, _ := strategy.Lookup(name)
 		res, err := runStrategy(ctx, cfg, s)
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
 		if err != nil {
 			reason := err.Error()
-			if !errors.Is(err, errSkip) {
+			if !errors.Is(err, strategy.ErrSkip) {
 				reason = "failed: " + reason
 			}
-			res = Result{Strategy: s.name, What: s.what, Skipped: strings.TrimPrefix(reason, errSkip.Error()+": ")}
+			res = Result{Strategy: s.Name, What: s.What, Skipped: strings.TrimPrefix(reason, strategy.ErrSkip.Error()+": ")}
 		}
 		rep.Results = append(rep.Results, res)
 	}
@@ -213,21 +215,40 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // slices of the time line per run
 const timelineSlices = 60
 
-func runStrategy(ctx context.Context, cfg Config, s strategy) (Result, error) {
+func runStrategy(ctx context.Context, cfg Config, s strategy.Strategy) (Result, error) {
 	dir, removeDir, err := scratchDir()
 	if err != nil {
 		return Result{}, err
 	}
 	defer removeDir()
-	e := &env{cfg: cfg, nodes: cfg.Nodes, dir: dir, log: cfg.Logger}
+	// The fault proxies in front of the shared store, made by the
+	// testbed, closed after it.
+	var proxies []*faultProxy
+	defer func() {
+		for _, p := range proxies {
+			p.Close()
+		}
+	}()
+	settings := strategy.Defaults()
+	settings.RedisURL, settings.PostgresURL = cfg.RedisURL, cfg.PostgresURL
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	be, err := s.setup(setupCtx, e)
+	tb, err := s.Testbed(setupCtx, strategy.TestbedConfig{
+		Nodes: cfg.Nodes, Dir: dir, Settings: settings, Logger: cfg.Logger, FreeAddrs: freeAddrs,
+		Proxy: func(addr string) (string, error) {
+			p, err := newFaultProxy(addr)
+			if err != nil {
+				return "", err
+			}
+			proxies = append(proxies, p)
+			return p.Addr(), nil
+		},
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	defer be.close()
-	topo, err := startTopology(setupCtx, s, be, cfg.Nodes, cfg.Logger)
+	defer tb.Close()
+	topo, err := startTopology(setupCtx, s, tb, cfg.Nodes, cfg.Logger)
 	if err != nil {
 		return Result{}, err
 	}
@@ -246,8 +267,8 @@ func runStrategy(ctx context.Context, cfg Config, s strategy) (Result, error) {
 		u := newUser(i, topo.url, tr, c, cfg.Seed)
 		wg.Go(func() { u.run(runCtx) })
 	}
-	events := schedule(runCtx, cfg, topo, start, &wg)
-	progress(runCtx, cfg, s.name, start, c)
+	events := schedule(runCtx, cfg, topo, proxies, start, &wg)
+	progress(runCtx, cfg, s.Name, start, c)
 	wg.Wait()
 	elapsed := time.Since(start)
 	return summarize(s, c, topo, elapsed, *events), nil
@@ -255,8 +276,9 @@ func runStrategy(ctx context.Context, cfg Config, s strategy) (Result, error) {
 
 // schedule runs the faults of cfg on their schedule, in goroutines added
 // to wg, and returns the list they append their events to (complete once
-// wg is done).
-func schedule(ctx context.Context, cfg Config, t *topology, start time.Time, wg *sync.WaitGroup) *[]Event {
+// wg is done). The store fault cuts the proxies in front of the shared
+// store, if the strategy has one.
+func schedule(ctx context.Context, cfg Config, t *topology, proxies []*faultProxy, start time.Time, wg *sync.WaitGroup) *[]Event {
 	var mu sync.Mutex
 	events := &[]Event{}
 	mark := func(label string) {
@@ -286,15 +308,19 @@ func schedule(ctx context.Context, cfg Config, t *topology, start time.Time, wg 
 			mark("node " + t.nodes[victim].name + " back")
 		})
 	}
-	if p := t.be.proxy(); p != nil && cfg.fault(FaultStore) {
+	if len(proxies) > 0 && cfg.fault(FaultStore) {
 		wg.Go(func() {
 			if !at(0.45) {
 				return
 			}
-			p.Break()
+			for _, p := range proxies {
+				p.Break()
+			}
 			mark("store down")
 			at(0.6)
-			p.Heal() // even when the run ends first
+			for _, p := range proxies {
+				p.Heal() // even when the run ends first
+			}
 			mark("store back")
 		})
 	}
@@ -327,10 +353,10 @@ func progress(ctx context.Context, cfg Config, name string, start time.Time, c *
 	}
 }
 
-func summarize(s strategy, c *counters, t *topology, elapsed time.Duration, events []Event) Result {
+func summarize(s strategy.Strategy, c *counters, t *topology, elapsed time.Duration, events []Event) Result {
 	r := Result{
-		Strategy:     s.name,
-		What:         s.what,
+		Strategy:     s.Name,
+		What:         s.What,
 		Requests:     c.requests.Load(),
 		Errors:       c.errors.Load(),
 		Logins:       c.logins.Load(),

@@ -11,16 +11,28 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/balancer"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 	"github.com/sessionkit/sessionkit/internal/refapp"
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/breaker"
+)
+
+// The nodes' session settings: the run lasts seconds.
+const (
+	idleTimeout = 5 * time.Minute
+	lifetime    = 10 * time.Minute
+	// storeTimeout bounds each call to a store reached over the network,
+	// and breakerOpenFor is how long a node's circuit breaker stays open.
+	storeTimeout   = time.Second
+	breakerOpenFor = 500 * time.Millisecond
 )
 
 // topology is a balancer in front of n reference-app nodes sharing one
 // strategy, all on loopback.
 type topology struct {
-	strat strategy
-	be    backend
+	strat strategy.Strategy
+	tb    *strategy.Testbed
 	log   *slog.Logger
 
 	// storeCalls counts the nodes' calls to their stores.
@@ -39,11 +51,11 @@ type labNode struct {
 
 	mu   sync.Mutex
 	srv  *http.Server
-	kill func() // drops the node's store
+	kill func() // drops the node's sessions
 }
 
-func startTopology(ctx context.Context, s strategy, be backend, n int, log *slog.Logger) (*topology, error) {
-	t := &topology{strat: s, be: be, log: log}
+func startTopology(ctx context.Context, s strategy.Strategy, tb *strategy.Testbed, n int, log *slog.Logger) (*topology, error) {
+	t := &topology{strat: s, tb: tb, log: log}
 	addrs, err := freeAddrs(n + 1)
 	if err != nil {
 		return nil, err
@@ -62,7 +74,7 @@ func startTopology(ctx context.Context, s strategy, be backend, n int, log *slog
 	}
 	t.bal, err = balancer.New(balancer.Config{
 		Backends:       backends,
-		SharedSessions: s.shared,
+		SharedSessions: s.Shared,
 		// Notice a dead node within a few hundred milliseconds: the run
 		// lasts seconds.
 		Health:   balancer.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1},
@@ -84,28 +96,36 @@ func startTopology(ctx context.Context, s strategy, be backend, n int, log *slog
 	return t, nil
 }
 
-// start starts (or restarts) node i: a fresh Manager on the store the
-// backend gives it.
+// start starts (or restarts) node i: a fresh Manager on the sessions the
+// testbed opens for it.
 func (t *topology) start(ctx context.Context, i int) error {
 	nd := t.nodes[i]
-	ns, kill, err := t.be.open(ctx, i, func(st store.Store) store.Store {
-		return store.Intercept(st, func(ctx context.Context, _ string, call func(context.Context) error) error {
-			t.storeCalls.Add(1)
-			return call(ctx)
-		})
+	sess, err := t.tb.Open(ctx, i, strategy.Node{
+		Name:     nd.name,
+		Lifetime: lifetime,
+		Timeout:  storeTimeout,
+		Breaker:  breaker.Config{OpenFor: breakerOpenFor},
+		Logger:   t.log,
+		Wrap: func(st store.Store) store.Store {
+			return store.Intercept(st, func(ctx context.Context, _ string, call func(context.Context) error) error {
+				t.storeCalls.Add(1)
+				return call(ctx)
+			})
+		},
 	})
 	if err != nil {
 		return err
 	}
+	kill := sess.Kill
 	m, err := session.New(session.Config{
-		Store:  ns.store,
-		Tokens: ns.tokens,
+		Store:  sess.Store,
+		Tokens: sess.Tokens,
 		// The virtual users speak plain HTTP on loopback, and Go's cookie
 		// jar sends Secure cookies over HTTPS only.
 		Transport:    session.Cookie{Insecure: true},
 		Route:        nd.name,
-		IdleTimeout:  5 * time.Minute,
-		Lifetime:     10 * time.Minute,
+		IdleTimeout:  idleTimeout,
+		Lifetime:     lifetime,
 		ErrorHandler: refapp.NewErrorHandler(t.log),
 		Logger:       t.log,
 	})
@@ -113,7 +133,7 @@ func (t *topology) start(ctx context.Context, i int) error {
 		kill()
 		return err
 	}
-	app, err := refapp.New(refapp.Config{Node: nd.name, Strategy: t.strat.name, Manager: m, Logger: t.log})
+	app, err := refapp.New(refapp.Config{Node: nd.name, Strategy: t.strat.Name, Manager: m, Logger: t.log})
 	if err != nil {
 		kill()
 		return err
@@ -131,7 +151,7 @@ func (t *topology) start(ctx context.Context, i int) error {
 		kill()
 		return err
 	}
-	srv := &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: sess.Handler(app), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	nd.mu.Lock()
 	nd.srv, nd.kill = srv, kill
@@ -140,8 +160,8 @@ func (t *topology) start(ctx context.Context, i int) error {
 }
 
 // killNode kills node i abruptly: its listener and every connection
-// closed at once, its store (and, for the memory strategy, every session
-// in it) dropped.
+// closed at once, its sessions dropped (Sessions.Kill: for the memory
+// strategy, every session in it; for nats and olric, its member).
 func (t *topology) killNode(i int) {
 	nd := t.nodes[i]
 	nd.mu.Lock()
