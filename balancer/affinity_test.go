@@ -125,7 +125,7 @@ func TestAffinityCookie_sessionTagWins(t *testing.T) {
 	if b.set.Load().byID[id].name == "n1" {
 		other = "n2"
 	}
-	w := do(b, "GET", "/", "", c, &http.Cookie{Name: "session", Value: newID(t, other)})
+	w := do(b, "GET", "/", "", c, &http.Cookie{Name: "__Host-session", Value: newID(t, other)})
 	if got := w.Header().Get("X-Node"); got != other {
 		t.Errorf("with a session tagged %s and an affinity cookie for another node, went to %s", other, got)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +22,13 @@ import (
 // Balancer is the sticky-session reverse proxy. Create it with New; it is
 // safe for concurrent use, and Close stops its health checks.
 type Balancer struct {
-	cfg    Config
-	proxy  *httputil.ReverseProxy
-	signer signer
-	m      *metrics
+	cfg Config
+	// plainCookie is SessionCookie without its "__Host-" prefix, read when
+	// the prefixed cookie is absent; "" when SessionCookie has none.
+	plainCookie string
+	proxy       *httputil.ReverseProxy
+	signer      signer
+	m           *metrics
 
 	set     atomic.Pointer[nodeSet]
 	mu      sync.Mutex          // serializes node-set changes
@@ -53,12 +57,13 @@ func New(cfg Config) (*Balancer, error) {
 		crand.Read(key) // never fails
 	}
 	b := &Balancer{
-		cfg:     cfg,
-		signer:  signer{key: key},
-		m:       newMetrics(),
-		removed: map[string]struct{}{},
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:         cfg,
+		plainCookie: strings.TrimPrefix(cfg.SessionCookie, "__Host-"),
+		signer:      signer{key: key},
+		m:           newMetrics(),
+		removed:     map[string]struct{}{},
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	list := make([]*node, 0, len(cfg.Backends))
 	for _, be := range cfg.Backends {
@@ -190,7 +195,11 @@ func (b *Balancer) routeBy(cookie func(name string) (string, bool), st *reqState
 	set := b.set.Load()
 	now := b.cfg.Now().UnixNano()
 
-	if v, ok := cookie(b.cfg.SessionCookie); ok {
+	v, ok := cookie(b.cfg.SessionCookie)
+	if !ok && b.plainCookie != b.cfg.SessionCookie {
+		v, ok = cookie(b.plainCookie)
+	}
+	if ok {
 		if random, route, ok := parseRouted(v); ok {
 			st.key, st.hasKey = hashKey(random), true
 			return b.sticky(set, set.byName[route], route, now, st)

@@ -31,6 +31,36 @@ func TestBalancer_routeTag_sticks(t *testing.T) {
 	}
 }
 
+// The session cookie is __Host-session by default; without it, the same
+// name without the prefix is read (an app that does not add the prefix, or
+// a cookie of an earlier sessionkit), as session.Cookie reads them.
+func TestBalancer_routeTag_plainCookie(t *testing.T) {
+	b, _, _, _ := newTestBalancer(t, three, nil)
+	for _, tt := range []struct {
+		cookies []*http.Cookie
+		want    string
+	}{
+		{[]*http.Cookie{{Name: "session", Value: newID(t, "n2")}}, "n2"},
+		{[]*http.Cookie{{Name: "session", Value: newID(t, "n2")}, {Name: "__Host-session", Value: newID(t, "n3")}}, "n3"},
+		{[]*http.Cookie{{Name: "__Host-session", Value: newID(t, "n1")}, {Name: "session", Value: newID(t, "n2")}}, "n1"},
+	} {
+		for range 20 { // without the route tag, a request lands on a random node
+			if got := do(b, "GET", "/cart", "", tt.cookies...).Header().Get("X-Node"); got != tt.want {
+				t.Fatalf("cookies %v went to %s; want %s", tt.cookies, got, tt.want)
+			}
+		}
+	}
+	// A configured name without the prefix is read alone.
+	b2, _, _, _ := newTestBalancer(t, three, func(c *Config) { c.SessionCookie = "sid" })
+	hits := map[string]int{}
+	for range 60 {
+		hits[do(b2, "GET", "/cart", "", &http.Cookie{Name: "__Host-sid", Value: newID(t, "n2")}).Header().Get("X-Node")]++
+	}
+	if hits["n2"] == 60 {
+		t.Errorf("SessionCookie sid: a __Host-sid cookie routed every request: %v", hits)
+	}
+}
+
 func TestBalancer_newUsers_spread(t *testing.T) {
 	b, _, _, reg := newTestBalancer(t, three, nil)
 	seen := map[string]int{}
@@ -54,7 +84,7 @@ func TestBalancer_malformedCookie_isMiss(t *testing.T) {
 	for _, v := range []string{"", ".n2", "abc.n2", good + "x", good[:43] + ".", good[:43] + ".n2.n3",
 		strings.Repeat("!", 43) + ".n2", good[:43] + ".n 2", "\"" + good, "\""} {
 		r := httptest.NewRequest("GET", "http://balancer.test/", nil)
-		r.Header.Set("Cookie", "session="+v)
+		r.Header.Set("Cookie", "__Host-session="+v)
 		w := serveReq(b, r)
 		if w.Code != http.StatusOK {
 			t.Errorf("cookie %q: status %d; want 200 from some node", v, w.Code)
@@ -136,7 +166,7 @@ func TestBalancer_retry(t *testing.T) {
 	v := newID(t, "n2")
 	nodes["n2"].stop() // dead, and no health check has noticed yet
 
-	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "session", Value: v})
+	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "__Host-session", Value: v})
 	if w.Code != http.StatusOK || w.Header().Get("X-Node") == "n2" {
 		t.Fatalf("GET to a dead node: status %d from %q; want 200 from another node", w.Code, w.Header().Get("X-Node"))
 	}
@@ -156,7 +186,7 @@ func TestBalancer_retry(t *testing.T) {
 	// A POST whose connection failed before its body was read is retried
 	// with the whole body.
 	clock.Add(DefaultEjectFor) // the ejection ends; n2 is still dead
-	w = do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "session", Value: v})
+	w = do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "__Host-session", Value: v})
 	if w.Code != http.StatusOK || !strings.HasSuffix(w.Body.String(), ` POST /cart {"item":"x"}`) {
 		t.Fatalf("POST to a dead node: status %d, body %q; want it retried with its body", w.Code, w.Body)
 	}
@@ -176,7 +206,7 @@ func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 		c.Backends = []Backend{hangUpNode(t, "bad", true), startNode(t, "good").backend()}
 	})
 	v := newID(t, "bad")
-	w := do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "session", Value: v})
+	w := do(b, "POST", "/cart", `{"item":"x"}`, &http.Cookie{Name: "__Host-session", Value: v})
 	if w.Code != http.StatusBadGateway {
 		t.Errorf("POST after its body was sent: status %d; want 502", w.Code)
 	}
@@ -304,7 +334,7 @@ func TestBalancer_noNodeReachable_afterOneReceivedIt(t *testing.T) {
 		c.Backends = []Backend{hangUpNode(t, "bad", false), dead.backend()}
 	})
 	dead.stop()
-	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "session", Value: newID(t, "bad")})
+	w := do(b, "GET", "/cart", "", &http.Cookie{Name: "__Host-session", Value: newID(t, "bad")})
 	if w.Code != http.StatusBadGateway || w.Header().Get("Retry-After") != "" {
 		t.Errorf("GET dropped by one node, then refused by the other: status %d, Retry-After %q; want 502 without Retry-After",
 			w.Code, w.Header().Get("Retry-After"))
@@ -488,7 +518,8 @@ func TestNew_invalid(t *testing.T) {
 		{"duplicate", Config{Backends: []Backend{{Name: "a", URL: "http://a"}, {Name: "a", URL: "http://b"}}}},
 		{"cookie name", Config{SessionCookie: "a b"}},
 		{"short key", Config{Affinity: AffinityCookie{Enabled: true, Key: []byte("short")}}},
-		{"same cookie names", Config{Affinity: AffinityCookie{Enabled: true, Name: "session"}}},
+		{"same cookie names", Config{Affinity: AffinityCookie{Enabled: true, Name: "__Host-session"}}},
+		{"affinity named as the session cookie's fallback", Config{Affinity: AffinityCookie{Enabled: true, Name: "session"}}},
 		{"load factor", Config{LoadFactor: 0.5}},
 		{"health path", Config{Health: HealthCheck{Path: "healthz"}}},
 		{"negative eject", Config{EjectFor: -1}},
@@ -579,7 +610,7 @@ func TestBalancer_busyNode(t *testing.T) {
 	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{{Name: "busy", URL: busy.URL}, other.backend()}
 	})
-	cookie := &http.Cookie{Name: "session", Value: newID(t, "busy")}
+	cookie := &http.Cookie{Name: "__Host-session", Value: newID(t, "busy")}
 
 	slow := make(chan *httptest.ResponseRecorder, 1)
 	go func() { slow <- do(b, "GET", "/slow", "", cookie) }()

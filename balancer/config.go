@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,7 @@ import (
 
 // Defaults of Config and HealthCheck.
 const (
-	DefaultSessionCookie      = "session"
+	DefaultSessionCookie      = "__Host-session"
 	DefaultAffinityCookie     = "sk_affinity"
 	DefaultHealthPath         = "/healthz"
 	DefaultHealthInterval     = 2 * time.Second
@@ -127,7 +128,12 @@ type Config struct {
 	// SessionCookie names the app's session cookie, whose value's route
 	// tag selects the node (sessionkit session IDs, or any value of the
 	// form "<43 base64url characters>.<route>", like Tomcat's jvmRoute).
-	// Default DefaultSessionCookie.
+	// Default DefaultSessionCookie, "__Host-session", the cookie
+	// sessionkit's session.Cookie sets by default. A name with the
+	// "__Host-" prefix is read first, then the same name without it (the
+	// cookie of an app that does not add the prefix, such as serve with
+	// --insecure-cookie, or of an earlier sessionkit), as session.Cookie
+	// reads them.
 	SessionCookie string
 
 	// Affinity configures the balancer's own affinity cookie.
@@ -244,7 +250,7 @@ func (c Config) withDefaults() (Config, error) {
 	if !validCookieName(a.Name) {
 		return c, &FieldError{Field: "Affinity.Name", Value: fmt.Sprintf("%q", a.Name), Why: cookieNameRule}
 	}
-	if a.Enabled && a.Name == c.SessionCookie {
+	if a.Enabled && (a.Name == c.SessionCookie || a.Name == strings.TrimPrefix(c.SessionCookie, "__Host-")) {
 		return c, &FieldError{Field: "Affinity.Name", Value: fmt.Sprintf("%q", a.Name), Why: "the session cookie has the same name", Other: "SessionCookie"}
 	}
 	if len(a.Key) != 0 && len(a.Key) < MinAffinityKeyLen {

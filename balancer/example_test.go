@@ -36,7 +36,7 @@ func Example() {
 	id, _ := sid.New("n2")
 	for range 3 {
 		req, _ := http.NewRequest("GET", front.URL+"/", nil)
-		req.AddCookie(&http.Cookie{Name: "session", Value: id.String()})
+		req.AddCookie(&http.Cookie{Name: "__Host-session", Value: id.String()})
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			panic(err)

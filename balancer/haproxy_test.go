@@ -24,7 +24,8 @@ import (
 )
 
 // HAProxyConfig is the configuration docs/balancer.md shows: HAProxy
-// reads the route tag after the '.' of the session cookie and sends the
+// reads the route tag after the '.' of the session cookie (__Host-session,
+// or session for an app without the prefix) and sends the
 // request to the server of that name; requests without one are balanced
 // round-robin, and a down server's users are redispatched.
 const haproxyConfig = `global
@@ -44,9 +45,23 @@ frontend app
 backend nodes
 	balance roundrobin
 	option httpchk GET /healthz
-{{range .Nodes}}	use-server {{.Name}} if { req.cook(session),field(2,.) -m str {{.Name}} }
+	http-request set-var(txn.sk_route) req.cook(__Host-session),field(2,.)
+	http-request set-var(txn.sk_route) req.cook(session),field(2,.) unless { var(txn.sk_route) -m found }
+{{range .Nodes}}	use-server {{.Name}} if { var(txn.sk_route) -m str {{.Name}} }
 {{end}}{{range .Nodes}}	server {{.Name}} {{.Addr}} check inter 2s
 {{end}}`
+
+// plainCookie makes refNode's nodes name their session cookie "session"
+// instead of the default "__Host-session" (NoHostPrefix), for the tests of
+// the proxies' fallback to that name; set only by tests that run alone.
+var plainCookie bool
+
+func sessionCookieName() string {
+	if plainCookie {
+		return "session"
+	}
+	return "__Host-session"
+}
 
 // refNode starts one reference-app node (memory sessions) on a loopback
 // port; its session IDs carry its name as route tag.
@@ -58,7 +73,7 @@ func refNode(t *testing.T, name string) *httptest.Server {
 	}
 	t.Cleanup(func() { st.Close() })
 	m, err := session.New(session.Config{Store: st, Route: name, ErrorHandler: refapp.ErrorHandler,
-		Transport: session.Cookie{Insecure: true}})
+		Transport: session.Cookie{NoHostPrefix: plainCookie}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +96,22 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestHAProxy_routeTag puts a real HAProxy in front of three reference-app
+// TestHAProxy_routeTag, with the nodes' session cookie named __Host-session
+// (the default) and then session, puts a real HAProxy in front of three reference-app
 // nodes, configured to route by the route tag of sessionkit's session
 // cookie, and checks that every user stays on the node that holds their
 // session.
 func TestHAProxy_routeTag(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "__Host-session", true: "session"}[plain], func(t *testing.T) {
+			plainCookie = plain
+			t.Cleanup(func() { plainCookie = false })
+			testHAProxyRouteTag(t)
+		})
+	}
+}
+
+func testHAProxyRouteTag(t *testing.T) {
 	haproxy := testenv.Command(t, "haproxy")
 	type node struct{ Name, Addr string }
 	var nodes []node
@@ -127,7 +153,7 @@ func checkSticky(t *testing.T, base string) map[string]string {
 		home := resp.Header.Get("X-Node")
 		var cookie string
 		for _, c := range resp.Cookies() {
-			if c.Name == "session" {
+			if c.Name == sessionCookieName() {
 				cookie = c.Value
 			}
 		}
@@ -162,7 +188,7 @@ func call(t *testing.T, method, url, body, cookie string) *http.Response {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: "session", Value: cookie})
+		req.AddCookie(&http.Cookie{Name: sessionCookieName(), Value: cookie})
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -190,7 +190,7 @@ func do(h http.Handler, method, path, body string, cookies ...*http.Cookie) *htt
 // answered ("" for an error status).
 func nodeOf(t testing.TB, h http.Handler, v string) string {
 	t.Helper()
-	w := do(h, "GET", "/cart", "", &http.Cookie{Name: "session", Value: v})
+	w := do(h, "GET", "/cart", "", &http.Cookie{Name: "__Host-session", Value: v})
 	if w.Code != http.StatusOK {
 		t.Fatalf("GET /cart with session .%s: status %d, body %q", sid.RouteOf(v), w.Code, w.Body)
 	}

@@ -30,9 +30,12 @@ http {
     uwsgi_temp_path {{.Dir}}/uwsgi;
     scgi_temp_path {{.Dir}}/scgi;
 
-    # The route tag: what follows the last '.' of the session cookie.
-    map $cookie_session $sk_route {
-        "~\.(?<tag>[A-Za-z0-9_-]{1,64})$" $tag;
+    # The route tag: what follows the last '.' of the session cookie,
+    # __Host-session (sessionkit's default; nginx has no $cookie_ variable
+    # for a name with a '-'), else session.
+    map $http_cookie $sk_route {
+        "~(?:^|;\s*)__Host-session=[^;]*\.(?<tag>[A-Za-z0-9_-]{1,64})(?:;|$)" $tag;
+        "~(?:^|;\s*)session=[^;]*\.(?<tag>[A-Za-z0-9_-]{1,64})(?:;|$)" $tag;
         default "";
     }
     map $sk_route $sk_upstream {
@@ -61,11 +64,22 @@ http {
 }
 `
 
-// TestNginx_routeTag puts a real nginx, configured as docs/balancer.md
+// TestNginx_routeTag, with the nodes' session cookie named __Host-session
+// (the default) and then session, puts a real nginx, configured as docs/balancer.md
 // shows, in front of three reference-app nodes: users stay on the node
 // that holds their session, and when a node stops, its users go to one of
 // its backups while the others stay where they are.
 func TestNginx_routeTag(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "__Host-session", true: "session"}[plain], func(t *testing.T) {
+			plainCookie = plain
+			t.Cleanup(func() { plainCookie = false })
+			testNginxRouteTag(t)
+		})
+	}
+}
+
+func testNginxRouteTag(t *testing.T) {
 	nginx := testenv.Command(t, "nginx")
 	n1, n2, n3 := refNode(t, "n1"), refNode(t, "n2"), refNode(t, "n3")
 	dir := t.TempDir()

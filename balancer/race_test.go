@@ -26,7 +26,7 @@ func TestBalancer_concurrentChanges(t *testing.T) {
 					return
 				default:
 				}
-				w := do(b, "GET", "/cart", "", &http.Cookie{Name: "session", Value: ids[(g+i)%len(ids)]})
+				w := do(b, "GET", "/cart", "", &http.Cookie{Name: "__Host-session", Value: ids[(g+i)%len(ids)]})
 				if w.Code != http.StatusOK {
 					errs <- fmt.Errorf("status %d", w.Code)
 					return

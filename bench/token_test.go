@@ -47,7 +47,7 @@ func cartSession(b *testing.B, f token.Format) (cookie string) {
 		req := httptest.NewRequest(method, "https://app.example"+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if ck != "" {
-			req.Header.Set("Cookie", "session="+ck)
+			req.Header.Set("Cookie", "__Host-session="+ck)
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -55,7 +55,7 @@ func cartSession(b *testing.B, f token.Format) (cookie string) {
 			b.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
 		}
 		for _, c := range rec.Result().Cookies() {
-			if c.Name == "session" {
+			if c.Name == "__Host-session" {
 				ck = c.Value
 			}
 		}
@@ -242,7 +242,7 @@ func BenchmarkTokenRoundTrip(b *testing.B) {
 func BenchmarkTokenMiddleware(b *testing.B) {
 	run := func(b *testing.B, h http.Handler, cookie string) {
 		req := httptest.NewRequest("GET", "https://app.example/cart", nil)
-		req.Header.Set("Cookie", "session="+cookie)
+		req.Header.Set("Cookie", "__Host-session="+cookie)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		setCookie := rec.Header().Get("Set-Cookie")
@@ -320,7 +320,7 @@ func (g *golangJWT) signCart(c *cartClaims) (string, error) {
 func (g *golangJWT) middleware(next func(http.ResponseWriter, *http.Request, *cartClaims)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s cartClaims
-		if ck, err := r.Cookie("session"); err == nil {
+		if ck, err := r.Cookie("__Host-session"); err == nil {
 			if _, err := g.parser.ParseWithClaims(ck.Value, &s, func(*jwt.Token) (any, error) { return g.verifyKey, nil }); err != nil {
 				s = cartClaims{}
 			}
@@ -333,7 +333,7 @@ func (g *golangJWT) middleware(next func(http.ResponseWriter, *http.Request, *ca
 			http.Error(w, "session error", http.StatusInternalServerError)
 			return
 		}
-		http.SetCookie(w, &http.Cookie{Name: "session", Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: "__Host-session", Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 		w.Write(bw.buf)

@@ -45,7 +45,7 @@ func TestManager_destroyUserRacingRenew(t *testing.T) {
 			continue // old was in the first shard; try again
 		}
 		r := httptest.NewRequest("GET", "/renew", nil)
-		r.Header.Set("Cookie", "session="+old)
+		r.Header.Set("Cookie", "__Host-session="+old)
 		w := httptest.NewRecorder()
 		e.h.ServeHTTP(w, r)
 		renewed := token(t, w.Result())

@@ -37,9 +37,11 @@
 //
 // # Security defaults
 //
-// IDs are 256 random bits (package sid). The cookie is HttpOnly, Secure,
-// SameSite=Lax, Path=/, host-only; Cookie.HostPrefix adds the "__Host-"
-// prefix. Login and Renew change the ID; the old one names no session
+// IDs are 256 random bits (package sid). The cookie is "__Host-session":
+// HttpOnly, Secure, SameSite=Lax, Path=/, host-only, and named with the
+// "__Host-" prefix, which browsers accept only with those attributes
+// (Cookie.NoHostPrefix opts out; Cookie.Insecure drops Secure and the
+// prefix). Login and Renew change the ID; the old one names no session
 // afterwards (Login also restarts the absolute lifetime). Sessions
 // end after Config.IdleTimeout without use and Config.Lifetime after
 // creation (30 minutes and 12 hours by default), both enforced by the

@@ -18,6 +18,9 @@ func FuzzManager_cookie(f *testing.F) {
 	f.Add("session=" + good[:43] + ".n1; session=x")
 	f.Add("session=\"" + good + "\"")
 	f.Add("session=;;;=")
+	f.Add("__Host-session=" + good)
+	f.Add("session=x; __Host-session=" + good + "; __Host-session=y")
+	f.Add("__Host-session=; session=" + good)
 	f.Add("")
 	hm, err := session.New(session.Config{Store: e.mem, Transport: session.Header{}})
 	if err != nil {

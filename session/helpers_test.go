@@ -100,7 +100,7 @@ func (e *env) do(method, path, token string) *http.Response {
 	e.t.Helper()
 	r := httptest.NewRequest(method, path, nil)
 	if token != "" {
-		r.Header.Add("Cookie", "session="+token) // raw, as a client may send it
+		r.Header.Add("Cookie", "__Host-session="+token) // raw, as a browser sends it
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, r)

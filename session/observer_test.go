@@ -115,7 +115,7 @@ func TestObserver(t *testing.T) {
 	m, _ := session.New(session.Config{Store: failingStore{}, Observer: rec})
 	id, _ := sid.New("")
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Cookie", "session="+id.String())
+	r.Header.Set("Cookie", "__Host-session="+id.String())
 	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { session.From(r).UserID() })).
 		ServeHTTP(httptest.NewRecorder(), r)
 	rec.mu.Lock()
@@ -189,7 +189,7 @@ func TestLogs_neverContainIDs(t *testing.T) {
 
 	m, _ := session.New(session.Config{Store: failingStore{}, Logger: logger})
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Cookie", "session="+renewed)
+	r.Header.Set("Cookie", "__Host-session="+renewed)
 	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { session.From(r).Set("a", 1) })).
 		ServeHTTP(httptest.NewRecorder(), r)
 

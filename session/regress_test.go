@@ -39,7 +39,7 @@ func TestSession_rememberOffResendsCookie(t *testing.T) {
 func TestManager_failOpenRefusesWrites(t *testing.T) {
 	m, _ := session.New(session.Config{Store: failingStore{}, FailOpen: true})
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Cookie", "session="+strings.Repeat("A", 43))
+	r.Header.Set("Cookie", "__Host-session="+strings.Repeat("A", 43))
 	w := httptest.NewRecorder()
 	var setErr error
 	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

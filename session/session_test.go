@@ -35,8 +35,9 @@ func TestNew_config(t *testing.T) {
 		{"no store", session.Config{}},
 		{"negative idle", session.Config{Store: e.mem, IdleTimeout: -1}},
 		{"bad route", session.Config{Store: e.mem, Route: "a.b"}},
-		{"host prefix with domain", session.Config{Store: e.mem, Transport: session.Cookie{HostPrefix: true, Domain: "example.com"}}},
-		{"host prefix insecure", session.Config{Store: e.mem, Transport: session.Cookie{HostPrefix: true, Insecure: true}}},
+		{"host prefix with domain", session.Config{Store: e.mem, Transport: session.Cookie{Name: "__Host-s", Domain: "example.com"}}},
+		{"host prefix insecure", session.Config{Store: e.mem, Transport: session.Cookie{Name: "__Host-s", Insecure: true}}},
+		{"host prefix with a path", session.Config{Store: e.mem, Transport: session.Cookie{Name: "__Host-s", Path: "/app"}}},
 		{"SameSite=None insecure", session.Config{Store: e.mem, Transport: session.Cookie{SameSite: http.SameSiteNoneMode, Insecure: true}}},
 		{"bad cookie name", session.Config{Store: e.mem, Transport: session.Cookie{Name: "a;b"}}},
 	}
@@ -74,9 +75,9 @@ func TestManager_cookieDefaults(t *testing.T) {
 		t.Fatalf("Vary = %q; want Cookie", got)
 	}
 
-	e2 := newEnv(t, testHandler(t), func(c *session.Config) { c.Transport = session.Cookie{HostPrefix: true} })
-	if c := sessionCookie(e2.do("GET", "/set?k=a&v=1", "")); c == nil || c.Name != "__Host-session" || !c.Secure {
-		t.Fatalf("got %v; want a Secure __Host-session cookie", c)
+	e2 := newEnv(t, testHandler(t), func(c *session.Config) { c.Transport = session.Cookie{NoHostPrefix: true} })
+	if c := sessionCookie(e2.do("GET", "/set?k=a&v=1", "")); c == nil || c.Name != "session" || !c.Secure {
+		t.Fatalf("NoHostPrefix: got %v; want a Secure cookie named session", c)
 	}
 }
 
@@ -208,7 +209,7 @@ func TestSession_types(t *testing.T) {
 		s.Clear()
 	}))
 	r := httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(&http.Cookie{Name: "session", Value: tok})
+	r.AddCookie(&http.Cookie{Name: "__Host-session", Value: tok})
 	h2.ServeHTTP(httptest.NewRecorder(), r)
 	h3 := e.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if keys := session.From(r).Keys(); len(keys) != 0 {
@@ -382,7 +383,7 @@ func TestSession_retag(t *testing.T) {
 	// The same store served by a node with another route.
 	m2, _ := session.New(session.Config{Store: e.mem, Route: "n2", Now: e.clock.Now})
 	r := httptest.NewRequest("GET", "/get?k=a", nil)
-	r.AddCookie(&http.Cookie{Name: "session", Value: tok})
+	r.AddCookie(&http.Cookie{Name: "__Host-session", Value: tok})
 	w := httptest.NewRecorder()
 	m2.Handler(testHandler(t)).ServeHTTP(w, r)
 	if w.Body.String() != "1" {
@@ -486,7 +487,7 @@ func TestManager_storeErrors(t *testing.T) {
 	for _, path := range []string{"/get?k=a", "/set?k=a&v=1", "/destroy"} {
 		handled = nil
 		r := httptest.NewRequest("GET", path, nil)
-		r.AddCookie(&http.Cookie{Name: "session", Value: tok.String()})
+		r.AddCookie(&http.Cookie{Name: "__Host-session", Value: tok.String()})
 		w := httptest.NewRecorder()
 		m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := session.From(r)
@@ -542,7 +543,7 @@ func TestManager_failOpen(t *testing.T) {
 		w.Write([]byte("page"))
 	}))
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Cookie", "session="+tok.String())
+	r.Header.Set("Cookie", "__Host-session="+tok.String())
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	if !degraded || w.Code != 200 || w.Body.String() != "page" || len(w.Result().Cookies()) != 0 {
@@ -551,7 +552,7 @@ func TestManager_failOpen(t *testing.T) {
 	}
 	// A logout cannot pretend to work while the store is down.
 	r = httptest.NewRequest("GET", "/logout", nil)
-	r.Header.Set("Cookie", "session="+tok.String())
+	r.Header.Set("Cookie", "__Host-session="+tok.String())
 	w = httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	if !errors.Is(destroyErr, session.ErrStore) || w.Code != 503 {

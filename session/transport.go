@@ -24,15 +24,32 @@ type Transport interface {
 }
 
 // Cookie is the cookie transport. Its zero value is the safe default: a
-// cookie named "session", HttpOnly, Secure, SameSite=Lax, Path=/, host-only
-// (no Domain). Whether it outlives the browser session is the Manager's
-// choice (Config.Persist and Session.RememberMe).
+// cookie named "__Host-session", HttpOnly, Secure, SameSite=Lax, Path=/,
+// host-only (no Domain). Whether it outlives the browser session is the
+// Manager's choice (Config.Persist and Session.RememberMe).
+//
+// The "__Host-" prefix (OWASP ASVS 5.0 V3.3.1) makes browsers refuse the
+// cookie unless it is Secure, host-only and Path=/, so a sibling subdomain
+// (or a plain-HTTP page of the same host) can neither plant nor shadow it.
+// It is added to Name whenever the cookie qualifies: Secure (Insecure
+// false), no Domain, Path "/" or unset, and NoHostPrefix false. Browsers
+// send Secure cookies to http://localhost and http://127.0.0.1 too, so
+// local development over plain HTTP keeps working; other hosts without TLS
+// need Insecure, which drops the prefix with the Secure attribute.
+//
+// Upgrading from a version that named the cookie without the prefix logs
+// nobody out: a request without the prefixed cookie is read from the
+// unprefixed one, the next new token is set under the prefixed name, and
+// ClearToken (a logout) expires both.
 type Cookie struct {
-	// Name of the cookie; default "session". With HostPrefix the name gets
-	// the "__Host-" prefix, which browsers accept only on Secure cookies
-	// with Path=/ and no Domain (New checks this).
-	Name       string
-	HostPrefix bool
+	// Name of the cookie, without the prefix; default "session". A Name
+	// that already starts with "__Host-" must meet the prefix's rules (New
+	// checks this); one starting with "__Secure-" gets no other prefix.
+	Name string
+	// NoHostPrefix keeps Name as it is on a cookie that qualifies for the
+	// "__Host-" prefix (for a front end or proxy that reads the cookie by
+	// its plain name). Default false: the prefix is added.
+	NoHostPrefix bool
 
 	// Domain; default "" (host-only, the safest).
 	Domain string
@@ -54,6 +71,9 @@ type Cookie struct {
 	// attrs is the Set-Cookie header after "name=value" for a session
 	// cookie, as net/http writes it, computed once by withDefaults.
 	attrs string
+	// legacy is the name without the prefix withDefaults added, read when
+	// the prefixed cookie is absent and expired by ClearToken.
+	legacy string
 }
 
 var _ Transport = Cookie{}
@@ -62,11 +82,12 @@ func (c Cookie) withDefaults() (Cookie, error) {
 	if c.Name == "" {
 		c.Name = "session"
 	}
-	if c.HostPrefix && !strings.HasPrefix(c.Name, "__Host-") {
-		c.Name = "__Host-" + c.Name
-	}
 	if c.Path == "" {
 		c.Path = "/"
+	}
+	if c.legacy == "" && !c.NoHostPrefix && !c.Insecure && c.Domain == "" && c.Path == "/" &&
+		!strings.HasPrefix(c.Name, "__Host-") && !strings.HasPrefix(c.Name, "__Secure-") {
+		c.legacy, c.Name = c.Name, "__Host-"+c.Name
 	}
 	if c.SameSite == 0 || c.SameSite == http.SameSiteDefaultMode {
 		c.SameSite = http.SameSiteLaxMode
@@ -124,27 +145,33 @@ func validCookieName(name string) bool {
 }
 
 // Token returns the value of the first non-empty cookie with the
-// configured name. It parses the Cookie header without allocating.
+// configured name or, if there is none, with the name it had before the
+// "__Host-" prefix was added (see Cookie). It parses the Cookie header
+// without allocating.
 func (c Cookie) Token(r *http.Request) string {
-	name := c.Name
-	if name == "" {
-		name = "session"
+	if c.Name == "" {
+		c, _ = c.withDefaults()
 	}
+	var legacy string
 	for _, line := range r.Header["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			k, v, ok := strings.Cut(textproto.TrimString(part), "=")
-			if !ok || k != name {
+			if !ok || (k != c.Name && (k != c.legacy || c.legacy == "")) {
 				continue
 			}
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			if v != "" {
+			switch {
+			case v == "":
+			case k == c.Name:
 				return v
+			case legacy == "":
+				legacy = v
 			}
 		}
 	}
-	return ""
+	return legacy
 }
 
 // SetToken sets the cookie.
@@ -163,12 +190,20 @@ func (c Cookie) SetToken(w http.ResponseWriter, token string, maxAge time.Durati
 	http.SetCookie(w, ck)
 }
 
-// ClearToken expires the cookie.
+// ClearToken expires the cookie, and the unprefixed one of an earlier
+// version (see Cookie).
 func (c Cookie) ClearToken(w http.ResponseWriter) {
+	if c.Name == "" {
+		c, _ = c.withDefaults()
+	}
 	ck := c.cookie("")
 	ck.Expires = time.Unix(1, 0)
 	ck.MaxAge = -1
 	http.SetCookie(w, ck)
+	if c.legacy != "" {
+		ck.Name = c.legacy
+		http.SetCookie(w, ck)
+	}
 }
 
 func (c Cookie) cookie(value string) *http.Cookie {

@@ -131,12 +131,12 @@ func (a *app) do(path, tok string) (*httptest.ResponseRecorder, string) {
 	a.t.Helper()
 	r := httptest.NewRequest("GET", path, nil)
 	if tok != "" {
-		r.Header.Set("Cookie", "session="+tok)
+		r.Header.Set("Cookie", "__Host-session="+tok)
 	}
 	w := httptest.NewRecorder()
 	a.h.ServeHTTP(w, r)
 	for _, c := range w.Result().Cookies() {
-		if c.Name == "session" {
+		if c.Name == "__Host-session" {
 			tok = c.Value
 		}
 	}

@@ -116,7 +116,7 @@ func do(t testing.TB, h http.Handler, method, path, body, cookie string) (int, s
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if cookie != "" {
-		req.Header.Set("Cookie", "session="+cookie)
+		req.Header.Set("Cookie", "__Host-session="+cookie)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -124,7 +124,7 @@ func do(t testing.TB, h http.Handler, method, path, body, cookie string) (int, s
 	b, _ := io.ReadAll(res.Body)
 	tok := ""
 	for _, ck := range res.Cookies() {
-		if ck.Name == "session" {
+		if ck.Name == "__Host-session" {
 			tok = ck.Value
 			if ck.MaxAge < 0 {
 				tok = "-"
@@ -280,7 +280,7 @@ func TestManager_tokens_sizeLimit(t *testing.T) {
 	}
 	// Just under the limit works.
 	h = nd.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		session.From(r).Set("big", strings.Repeat("x", 2900))
+		session.From(r).Set("big", strings.Repeat("x", 2880))
 	}))
 	if code, _, tok := do(t, h, "GET", "/", "", ""); code != 200 || tok == "" {
 		t.Fatalf("a session that fits: %d; want 200 with a token", code)

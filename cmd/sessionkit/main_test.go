@@ -79,7 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	client := &http.Client{Timeout: 5 * time.Second}
-	var cookie string // "session=<id>", sent by hand
+	var cookie string // "__Host-session=<id>", sent by hand
 	do := func(method, path, body string) (int, string) {
 		t.Helper()
 		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
@@ -105,14 +105,14 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s %s: X-Node %q; want e2e", method, path, got)
 		}
 		for _, ck := range resp.Cookies() {
-			if ck.Name != "session" {
+			if ck.Name != "__Host-session" {
 				continue
 			}
 			if !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
 				t.Errorf("%s %s: cookie Secure=%t HttpOnly=%t SameSite=%v; want Secure, HttpOnly, Lax",
 					method, path, ck.Secure, ck.HttpOnly, ck.SameSite)
 			}
-			cookie = "session=" + ck.Value
+			cookie = "__Host-session=" + ck.Value
 		}
 		return resp.StatusCode, strings.TrimSuffix(string(b), "\n")
 	}

@@ -107,7 +107,7 @@ func body(t *testing.T, resp *http.Response) string {
 // or "".
 func sessionCookie(resp *http.Response) string {
 	for _, c := range resp.Cookies() {
-		if c.Name == "session" && c.Value != "" {
+		if c.Name == "__Host-session" && c.Value != "" {
 			return c.Name + "=" + c.Value
 		}
 	}

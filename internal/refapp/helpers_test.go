@@ -62,7 +62,7 @@ func newNode(t testing.TB, st store.Store, name string, edit func(*session.Confi
 	return node{name: name, h: h}
 }
 
-// client is a user agent that keeps the "session" cookie by hand, so that
+// client is a user agent that keeps the "__Host-session" cookie by hand, so that
 // tests can look at it and replace it. Safe for concurrent use.
 type client struct {
 	t  testing.TB
@@ -97,7 +97,7 @@ func (c *client) do(n node, method, path, body string) *httptest.ResponseRecorde
 		req = httptest.NewRequest(method, path, nil)
 	}
 	if tok := c.getToken(); tok != "" {
-		req.AddCookie(&http.Cookie{Name: "session", Value: tok})
+		req.AddCookie(&http.Cookie{Name: "__Host-session", Value: tok})
 	}
 	rec := httptest.NewRecorder()
 	n.h.ServeHTTP(rec, req)
@@ -105,7 +105,7 @@ func (c *client) do(n node, method, path, body string) *httptest.ResponseRecorde
 		c.t.Errorf("%s %s: X-Node = %q; want %q", method, path, got, n.name)
 	}
 	for _, ck := range rec.Result().Cookies() {
-		if ck.Name != "session" {
+		if ck.Name != "__Host-session" {
 			continue
 		}
 		if ck.MaxAge < 0 || ck.Value == "" {

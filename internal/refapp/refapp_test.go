@@ -27,7 +27,7 @@ func TestApp_routes(t *testing.T) {
 	expect(t, "login", rec, 200, `{"user":"alice","node":"n1"}`)
 	var sessionCookie *http.Cookie
 	for _, ck := range rec.Result().Cookies() {
-		if ck.Name == "session" {
+		if ck.Name == "__Host-session" {
 			sessionCookie = ck
 		}
 	}

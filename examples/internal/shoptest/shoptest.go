@@ -50,7 +50,7 @@ func Run(t *testing.T, newApp func(*session.Manager) http.Handler) {
 type client struct {
 	t      *testing.T
 	h      http.Handler
-	cookie string // "session=..." or ""
+	cookie string // "__Host-session=..." or ""
 }
 
 // do sends a request, checks its status and returns its body without the
@@ -66,7 +66,7 @@ func (c *client) do(method, path, body string, wantStatus int) string {
 	c.h.ServeHTTP(rec, req)
 	resp := rec.Result()
 	for _, ck := range resp.Cookies() {
-		if ck.Name != "session" {
+		if ck.Name != "__Host-session" {
 			continue
 		}
 		c.cookie = ""

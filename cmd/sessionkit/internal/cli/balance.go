@@ -105,7 +105,7 @@ func parseBalance(s *sys, args []string) (cfg balanceConfig, code int, ok bool) 
 		"        (the name is the route tag of the node's session IDs: its serve --node)")
 	f.String(&cfg.admin, "admin", "", "`host:port` of the admin API and /metrics (empty: none); keep it private")
 	f.String(&cfg.configFile, "config", "", "JSON `file` of settings (keys: these flags' names); flags win over it")
-	f.String(&cfg.cookie, "cookie", balancer.DefaultSessionCookie, "`name` of the app's session cookie, whose route tag picks the node")
+	f.String(&cfg.cookie, "cookie", balancer.DefaultSessionCookie, "`name` of the app's session cookie, whose route tag picks the node; a\n        __Host- name is read first, then the same name without the prefix")
 	f.Bool(&cfg.sharedSessions, "shared-sessions", false,
 		"sessions live in a shared store or tokens: a user whose node is gone is re-homed\n"+
 			"        silently; without it (in-memory sessions) each re-homed session counts as lost")

@@ -78,6 +78,7 @@ type serveConfig struct {
 	idleTimeout    time.Duration
 	lifetime       time.Duration
 	insecureCookie bool
+	hostPrefix     bool
 	logLevel       string
 	failOpen       bool
 	settings       strategy.Settings // the flags the strategies declare
@@ -155,7 +156,9 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.Duration(&cfg.lifetime, "lifetime", session.DefaultLifetime,
 		"end a session this `duration` after it was created, whatever its activity")
 	f.Bool(&cfg.insecureCookie, "insecure-cookie", false,
-		"drop the cookie's Secure attribute: only for plain http to hosts other than\n        localhost and 127.0.0.1 (where clients send Secure cookies anyway),\n        or for Go's cookiejar")
+		"drop the cookie's Secure attribute (and with it the __Host- prefix): only\n        for plain http to hosts other than localhost and 127.0.0.1 (where\n        clients send Secure cookies anyway), or for Go's cookiejar")
+	f.Bool(&cfg.hostPrefix, "cookie-host-prefix", true,
+		"name the Secure cookie __Host-session, which browsers accept only when\n        Secure, host-only and Path=/ (so no sibling subdomain can plant or\n        shadow it); false names it session, for a front end or proxy that reads\n        it by that name. A session cookie of an earlier version, named session,\n        is still read")
 	f.String(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	f.Bool(&cfg.failOpen, "fail-open", false,
 		"while the store is down, serve read-only requests with an empty, degraded\n"+
@@ -249,7 +252,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		Tokens:       sess.Tokens,
 		Observer:     sm,
 		FailOpen:     cfg.failOpen && sess.Tokens == nil,
-		Transport:    session.Cookie{Insecure: cfg.insecureCookie},
+		Transport:    session.Cookie{Insecure: cfg.insecureCookie, NoHostPrefix: !cfg.hostPrefix},
 		IdleTimeout:  cfg.idleTimeout,
 		Lifetime:     cfg.lifetime,
 		Route:        cfg.node,
@@ -285,7 +288,8 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	fmt.Fprintf(s.stderr, "sessionkit serve: node %s (strategy %s) listening on http://%s\n",
 		cfg.node, cfg.strategy, ln.Addr())
 	logger.Debug("serve: configuration", "idle_timeout", cfg.idleTimeout, "lifetime", cfg.lifetime,
-		"max_sessions", cfg.settings.MaxSessions, "insecure_cookie", cfg.insecureCookie)
+		"max_sessions", cfg.settings.MaxSessions, "insecure_cookie", cfg.insecureCookie,
+		"cookie_host_prefix", cfg.hostPrefix)
 
 	select {
 	case err := <-served: // Serve ended by itself: the listener failed
