@@ -43,7 +43,7 @@ var rules = map[string]rule{
 		"store/pgstore", "store/natsstore", "store/olricstore", "store/breaker", "internal/refapp", "sessionmetrics",
 		"balancer", "cmd/sessionkit/internal/lab", "token"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
-	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/...", "github.com/valyala/fasthttp"}},
+	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/valyala/fasthttp"}},
 	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
 		"store/memstore", "store/natsstore", "store/olricstore", "store/pgstore", "store/redisstore", "token"}},
 	"internal/testenv":   {},
