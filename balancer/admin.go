@@ -82,6 +82,9 @@ func (b *Balancer) AddNode(be Backend) error {
 		return fmt.Errorf("%w: %s", ErrNodeExists, n.name)
 	}
 	delete(b.removed, n.name)
+	if b.obs != nil {
+		b.obs.NodeAdded(n.name) // before any request can reach it
+	}
 	b.set.Store(newNodeSet(append(slices.Clip(set.list), n)))
 	b.cfg.Logger.Info("balancer: node added", "node", n.name, "url", n.url.String())
 	return nil
@@ -105,7 +108,9 @@ func (b *Balancer) RemoveNode(name string) error {
 		clear(b.removed)
 	}
 	b.removed[name] = struct{}{}
-	b.m.dropNode(name)
+	if b.obs != nil {
+		b.obs.NodeRemoved(name)
+	}
 	if b.fast != nil {
 		b.fast.forget(n)
 	}

@@ -28,7 +28,7 @@ func affinityCookie(t testing.TB, h http.Header) *http.Cookie {
 }
 
 func TestAffinityCookie(t *testing.T) {
-	b, nodes, _, reg := newTestBalancer(t, three, withAffinity)
+	b, nodes, _, rec := newTestBalancer(t, three, withAffinity)
 	w := do(b, "GET", "/", "")
 	c := affinityCookie(t, w.Header())
 	if c == nil {
@@ -55,7 +55,7 @@ func TestAffinityCookie(t *testing.T) {
 			t.Fatal("the cookie was sent again although it was valid")
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "hit"}); got != 20 {
+	if got := rec.count("Affinity hit"); got != 20 {
 		t.Errorf("hits = %v; want 20", got)
 	}
 
@@ -89,7 +89,7 @@ func TestAffinityCookie(t *testing.T) {
 }
 
 func TestAffinityCookie_rejectsForgeries(t *testing.T) {
-	b, _, _, reg := newTestBalancer(t, three, withAffinity)
+	b, _, _, rec := newTestBalancer(t, three, withAffinity)
 	c := affinityCookie(t, do(b, "GET", "/", "").Header())
 	other := signer{key: bytes.Repeat([]byte("o"), MinAffinityKeyLen)}
 	key, id, ok := b.signer.verify(c.Value)
@@ -112,7 +112,7 @@ func TestAffinityCookie_rejectsForgeries(t *testing.T) {
 			t.Errorf("%s: accepted (no new cookie issued)", name)
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "hit"}); got != 0 {
+	if got := rec.count("Affinity hit"); got != 0 {
 		t.Errorf("hits = %v; want 0", got)
 	}
 }

@@ -28,7 +28,7 @@ type Balancer struct {
 	plainCookie string
 	proxy       *httputil.ReverseProxy
 	signer      signer
-	m           *metrics
+	obs         Observer // nil: no events
 
 	set     atomic.Pointer[nodeSet]
 	mu      sync.Mutex          // serializes node-set changes
@@ -60,7 +60,7 @@ func New(cfg Config) (*Balancer, error) {
 		cfg:         cfg,
 		plainCookie: strings.TrimPrefix(cfg.SessionCookie, "__Host-"),
 		signer:      signer{key: key},
-		m:           newMetrics(),
+		obs:         cfg.Observer,
 		removed:     map[string]struct{}{},
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
@@ -76,12 +76,12 @@ func New(cfg Config) (*Balancer, error) {
 		}
 		list = append(list, n)
 	}
-	b.set.Store(newNodeSet(list))
-	if cfg.Registerer != nil {
-		if err := b.m.register(cfg.Registerer, b); err != nil {
-			return nil, err
+	if b.obs != nil {
+		for _, n := range list {
+			b.obs.NodeAdded(n.name)
 		}
 	}
+	b.set.Store(newNodeSet(list))
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite:        b.rewrite,
 		Transport:      &retryTransport{b: b, base: cfg.Transport},
@@ -105,7 +105,6 @@ func (b *Balancer) newNode(be Backend) (*node, error) {
 	}
 	n := &node{name: be.Name, url: u, id: b.signer.nodeID(be.Name), hash: hashKey(be.Name)}
 	n.up.Store(true) // optimistic until its checks say otherwise
-	n.m = b.m.forNode(be.Name)
 	return n, nil
 }
 
@@ -146,7 +145,7 @@ type reqState struct {
 	hasKey    bool   // key identifies a session (not a random key for a new user)
 	setCookie string // affinity cookie to send, if any
 	affKey    string // affinity cookie key, when the cookie is in use
-	class     int    // index into nodeMetrics.classes
+	status    int    // for Observer.RequestDone: the HTTP status answered; 0: none
 	body      *trackedBody
 	in        *url.URL // the inbound URL, to rewrite for a retry
 	path      string   // the fast server's inbound path, when a node has a path prefix
@@ -161,7 +160,7 @@ type stateKey struct{}
 // 502 when a node received the request and failed (after the retry, if
 // any).
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := b.start()
 	st := &reqState{}
 	if !b.route(r, st) {
 		b.noBackend(w)
@@ -214,10 +213,14 @@ func (b *Balancer) routeBy(cookie func(name string) (string, bool), st *reqState
 		}
 		st.affKey = newKey()
 		st.key, st.hasKey = hashKey(st.affKey), true
-		b.m.miss.Inc()
+		if b.obs != nil {
+			b.obs.Affinity(AffinityMiss, "")
+		}
 		return b.place(set, now, st, nil)
 	}
-	b.m.miss.Inc()
+	if b.obs != nil {
+		b.obs.Affinity(AffinityMiss, "")
+	}
 	st.key = rand.Uint64()
 	return b.place(set, now, st, nil)
 }
@@ -226,33 +229,37 @@ func (b *Balancer) routeBy(cookie func(name string) (string, bool), st *reqState
 // route tag, if it came from one).
 func (b *Balancer) sticky(set *nodeSet, n *node, name string, now int64, st *reqState) bool {
 	if n != nil && n.sticky(now) {
-		b.m.hit.Inc()
+		if b.obs != nil {
+			b.obs.Affinity(AffinityHit, "")
+		}
 		st.node = n
 		n.sessions.see(st.key, now, b.cfg.SessionWindow)
 		return true
 	}
-	var cause string
-	switch {
-	case n == nil && b.wasRemoved(name):
-		cause = "node_removed"
-	case n == nil:
-		cause = "unknown_node"
-	case n.state(now) == StateDrained:
-		cause = "drain_deadline"
-	default:
-		cause = "node_down"
+	if b.obs != nil {
+		var cause string
+		switch {
+		case n == nil && b.wasRemoved(name):
+			cause = CauseNodeRemoved
+		case n == nil:
+			cause = CauseUnknownNode
+		case n.state(now) == StateDrained:
+			cause = CauseDrainDeadline
+		default:
+			cause = CauseNodeDown
+		}
+		b.rehomed(st.key, cause)
 	}
-	b.m.rehome.Inc()
-	b.rehomed(st.key, cause)
 	return b.place(set, now, st, n)
 }
 
-// rehomed counts one re-homed request and, for in-memory sessions, the
-// session lost with it (once per session, approximately).
+// rehomed reports one re-homed request and, for in-memory sessions, the
+// session lost with it (once per session, approximately). b.obs is not
+// nil.
 func (b *Balancer) rehomed(key uint64, cause string) {
-	b.m.rehomes.WithLabelValues(cause).Inc()
+	b.obs.Affinity(AffinityRehome, cause)
 	if !b.cfg.SharedSessions && b.lost.first(key) {
-		b.m.lost.WithLabelValues(cause).Inc()
+		b.obs.SessionLost(cause)
 	}
 }
 
@@ -361,9 +368,7 @@ func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
 
 func (b *Balancer) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(stateKey{}).(*reqState)
-	if c := resp.StatusCode / 100; c >= 1 && c <= 5 {
-		st.class = c
-	}
+	st.status = statusOf(resp.StatusCode)
 	if st.setCookie != "" {
 		resp.Header.Add("Set-Cookie", st.setCookie)
 	}
@@ -372,12 +377,12 @@ func (b *Balancer) modifyResponse(resp *http.Response) error {
 
 func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(stateKey{}).(*reqState)
-	st.class = 0
+	st.status = 0
 	if r.Context().Err() != nil { // the client went away
 		return
 	}
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		st.class = 4
+		st.status = http.StatusRequestEntityTooLarge
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -394,7 +399,9 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 // or none could be reached, so that none received it and the client may
 // send it again.
 func (b *Balancer) noBackend(w http.ResponseWriter) {
-	b.m.noNode.Inc()
+	if b.obs != nil {
+		b.obs.NoNode()
+	}
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "no backend available", http.StatusServiceUnavailable)
 }
@@ -468,11 +475,12 @@ func (b *Balancer) failover(st *reqState, err error, retry bool) bool {
 	if alt == nil {
 		return false
 	}
-	if st.hasKey {
-		b.m.rehome.Inc()
-		b.rehomed(st.key, "node_down")
+	if b.obs != nil {
+		if st.hasKey {
+			b.rehomed(st.key, CauseNodeDown)
+		}
+		b.obs.Retried()
 	}
-	b.m.retries.Inc()
 	failed.inflight.Add(-1)
 	alt.inflight.Add(1)
 	st.node = alt
@@ -530,7 +538,9 @@ func (b *Balancer) connFailed(n *node, err error) {
 		return
 	}
 	c.Close()
-	b.m.connErrors.WithLabelValues(n.name).Inc()
+	if b.obs != nil {
+		b.obs.ConnError(n.name)
+	}
 }
 
 // isTimeout reports whether err is a timeout.
@@ -545,7 +555,9 @@ func (b *Balancer) eject(n *node, err error) {
 	if old := n.ejectedUntil.Load(); old < until {
 		n.ejectedUntil.Store(until)
 	}
-	b.m.ejections.WithLabelValues(n.name).Inc()
+	if b.obs != nil {
+		b.obs.Ejected(n.name)
+	}
 	b.cfg.Logger.Warn("balancer: node ejected after a connection error", "node", n.name, "for", b.cfg.EjectFor, "err", err)
 }
 

@@ -15,7 +15,7 @@ import (
 var three = []string{"n1", "n2", "n3"}
 
 func TestBalancer_routeTag_sticks(t *testing.T) {
-	b, _, _, reg := newTestBalancer(t, three, nil)
+	b, _, _, rec := newTestBalancer(t, three, nil)
 	for _, route := range three {
 		for range 50 {
 			v := newID(t, route)
@@ -26,7 +26,7 @@ func TestBalancer_routeTag_sticks(t *testing.T) {
 			}
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "hit"}); got != 300 {
+	if got := rec.count("Affinity hit"); got != 300 {
 		t.Errorf("affinity hits = %v; want 300", got)
 	}
 }
@@ -62,7 +62,7 @@ func TestBalancer_routeTag_plainCookie(t *testing.T) {
 }
 
 func TestBalancer_newUsers_spread(t *testing.T) {
-	b, _, _, reg := newTestBalancer(t, three, nil)
+	b, _, _, rec := newTestBalancer(t, three, nil)
 	seen := map[string]int{}
 	for range 300 {
 		w := do(b, "GET", "/", "")
@@ -73,7 +73,7 @@ func TestBalancer_newUsers_spread(t *testing.T) {
 			t.Errorf("new users per node = %v; want each near 100", seen)
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_affinity_total", map[string]string{"result": "miss"}); got != 300 {
+	if got := rec.count("Affinity miss"); got != 300 {
 		t.Errorf("affinity misses = %v; want 300", got)
 	}
 }
@@ -95,7 +95,7 @@ func TestBalancer_malformedCookie_isMiss(t *testing.T) {
 func TestBalancer_nodeDeath_movesOnlyItsUsers(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
-			b, nodes, _, reg := newTestBalancer(t, three, func(c *Config) { c.SharedSessions = shared })
+			b, nodes, _, rec := newTestBalancer(t, three, func(c *Config) { c.SharedSessions = shared })
 			// A second balancer instance, sharing nothing with the first.
 			b2, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
 				for _, n := range three {
@@ -138,12 +138,12 @@ func TestBalancer_nodeDeath_movesOnlyItsUsers(t *testing.T) {
 			if moved["n1"] == 0 || moved["n3"] == 0 {
 				t.Errorf("the dead node's sessions went to %v; want them spread over n1 and n3", moved)
 			}
-			rehomes := counter(t, reg, "sessionkit_balancer_rehomes_total", map[string]string{"cause": "node_down"})
+			rehomes := rec.count("Affinity rehome node_down")
 			if rehomes != 120 { // 60 sessions, 2 requests each
 				t.Errorf("rehomes = %v; want 120", rehomes)
 			}
-			lost := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "node_down"})
-			want := 60.0
+			lost := rec.count("SessionLost node_down")
+			want := 60
 			if shared {
 				want = 0
 			}
@@ -162,7 +162,7 @@ func TestBalancer_nodeDeath_movesOnlyItsUsers(t *testing.T) {
 }
 
 func TestBalancer_retry(t *testing.T) {
-	b, nodes, clock, reg := newTestBalancer(t, three, nil)
+	b, nodes, clock, rec := newTestBalancer(t, three, nil)
 	v := newID(t, "n2")
 	nodes["n2"].stop() // dead, and no health check has noticed yet
 
@@ -170,7 +170,7 @@ func TestBalancer_retry(t *testing.T) {
 	if w.Code != http.StatusOK || w.Header().Get("X-Node") == "n2" {
 		t.Fatalf("GET to a dead node: status %d from %q; want 200 from another node", w.Code, w.Header().Get("X-Node"))
 	}
-	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+	if got := rec.count("Retried"); got != 1 {
 		t.Errorf("retries = %v; want 1", got)
 	}
 	if st := b.Nodes()[1]; st.State != StateEjected {
@@ -179,7 +179,7 @@ func TestBalancer_retry(t *testing.T) {
 
 	// While ejected, its sessions go elsewhere without a failed attempt.
 	nodeOf(t, b, v)
-	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+	if got := rec.count("Retried"); got != 1 {
 		t.Errorf("retries = %v; want still 1", got)
 	}
 
@@ -202,7 +202,7 @@ func TestBalancer_retry(t *testing.T) {
 func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 	// A node that reads the body, then drops the connection without an
 	// answer: the POST must not be sent again.
-	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+	b, _, _, rec := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{hangUpNode(t, "bad", true), startNode(t, "good").backend()}
 	})
 	v := newID(t, "bad")
@@ -210,10 +210,10 @@ func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 	if w.Code != http.StatusBadGateway {
 		t.Errorf("POST after its body was sent: status %d; want 502", w.Code)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 0 {
+	if got := rec.count("Retried"); got != 0 {
 		t.Errorf("retries = %v; want 0", got)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "bad", "class": "error"}); got != 1 {
+	if got := rec.count("RequestDone bad error"); got != 1 {
 		t.Errorf("requests{bad,error} = %v; want 1", got)
 	}
 	// The node still accepts connections, as after a keep-alive connection
@@ -222,10 +222,10 @@ func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 	if st := b.Nodes()[0]; st.State != StateActive {
 		t.Errorf("a node that dropped one connection but accepts new ones: state %s; want active", st.State)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_ejections_total", map[string]string{"node": "bad"}); got != 0 {
+	if got := rec.count("Ejected bad"); got != 0 {
 		t.Errorf("ejections{bad} = %v; want 0", got)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "bad"}); got != 1 {
+	if got := rec.count("ConnError bad"); got != 1 {
 		t.Errorf("conn_errors{bad} = %v; want 1", got)
 	}
 	// A GET to the same kind of failure is retried.
@@ -238,7 +238,7 @@ func TestBalancer_retry_notAfterBodySent(t *testing.T) {
 }
 
 func TestBalancer_activeHealth(t *testing.T) {
-	b, nodes, _, reg := newTestBalancer(t, three, func(c *Config) { c.Health.Fall, c.Health.Rise = 2, 2 })
+	b, nodes, _, _ := newTestBalancer(t, three, func(c *Config) { c.Health.Fall, c.Health.Rise = 2, 2 })
 	nodes["n3"].stop()
 	b.CheckHealth(t.Context())
 	if st := b.Nodes()[2]; st.State != StateActive || st.LastCheck == "ok" {
@@ -248,8 +248,8 @@ func TestBalancer_activeHealth(t *testing.T) {
 	if st := b.Nodes()[2]; st.State != StateDown {
 		t.Fatalf("after two failed checks n3 state = %s; want down", st.State)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_node_up", map[string]string{"node": "n3"}); got != 0 {
-		t.Errorf("node_up{n3} = %v; want 0", got)
+	if st := b.Nodes()[2]; st.Healthy {
+		t.Errorf("after two failed checks n3 = %+v; want not healthy", st)
 	}
 	nodes["n3"].restart()
 	b.CheckHealth(t.Context())
@@ -263,14 +263,14 @@ func TestBalancer_activeHealth(t *testing.T) {
 }
 
 func TestBalancer_noNode(t *testing.T) {
-	b, nodes, _, reg := newTestBalancer(t, []string{"n1"}, nil)
+	b, nodes, _, rec := newTestBalancer(t, []string{"n1"}, nil)
 	nodes["n1"].stop()
 	b.CheckHealth(t.Context())
 	w := do(b, "GET", "/", "")
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Errorf("no healthy node: status %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
-	if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != 1 {
+	if got := rec.count("NoNode"); got != 1 {
 		t.Errorf("no_node = %v; want 1", got)
 	}
 }
@@ -280,21 +280,21 @@ func TestBalancer_noNode(t *testing.T) {
 // and neither connection can be made: no node received it, so it is
 // answered as when no node is up, 503 with Retry-After, not 502.
 func TestBalancer_noNodeReachable(t *testing.T) {
-	b, nodes, clock, reg := newTestBalancer(t, []string{"n1", "n2"}, nil)
+	b, nodes, clock, rec := newTestBalancer(t, []string{"n1", "n2"}, nil)
 	for _, n := range nodes {
 		n.stop()
 	}
-	want503 := func(what string, w *httptest.ResponseRecorder, noNode, retries float64) {
+	want503 := func(what string, w *httptest.ResponseRecorder, noNode, retries int) {
 		t.Helper()
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" ||
 			!strings.HasPrefix(w.Body.String(), "no backend available") {
 			t.Errorf("%s to dead nodes: status %d, Retry-After %q, body %q; want 503, Retry-After 1, no backend available",
 				what, w.Code, w.Header().Get("Retry-After"), w.Body)
 		}
-		if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != noNode {
+		if got := rec.count("NoNode"); got != noNode {
 			t.Errorf("after the %s: no_node = %v; want %v", what, got, noNode)
 		}
-		if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != retries {
+		if got := rec.count("Retried"); got != retries {
 			t.Errorf("after the %s: retries = %v; want %v (one per request: the retry rules are unchanged)", what, got, retries)
 		}
 	}
@@ -314,13 +314,13 @@ func TestBalancer_noNodeReachable(t *testing.T) {
 	want503("WebSocket upgrade", serveReq(b, r), 3, 3) // the fast engine tunnels it
 
 	// One dead node: nowhere to retry, and the one attempt did not connect.
-	one, n1, _, reg1 := newTestBalancer(t, []string{"n1"}, nil)
+	one, n1, _, rec1 := newTestBalancer(t, []string{"n1"}, nil)
 	n1["n1"].stop()
 	w := do(one, "GET", "/", "")
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
 		t.Errorf("GET to the only node, dead: status %d, Retry-After %q; want 503, Retry-After 1", w.Code, w.Header().Get("Retry-After"))
 	}
-	if got := counter(t, reg1, "sessionkit_balancer_no_node_total", nil); got != 1 {
+	if got := rec1.count("NoNode"); got != 1 {
 		t.Errorf("no_node = %v; want 1", got)
 	}
 }
@@ -330,7 +330,7 @@ func TestBalancer_noNodeReachable(t *testing.T) {
 // other node. A node may have processed the request, so it is 502.
 func TestBalancer_noNodeReachable_afterOneReceivedIt(t *testing.T) {
 	dead := startNode(t, "dead")
-	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+	b, _, _, rec := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{hangUpNode(t, "bad", false), dead.backend()}
 	})
 	dead.stop()
@@ -339,16 +339,16 @@ func TestBalancer_noNodeReachable_afterOneReceivedIt(t *testing.T) {
 		t.Errorf("GET dropped by one node, then refused by the other: status %d, Retry-After %q; want 502 without Retry-After",
 			w.Code, w.Header().Get("Retry-After"))
 	}
-	if got := counter(t, reg, "sessionkit_balancer_retries_total", nil); got != 1 {
+	if got := rec.count("Retried"); got != 1 {
 		t.Errorf("retries = %v; want 1", got)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_no_node_total", nil); got != 0 {
+	if got := rec.count("NoNode"); got != 0 {
 		t.Errorf("no_node = %v; want 0", got)
 	}
 }
 
 func TestBalancer_drain(t *testing.T) {
-	b, _, clock, reg := newTestBalancer(t, three, nil)
+	b, _, clock, rec := newTestBalancer(t, three, nil)
 	old := newID(t, "n1")
 	if err := b.Drain("n1", clock.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestBalancer_drain(t *testing.T) {
 	if got := nodeOf(t, b, old); got == "n1" {
 		t.Fatal("after the deadline the session still went to n1")
 	}
-	if got := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "drain_deadline"}); got != 1 {
+	if got := rec.count("SessionLost drain_deadline"); got != 1 {
 		t.Errorf("sessions lost by drain_deadline = %v; want 1", got)
 	}
 	if err := b.Activate("n1"); err != nil {
@@ -383,13 +383,13 @@ func TestBalancer_drain(t *testing.T) {
 }
 
 func TestBalancer_addRemove(t *testing.T) {
-	b, _, _, reg := newTestBalancer(t, three, nil)
+	b, _, _, rec := newTestBalancer(t, three, nil)
 	n4 := startNode(t, "n4")
 	v := newID(t, "n4")
 	if got := nodeOf(t, b, v); got == "n4" {
 		t.Fatal("a session tagged with an unknown node reached it")
 	}
-	if got := counter(t, reg, "sessionkit_balancer_rehomes_total", map[string]string{"cause": "unknown_node"}); got != 1 {
+	if got := rec.count("Affinity rehome unknown_node"); got != 1 {
 		t.Errorf("rehomes{unknown_node} = %v; want 1", got)
 	}
 	if err := b.AddNode(n4.backend()); err != nil {
@@ -421,7 +421,7 @@ func TestBalancer_addRemove(t *testing.T) {
 	if got := nodeOf(t, b, v); got == "n4" {
 		t.Fatal("after RemoveNode a session still went to n4")
 	}
-	if got := counter(t, reg, "sessionkit_balancer_sessions_lost_total", map[string]string{"cause": "node_removed"}); got != 1 {
+	if got := rec.count("SessionLost node_removed"); got != 1 {
 		t.Errorf("sessions lost by node_removed = %v; want 1", got)
 	}
 	if err := b.RemoveNode("n4"); !errors.Is(err, ErrNodeNotFound) {
@@ -566,7 +566,7 @@ func TestBalancer_backendIdleTimeout(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+	b, _, _, rec := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}}
 		c.BackendIdleTimeout = 100 * time.Millisecond
 	})
@@ -579,7 +579,7 @@ func TestBalancer_backendIdleTimeout(t *testing.T) {
 			t.Fatalf("POST %d: status %d, body %q; want 200 from n1", i+1, w.Code, w.Body)
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "n1"}); got != 0 {
+	if got := rec.count("ConnError n1"); got != 0 {
 		t.Errorf("conn_errors{n1} = %v; want 0", got)
 	}
 }
@@ -607,7 +607,7 @@ func TestBalancer_busyNode(t *testing.T) {
 	t.Cleanup(busy.Close)
 	t.Cleanup(func() { close(release) }) // before busy.Close, which waits for handlers
 	other := startNode(t, "other")
-	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+	b, _, _, rec := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{{Name: "busy", URL: busy.URL}, other.backend()}
 	})
 	cookie := &http.Cookie{Name: "__Host-session", Value: newID(t, "busy")}
@@ -629,15 +629,15 @@ func TestBalancer_busyNode(t *testing.T) {
 			t.Errorf("node %s is %s; want active", n.Name, n.State)
 		}
 	}
-	for name, want := range map[string]float64{
-		"sessionkit_balancer_no_node_total": 1,
-		"sessionkit_balancer_retries_total": 0,
+	for name, want := range map[string]int{
+		"NoNode":  1,
+		"Retried": 0,
 	} {
-		if got := counter(t, reg, name, nil); got != want {
+		if got := rec.count(name); got != want {
 			t.Errorf("%s = %v; want %v", name, got, want)
 		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_conn_errors_total", map[string]string{"node": "busy"}); got != 0 {
+	if got := rec.count("ConnError busy"); got != 0 {
 		t.Errorf("conn_errors_total{node=busy} = %v; want 0", got)
 	}
 	if got := nodeOf(t, b, cookie.Value); got != "busy" {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sessionkit/sessionkit/session/sid"
 )
 
@@ -192,9 +190,10 @@ type Config struct {
 	// IdleConnTimeout.
 	Transport http.RoundTripper
 
-	// Registerer receives the balancer's Prometheus metrics. Default nil:
-	// the metrics are kept but not registered.
-	Registerer prometheus.Registerer
+	// Observer receives the balancer's events (requests, affinity,
+	// retries, ejections, node changes), for metrics: see Observer.
+	// Default nil: no events, at no cost.
+	Observer Observer
 
 	// Logger receives node state changes, ejections, admin changes and
 	// proxy errors; never a session ID. Default: discard.

@@ -29,8 +29,8 @@
 // Config.SharedSessions states the failure policy: with a shared store or
 // tokens a re-homed user keeps their session and nothing is counted; with
 // in-memory sessions a re-homed user has lost their session, and the
-// balancer counts it (once per session, approximately) in
-// sessionkit_balancer_sessions_lost_total by cause.
+// balancer reports it (once per session, approximately) to
+// Observer.SessionLost, with its cause.
 //
 // # Health
 //
@@ -84,4 +84,19 @@
 // Close stops the health checks.
 //
 // Session IDs are never logged; log lines name nodes only.
+//
+// # Metrics
+//
+// The balancer reports what happens to an Observer (Config.Observer):
+// each request done, with its node, status and duration; affinity hits,
+// misses and re-homes with their cause; lost sessions, retries, ejections,
+// connection errors, requests no node took; nodes added and removed.
+// Without one, the default, this costs nothing. Nodes gives the per-node
+// state (health, state, requests in flight, sessions) for gauges. The
+// Observer's methods take only strings, integers and durations, so an
+// adapter implements it without importing this package:
+// sessionmetrics.Balancer (module github.com/sessionkit/sessionkit/sessionmetrics)
+// keeps the Prometheus metrics sessionkit_balancer_*, which the balance
+// command serves on its admin listener. This package imports no metrics
+// library.
 package balancer

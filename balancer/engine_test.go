@@ -166,7 +166,7 @@ func TestFastServer_limits(t *testing.T) {
 		w.Write(make([]byte, 2<<10))
 	}))
 	defer big.Close()
-	b, _, _, reg := newTestBalancer(t, nil, func(c *Config) {
+	b, _, _, rec := newTestBalancer(t, nil, func(c *Config) {
 		c.Backends = []Backend{{Name: "n1", URL: big.URL}}
 		c.MaxBodyBytes = 1 << 10
 	})
@@ -190,7 +190,7 @@ func TestFastServer_limits(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("response body over MaxResponseBodyBytes: status %d; want 502", resp.StatusCode)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "n1", "class": "error"}); got != 1 {
+	if got := rec.count("RequestDone n1 error"); got != 1 {
 		t.Errorf("requests{n1,error} = %v; want 1", got)
 	}
 
@@ -239,7 +239,7 @@ func FuzzFastServer_request(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	b, err := New(Config{Backends: []Backend{startNode(f, "n1").backend()}, Health: HealthCheck{Interval: -1},
-		Registerer: nil, MaxBodyBytes: 1 << 10})
+		MaxBodyBytes: 1 << 10})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -212,7 +212,7 @@ func fastCookie(h *fasthttp.RequestHeader, name string) (string, bool) {
 
 // serveFast is the fast server's handler: ServeHTTP's twin.
 func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := b.start()
 	req := &ctx.Request
 	st := &reqState{}
 	if !b.routeBy(func(name string) (string, bool) { return fastCookie(&req.Header, name) }, st) {
@@ -242,13 +242,11 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		unreached = unreached && err != nil && (dialFailed(err) || busy(err))
 	}
 	if err != nil {
-		st.class = 0
+		st.status = 0
 		resp.Reset()
 		b.fastError(ctx, st, err, unreached)
 	} else {
-		if c := resp.StatusCode() / 100; c >= 1 && c <= 5 {
-			st.class = c
-		}
+		st.status = statusOf(resp.StatusCode())
 		resp.Header.ResetConnectionClose()
 		for _, h := range hopHeaders {
 			resp.Header.Del(h)
@@ -265,7 +263,9 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 
 // noBackendFast is noBackend for the fast server.
 func (b *Balancer) noBackendFast(ctx *fasthttp.RequestCtx) {
-	b.m.noNode.Inc()
+	if b.obs != nil {
+		b.obs.NoNode()
+	}
 	ctx.Error("no backend available", fasthttp.StatusServiceUnavailable) // resets the headers: Retry-After after it
 	ctx.Response.Header.Set("Retry-After", "1")
 }
@@ -288,12 +288,30 @@ func (b *Balancer) fastError(ctx *fasthttp.RequestCtx, st *reqState, err error, 
 	ctx.Error("bad gateway", fasthttp.StatusBadGateway)
 }
 
-// finish counts a finished request.
+// start returns the time a request arrived, for Observer.RequestDone;
+// without an Observer, the zero time: the clock is not read.
+func (b *Balancer) start() time.Time {
+	if b.obs == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// finish ends a request that start began, and reports it.
 func (b *Balancer) finish(st *reqState, start time.Time) {
 	n := st.node
 	n.inflight.Add(-1)
-	n.m.classes[st.class].Inc()
-	n.m.duration.Observe(time.Since(start).Seconds())
+	if b.obs != nil {
+		b.obs.RequestDone(n.name, st.status, time.Since(start))
+	}
+}
+
+// statusOf returns code if it is an HTTP status code (100 to 599), else 0.
+func statusOf(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code
 }
 
 // hopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1) that a
@@ -386,7 +404,7 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		unreached = unreached && err != nil && dialFailed(err)
 	}
 	if err != nil {
-		st.class = 0
+		st.status = 0
 		b.fastError(ctx, st, err, unreached)
 		b.finish(st, start)
 		return
@@ -398,7 +416,7 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 	conn.SetWriteDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
 	if _, err := req.WriteTo(conn); err != nil {
 		conn.Close()
-		st.class = 0
+		st.status = 0
 		ctx.Error("bad gateway", fasthttp.StatusBadGateway)
 		b.finish(st, start)
 		return
@@ -419,9 +437,7 @@ func (b *Balancer) tunnel(ctx *fasthttp.RequestCtx, st *reqState, start time.Tim
 		br := bufio.NewReaderSize(conn, 4<<10)
 		conn.SetReadDeadline(time.Now().Add(b.fast.cfg.BackendTimeout))
 		code := peekStatus(br)
-		if code >= 100 && code < 600 {
-			st.class = code / 100
-		}
+		st.status = statusOf(code)
 		upgraded := code == fasthttp.StatusSwitchingProtocols
 		if upgrade && !upgraded {
 			// The node refused the upgrade. Its answer is relayed and the

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,9 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sessionkit/sessionkit/session/sid"
 )
@@ -136,14 +134,14 @@ func (l *logBuffer) line(parts ...string) string {
 }
 
 // newTestBalancer starts nodes named names and a Balancer in front of them
-// with no background health checks, a fake clock and its own registry.
-// edit may change the Config.
-func newTestBalancer(t testing.TB, names []string, edit func(*Config)) (*Balancer, map[string]*testNode, *fakeClock, *prometheus.Registry) {
+// with no background health checks, a fake clock and a recorder as its
+// Observer. edit may change the Config.
+func newTestBalancer(t testing.TB, names []string, edit func(*Config)) (*Balancer, map[string]*testNode, *fakeClock, *recorder) {
 	t.Helper()
 	nodes := map[string]*testNode{}
 	clock := newClock()
-	reg := prometheus.NewRegistry()
-	cfg := Config{Health: HealthCheck{Interval: -1, Fall: 1, Rise: 1}, Now: clock.Now, Registerer: reg}
+	rec := newRecorder(t)
+	cfg := Config{Health: HealthCheck{Interval: -1, Fall: 1, Rise: 1}, Now: clock.Now, Observer: rec}
 	for _, name := range names {
 		n := startNode(t, name)
 		nodes[name] = n
@@ -160,7 +158,7 @@ func newTestBalancer(t testing.TB, names []string, edit func(*Config)) (*Balance
 	if testEngine == "fast" && cfg.MaxBodyBytes >= 0 {
 		fastFront(t, b)
 	}
-	return b, nodes, clock, reg
+	return b, nodes, clock, rec
 }
 
 // newID returns a fresh session ID tagged route.
@@ -197,39 +195,119 @@ func nodeOf(t testing.TB, h http.Handler, v string) string {
 	return w.Header().Get("X-Node")
 }
 
-// counter returns the value of a metric with the given labels (0 when the
-// series does not exist).
-func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-					continue metrics
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
+// recorder is an Observer that counts its events by their arguments,
+// and checks that they name only nodes it was told of.
+type recorder struct {
+	t      testing.TB
+	mu     sync.Mutex
+	counts map[string]int
+	nodes  map[string]bool // true: added; false: removed
 }
 
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
+var _ Observer = (*recorder)(nil)
+
+// newRecorder returns a recorder that fails t on an event that names a
+// node it was not told of, or has a value the Observer's contract rules out.
+func newRecorder(t testing.TB) *recorder {
+	return &recorder{t: t, counts: map[string]int{}, nodes: map[string]bool{}}
+}
+
+// count returns the number of events recorded under key: the method's
+// name, then its arguments, space-separated ("Affinity rehome node_down",
+// "Ejected n1", "NoNode"). RequestDone counts under "RequestDone <node>",
+// "RequestDone <node> <status>" and "RequestDone <node> <class>", where the
+// class is 1xx to 5xx, or error for status 0. Affinity counts under
+// "Affinity <result>" and, with a cause, "Affinity <result> <cause>".
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[key]
+}
+
+func (r *recorder) add(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		r.counts[k]++
 	}
-	return 0
+}
+
+// known reports an event of node that was never added: a node is named
+// only after NodeAdded; a request may end after NodeRemoved (removed).
+func (r *recorder) known(event, node string, removed bool) {
+	r.mu.Lock()
+	added, ok := r.nodes[node]
+	r.mu.Unlock()
+	if !ok || !added && !removed {
+		r.t.Errorf("Observer.%s(%q): a node that is not in the balancer", event, node)
+	}
+}
+
+func (r *recorder) NodeAdded(node string) {
+	r.mu.Lock()
+	if r.nodes[node] {
+		r.t.Errorf("Observer.NodeAdded(%q) twice", node)
+	}
+	r.nodes[node] = true
+	r.mu.Unlock()
+	r.add("NodeAdded " + node)
+}
+
+func (r *recorder) NodeRemoved(node string) {
+	r.known("NodeRemoved", node, false)
+	r.mu.Lock()
+	r.nodes[node] = false
+	r.mu.Unlock()
+	r.add("NodeRemoved " + node)
+}
+
+func (r *recorder) RequestDone(node string, status int, d time.Duration) {
+	r.known("RequestDone", node, true)
+	class := "error"
+	switch {
+	case status >= 100 && status <= 599:
+		class = fmt.Sprintf("%dxx", status/100)
+	case status != 0:
+		r.t.Errorf("Observer.RequestDone(%q, %d, %v): not an HTTP status, nor 0", node, status, d)
+	}
+	if d <= 0 {
+		r.t.Errorf("Observer.RequestDone(%q, %d, %v): want a positive duration", node, status, d)
+	}
+	r.add("RequestDone "+node, fmt.Sprintf("RequestDone %s %d", node, status), "RequestDone "+node+" "+class)
+}
+
+func (r *recorder) Affinity(result, cause string) {
+	switch {
+	case (result == AffinityHit || result == AffinityMiss) && cause == "":
+		r.add("Affinity " + result)
+	case result == AffinityRehome && isCause(cause):
+		r.add("Affinity "+result, "Affinity "+result+" "+cause)
+	default:
+		r.t.Errorf("Observer.Affinity(%q, %q): want hit or miss without a cause, or rehome with one", result, cause)
+	}
+}
+
+func (r *recorder) SessionLost(cause string) {
+	if !isCause(cause) {
+		r.t.Errorf("Observer.SessionLost(%q): not a cause", cause)
+	}
+	r.add("SessionLost " + cause)
+}
+
+func (r *recorder) Retried() { r.add("Retried") }
+
+func (r *recorder) Ejected(node string) {
+	r.known("Ejected", node, true)
+	r.add("Ejected " + node)
+}
+
+func (r *recorder) ConnError(node string) {
+	r.known("ConnError", node, true)
+	r.add("ConnError " + node)
+}
+
+func (r *recorder) NoNode() { r.add("NoNode") }
+
+func isCause(c string) bool {
+	return c == CauseNodeDown || c == CauseDrainDeadline || c == CauseNodeRemoved || c == CauseUnknownNode
 }

@@ -26,7 +26,6 @@ type node struct {
 	lastCheck string // result of the last check, for Nodes
 
 	sessions keyCounter
-	m        nodeMetrics
 }
 
 // State names of NodeStatus.State.

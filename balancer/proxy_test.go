@@ -325,24 +325,30 @@ func TestAdminHandler_logsState(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	b, _, _, reg := newTestBalancer(t, three, nil)
+func TestObserver_requestsAndNodes(t *testing.T) {
+	b, _, _, rec := newTestBalancer(t, three, nil)
 	nodeOf(t, b, newID(t, "n3"))
 	do(b, "GET", "/", "")
-	if got := counter(t, reg, "sessionkit_balancer_requests_total", map[string]string{"node": "n3", "class": "2xx"}); got < 1 {
-		t.Errorf("requests{n3,2xx} = %v; want at least 1", got)
+	if got := rec.count("RequestDone n3 2xx"); got < 1 {
+		t.Errorf("RequestDone(n3, 2xx) = %v; want at least 1", got)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_request_duration_seconds", map[string]string{"node": "n3"}); got < 1 {
-		t.Errorf("duration samples{n3} = %v; want at least 1", got)
+	if got := rec.count("RequestDone n3 200"); got < 1 {
+		t.Errorf("RequestDone(n3, 200) = %v; want at least 1", got)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_node_up", map[string]string{"node": "n1"}); got != 1 {
-		t.Errorf("node_up{n1} = %v; want 1", got)
+	for _, n := range three {
+		if got := rec.count("NodeAdded " + n); got != 1 {
+			t.Errorf("NodeAdded(%s) = %v; want 1", n, got)
+		}
 	}
-	if got := counter(t, reg, "sessionkit_balancer_node_state", map[string]string{"node": "n2", "state": "active"}); got != 1 {
-		t.Errorf("node_state{n2,active} = %v; want 1", got)
+	nodes := b.Nodes()
+	if st := nodes[0]; !st.Healthy {
+		t.Errorf("n1 = %+v; want healthy", st)
 	}
-	if got := counter(t, reg, "sessionkit_balancer_node_sessions", map[string]string{"node": "n3"}); got != 1 {
-		t.Errorf("node_sessions{n3} = %v; want 1", got)
+	if st := nodes[1]; st.State != StateActive {
+		t.Errorf("n2 state = %s; want active", st.State)
+	}
+	if st := nodes[2]; st.Sessions != 1 {
+		t.Errorf("n3 sessions = %d; want 1", st.Sessions)
 	}
 }
 

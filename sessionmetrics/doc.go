@@ -1,5 +1,6 @@
 // Package sessionmetrics exports the session Manager's events, its store
-// calls, circuit breakers and in-memory stores as Prometheus metrics.
+// calls, circuit breakers and in-memory stores as Prometheus metrics, and
+// those of sessionkit's load balancer (Balancer).
 //
 //	reg := prometheus.NewRegistry()
 //	sm, err := sessionmetrics.New(reg, sessionmetrics.Options{})
@@ -56,12 +57,41 @@
 // Every series of the event and store-call metrics exists, at zero, from
 // New on, so that rate() and increase() see their first increment.
 //
+// # The balancer's metrics
+//
+// Balancer is a balancer.Observer (package balancer, module
+// github.com/sessionkit/sessionkit/balancer) that keeps the load
+// balancer's metrics. Their names are fixed, whatever Options.Namespace:
+//
+//	sessionkit_balancer_requests_total{node,class}        counter: proxied requests by status class (1xx..5xx, error: no answer)
+//	sessionkit_balancer_request_duration_seconds{node}    histogram: time to proxy a request, response body included
+//	sessionkit_balancer_affinity_total{result}            counter: hit, miss (no usable affinity), rehome
+//	sessionkit_balancer_rehomes_total{cause}              counter: node_down, drain_deadline, node_removed, unknown_node
+//	sessionkit_balancer_sessions_lost_total{cause}        counter: in-memory sessions lost by re-homing, about once per session
+//	sessionkit_balancer_retries_total                     counter: requests retried on another node after a connection error
+//	sessionkit_balancer_ejections_total{node}             counter: passive ejections after connection errors
+//	sessionkit_balancer_conn_errors_total{node}           counter: connection errors that did not eject the node
+//	sessionkit_balancer_no_node_total                     counter: requests answered 503: no node could take them, or be connected to
+//	sessionkit_balancer_node_up{node}                     gauge: 1 if the node passes its health checks
+//	sessionkit_balancer_node_state{node,state}            gauge: 1 for the node's current state
+//	sessionkit_balancer_node_inflight{node}               gauge: requests in flight on the node
+//	sessionkit_balancer_node_sessions{node}               gauge: distinct affinity keys seen on the node recently
+//
+// The gauges are read at each scrape from the function given to
+// WatchNodes. This package does not import the balancer (its module would
+// then require fasthttp): Balancer's methods take the strings, integers
+// and durations the balancer sends, and a program that uses both checks
+// the match with
+//
+//	var _ balancer.Observer = (*sessionmetrics.Balancer)(nil)
+//
 // # Privacy and cardinality
 //
 // No label ever holds a session ID, a session's redacted name
 // (session.Event.Session), a store key or a user ID: the label values are
-// the fixed sets above plus the store names the caller chooses. The number
-// of series is therefore fixed, whatever the traffic.
+// the fixed sets above plus the store names the caller chooses and the
+// balancer's node names. The number of series is therefore fixed,
+// whatever the traffic.
 //
 // # Reading the store calls
 //
@@ -91,4 +121,9 @@
 // caller unregisters them or drops the registry. Register one Metrics per
 // registry: a second New on the same Registerer returns an error (the
 // names are taken), as does WatchMemstore twice with one name.
+//
+// A *Balancer is safe for concurrent use too. The methods a request calls
+// (RequestDone, Affinity, SessionLost, Retried, NoNode) take no lock and do
+// not allocate once a series exists; NodeAdded and NodeRemoved take one.
+// One NewBalancer, and one WatchNodes, per registry.
 package sessionmetrics

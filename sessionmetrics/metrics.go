@@ -163,16 +163,24 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		m.opMetrics[op] = om
 	}
 
-	cs := []prometheus.Collector{m.events, m.revoked, m.calls, m.duration, m.breakerSt, m.transitions}
+	if err := registerAll(reg, m.events, m.revoked, m.calls, m.duration, m.breakerSt, m.transitions); err != nil {
+		return nil, fmt.Errorf("sessionmetrics: registering: %w", err)
+	}
+	return m, nil
+}
+
+// registerAll registers cs with reg, all or none: after an error it
+// unregisters those it had registered.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
 				reg.Unregister(done)
 			}
-			return nil, fmt.Errorf("sessionmetrics: registering: %w", err)
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // SessionEvent counts e in session_events_total, and for a user_revoked

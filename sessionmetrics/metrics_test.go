@@ -535,19 +535,28 @@ func TestNew_twice(t *testing.T) {
 func TestNew_rollback(t *testing.T) {
 	// A registry that already holds the name of one of the later
 	// collectors: New fails and unregisters the ones it had registered.
+	checkRollback(t, "sessionkit_breaker_state", func(reg prometheus.Registerer) error {
+		_, err := sessionmetrics.New(reg, sessionmetrics.Options{})
+		return err
+	})
+}
+
+// checkRollback registers a gauge named taken, then calls register, which
+// must fail on that name and leave nothing else registered.
+func checkRollback(t *testing.T, taken string, register func(prometheus.Registerer) error) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	taken := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sessionkit_breaker_state", Help: "taken"})
-	reg.MustRegister(taken)
-	if _, err := sessionmetrics.New(reg, sessionmetrics.Options{}); err == nil {
-		t.Fatal("New over a taken name: nil error; want one")
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: taken, Help: "taken"}))
+	if err := register(reg); err == nil {
+		t.Fatalf("registering over the taken name %s: nil error; want one", taken)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "sessionkit_breaker_state" {
-			t.Errorf("after a failed New the registry holds %s; want nothing of it", mf.GetName())
+		if mf.GetName() != taken {
+			t.Errorf("after a failed registration the registry holds %s; want nothing of it", mf.GetName())
 		}
 	}
 }

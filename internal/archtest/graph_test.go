@@ -33,6 +33,7 @@ func TestUserModuleGraphs(t *testing.T) {
 			[]string{"github.com/jackc/pgx/v5/pgxpool"}, 0},
 		{"token", []string{"token"}, []string{"session", "token"},
 			[]string{"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto/chacha20poly1305"}, 0},
+		{"balancer", []string{"balancer"}, []string{"balancer"}, []string{"github.com/valyala/fasthttp"}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -42,7 +42,7 @@ var rules = map[string]rule{
 	"cmd/sessionkit/internal/cli": {own: []string{"session", "session/sid", "store/breaker", "internal/refapp", "sessionmetrics",
 		"balancer", "cmd/sessionkit/internal/lab", "cmd/sessionkit/internal/strategy", "token"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
-	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/prometheus/client_golang/...", "github.com/valyala/fasthttp"}},
+	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/valyala/fasthttp"}},
 	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
 		"cmd/sessionkit/internal/strategy"}},
 	"cmd/sessionkit/internal/strategy": {own: []string{"session", "store", "store/breaker", "store/memstore",

@@ -16,12 +16,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessionkit/sessionkit/balancer"
 	"github.com/sessionkit/sessionkit/session/sid"
+	"github.com/sessionkit/sessionkit/sessionmetrics"
 )
+
+// The balancer's Prometheus metrics are sessionmetrics.Balancer, which
+// implements balancer.Observer without importing the balancer.
+var _ balancer.Observer = (*sessionmetrics.Balancer)(nil)
 
 const balanceAbout = `
 Runs sessionkit's sticky-session load balancer until SIGINT or SIGTERM, then
@@ -344,9 +348,10 @@ func readBalanceConfig(s *sys, f *flagSet, cfg *balanceConfig) (int, bool) {
 	return exitOK, true
 }
 
-// balancerConfig returns the balancer.Config of the command's settings.
-// Health checks are off when reg is nil (validation only).
-func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Config {
+// balancerConfig returns the balancer.Config of the command's settings,
+// reporting to obs. Health checks are off when obs is nil (validation
+// only).
+func (c *balanceConfig) balancerConfig(obs balancer.Observer) balancer.Config {
 	maxBody := int64(c.maxBody)
 	cfg := balancer.Config{
 		Backends:       c.backends,
@@ -360,9 +365,9 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 		BackendIdleTimeout: c.backendIdle,
 		MaxBodyBytes:       maxBody,
 		TrustForwarded:     c.trustForwarded,
-		Registerer:         reg,
+		Observer:           obs,
 	}
-	if reg == nil {
+	if obs == nil {
 		cfg.Health.Interval = -1
 	}
 	if c.affinityCookie != "" {
@@ -370,6 +375,16 @@ func (c *balanceConfig) balancerConfig(reg prometheus.Registerer) balancer.Confi
 	}
 	cfg.Affinity.Key = c.affinityKey
 	return cfg
+}
+
+// nodeGauges returns the nodes' gauges for sessionmetrics.Balancer.
+func nodeGauges(nodes []balancer.NodeStatus) []sessionmetrics.NodeGauge {
+	gs := make([]sessionmetrics.NodeGauge, len(nodes))
+	for i, st := range nodes {
+		gs[i] = sessionmetrics.NodeGauge{Name: st.Name, Healthy: st.Healthy, State: st.State,
+			InFlight: st.InFlight, Sessions: st.Sessions}
+	}
+	return gs
 }
 
 // metricsMethodNotAllowed answers a request to /metrics with a method
@@ -400,13 +415,20 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	bc := cfg.balancerConfig(reg)
+	bm, err := sessionmetrics.NewBalancer(reg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	bc := cfg.balancerConfig(bm)
 	bc.Logger = logger
 	b, err := balancer.New(bc)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer b.Close()
+	if err := bm.WatchNodes(func() []sessionmetrics.NodeGauge { return nodeGauges(b.Nodes()) }); err != nil {
+		return fail("%v", err)
+	}
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {

@@ -132,6 +132,24 @@ func testSticky(t *testing.T, backends []string) {
 	if got := m[`sessionkit_balancer_node_up{node="n2"}`]; got != 1 {
 		t.Errorf("node_up{n2} = %v; want 1", got)
 	}
+	var requests, durations, sessions float64
+	for _, n := range []string{"n1", "n2", "n3"} {
+		requests += m[`sessionkit_balancer_requests_total{class="2xx",node="`+n+`"}`]
+		durations += m[`sessionkit_balancer_request_duration_seconds_count{node="`+n+`"}`]
+		sessions += m[`sessionkit_balancer_node_sessions{node="`+n+`"}`]
+		if got := m[`sessionkit_balancer_node_state{node="`+n+`",state="active"}`]; got != 1 {
+			t.Errorf("node_state{%s,active} = %v; want 1", n, got)
+		}
+		if got, ok := m[`sessionkit_balancer_node_inflight{node="`+n+`"}`]; !ok || got != 0 {
+			t.Errorf("node_inflight{%s} = %v (present %v); want 0", n, got, ok)
+		}
+	}
+	// 12 logins and 36 carts. Each login's ID is new to the balancer, the
+	// next three requests carry it: 12 sessions.
+	if requests != 48 || durations != 48 || sessions != 12 {
+		t.Errorf("requests{2xx} %v, duration samples %v, node_sessions %v over the nodes; want 48, 48, 12",
+			requests, durations, sessions)
+	}
 }
 
 // TestBalance_affinityKeyFile: balancers given the same --affinity-key-file
@@ -281,7 +299,7 @@ func TestBalance_help(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	for _, want := range []string{"Usage: sessionkit balance [flags]", "--backend NAME=URL", "SESSIONKIT_BACKEND",
-		"--listen HOST:PORT", "--admin HOST:PORT", "(default none;", "--cookie NAME", "(default session;",
+		"--listen HOST:PORT", "--admin HOST:PORT", "(default none;", "--cookie NAME", "(default __Host-session;",
 		"--config FILE", "--shared-sessions", "--affinity-cookie NAME", "GET /nodes", "/metrics"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("help does not mention %q", want)

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"runtime"
@@ -11,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sessionkit/sessionkit/balancer"
+	"github.com/sessionkit/sessionkit/sessionmetrics"
 )
 
 // scrape fetches url (a /metrics endpoint) in the text format and returns
@@ -213,4 +218,51 @@ func TestServe_metrics(t *testing.T) {
 		}
 	}
 	srv.stop(t)
+}
+
+// TestBalancerMetrics_labels: sessionmetrics does not import the balancer
+// (its users would get fasthttp), so it has its own copies of the
+// balancer's affinity results and re-home causes. They must agree with the
+// balancer's constants, and both with the documented label values, or a
+// re-home would be counted under a label no dashboard knows.
+func TestBalancerMetrics_labels(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	bm, err := sessionmetrics.NewBalancer(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obs balancer.Observer = bm
+	obs.Affinity(balancer.AffinityHit, "")
+	obs.Affinity(balancer.AffinityMiss, "")
+	for _, c := range []string{balancer.CauseNodeDown, balancer.CauseDrainDeadline, balancer.CauseNodeRemoved, balancer.CauseUnknownNode} {
+		obs.Affinity(balancer.AffinityRehome, c)
+		obs.SessionLost(c)
+	}
+	causes := map[string]float64{"node_down": 1, "drain_deadline": 1, "node_removed": 1, "unknown_node": 1}
+	want := map[string]map[string]float64{
+		"sessionkit_balancer_affinity_total":      {"hit": 1, "miss": 1, "rehome": 4},
+		"sessionkit_balancer_rehomes_total":       causes,
+		"sessionkit_balancer_sessions_lost_total": causes,
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		w, ok := want[mf.GetName()]
+		if !ok {
+			continue
+		}
+		got := map[string]float64{}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+		if !maps.Equal(got, w) {
+			t.Errorf("%s by label: %v; want %v", mf.GetName(), got, w)
+		}
+		delete(want, mf.GetName())
+	}
+	for name := range want {
+		t.Errorf("%s missing", name)
+	}
 }
