@@ -70,7 +70,7 @@
 // Balancer (the same routing, health, retries, draining and metrics) that
 // spends about half the CPU per request; it buffers bodies and tunnels
 // upgrades and event streams (see FastConfig). It is the default of the
-// balance command in internal/cli. WaitTunnels, after either server's
+// balance command in cmd/sessionkit/internal/cli. WaitTunnels, after either server's
 // shutdown, waits for the WebSockets and event streams still open.
 //
 // In both, X-Forwarded-For, -Host and -Proto are set from the client
