@@ -12,6 +12,10 @@
 //
 // Commands:
 //
-//	serve   run one node of the reference app (package internal/refapp)
-//	help    show help for sessionkit or one of its commands
+//	serve    run one node of the reference app (package internal/refapp) on
+//	         any strategy of the registry (package internal/strategy)
+//	balance  run the sticky-session load balancer (package balancer)
+//	lab      measure the strategies side by side (package internal/lab)
+//	keys     create, rotate and export token key rings (package token)
+//	help     show help for sessionkit or one of its commands
 package cli
