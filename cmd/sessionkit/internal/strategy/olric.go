@@ -7,7 +7,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/store/olricstore"
 )
@@ -49,7 +52,27 @@ var (
 		}}
 )
 
+// goRedisLog takes the log lines of go-redis, Olric's own client, which
+// would otherwise go to the process's stderr (a line per failed dial while
+// a member is down, many a second): they go to the first node's logger at
+// debug level. go-redis has one logger per process.
+type goRedisLog struct{ l *slog.Logger }
+
+func (g goRedisLog) Printf(_ context.Context, format string, v ...any) {
+	g.l.Debug("olric client: " + fmt.Sprintf(format, v...))
+}
+
+var goRedisLogOnce sync.Once
+
+func takeGoRedisLog(l *slog.Logger) {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	goRedisLogOnce.Do(func() { redis.SetLogger(goRedisLog{l}) })
+}
+
 func openOlric(ctx context.Context, n *Node) (*Sessions, error) {
+	takeGoRedisLog(n.logger())
 	if n.Settings.ClusterAddr == "" {
 		st, err := olricstore.New(ctx, olricstore.Config{Addrs: splitList(n.Settings.OlricAddrs), Timeout: n.Timeout,
 			Logger: n.logger()})
@@ -115,6 +138,7 @@ func stopOlric(m *olricstore.Member, log *slog.Logger) {
 // newOlricTestbed runs one Olric member inside each node, all on
 // loopback: a node's death takes its member with it.
 func newOlricTestbed(_ context.Context, c *TestbedConfig) (*Testbed, error) {
+	takeGoRedisLog(c.Logger)
 	addrs, err := testbedAddrs(c, "olric", 2*c.Nodes)
 	if err != nil {
 		return nil, err
