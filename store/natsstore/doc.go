@@ -45,8 +45,9 @@
 //
 //	go test -count=1 -v -run TestCrash ./store/natsstore/
 //
-// Not tested: a node that comes back without its disk (a replacement
-// with an empty Dir).
+// A node that comes back under its name must come back with its disk:
+// not tested is one that comes back under its name with an empty Dir. A
+// replacement under a new name is the subject of "Replacing nodes".
 //
 // Versions are KV revisions, the stream's sequence numbers: they are
 // unique across the bucket and never reused, so a key never sees a version
@@ -78,6 +79,67 @@
 // which let any replica answer and could return a value a few writes old
 // (a cart read on one node missing an item just added on another). The
 // price is that every Load is a request to the leader, wherever it is.
+//
+// # Replacing nodes
+//
+// A node is a member of the JetStream cluster by its Name. A node that
+// comes back under its name, with its Dir, is the same member and catches
+// up (TestCrash). A node started under a new name (a new machine, or an
+// empty Dir) is a new member: the cluster grows, and the member it replaces
+// still counts towards the quorum of the JetStream meta group until it is
+// removed. Without that removal, three nodes that lost n2 and gained n4 are
+// a cluster of four that needs three: losing n3 then leaves two, and every
+// request is answered "JetStream system temporarily unavailable" until a
+// lost node comes back.
+//
+// So every Node in a cluster watches the members. While it leads the meta
+// group, a member it has not heard from for NodeConfig.RemoveDeadAfter
+// (default 10 s, counted from its election at the earliest) is removed,
+// provided that the members it still hears from, itself included, are at
+// least the cluster's size: this node and its Peers. A dead member is thus
+// removed once a replacement has joined, and never while the cluster is
+// merely short of a node, which may come back under its name after a
+// restart however long. Members are removed one at a time, by the request
+// `nats server raft peer-remove` sends ($JS.API.SERVER.REMOVE), through a
+// user of the system account that the node creates with a password only
+// its process knows; clients still connect without credentials, to the
+// global account, as before. The leader then moves the bucket's replica
+// off the removed member onto a member that holds none (the replacement),
+// which catches up from the others; nats-server 2.15 does this by itself.
+// Removals are logged at Info on the leader ("removed a dead node"),
+// failures at Warn. A negative RemoveDeadAfter turns this off (an operator
+// then removes dead members with `nats server raft peer-remove`).
+//
+// With three nodes and Replicas 3, what is survived:
+//   - One node lost: no session lost, service back after an election (see
+//     Guarantees), whether the node comes back under its name or a new
+//     node replaces it.
+//   - A second node lost after a replacement of the first: no session lost
+//     and service back after an election, provided that, before the second
+//     loss, the replacement had joined, the first dead node had been
+//     removed, and the replacement's replica had caught up. That takes
+//     RemoveDeadAfter from the moment the meta leader last heard from the
+//     dead node (plus an election of 4 to 9 s first if it was the leader)
+//     or from the replacement's start, whichever is later, and a few
+//     seconds of catch-up for the sessions it must copy: wait for the
+//     removal in the leader's log and for the replacement to be listed as
+//     a current replica (`nats stream info KV_<bucket>`) before the next
+//     failure or maintenance. TestReplace checks this; docs/measurements.md
+//     has the times measured.
+//   - Two nodes lost at once, or the second before the first was removed:
+//     not survived. Two of three members (or of four, with the replacement)
+//     are no majority: the survivors answer errors (503) and can remove no
+//     one until a lost node comes back with its disk. Going on without
+//     them takes an operator, and nats-server's $JS.API.META.RESCUE can lose
+//     acknowledged writes; nothing here does it.
+//
+// A removed member must not come back under its name: the cluster refuses
+// it as a member (for 5 minutes, nats-server's peerRemoveTimeout), so it
+// serves its clients through the others but holds no replica and counts
+// for no quorum. Start it again with a new name and an empty Dir. A member
+// silent for longer than RemoveDeadAfter for another reason (a partition,
+// a long pause) is removed the same way when the cluster has a member more
+// than its size.
 //
 // # Keys and values
 //
