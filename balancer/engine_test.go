@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
 )
 
 // The package's tests run twice: once through Balancer.ServeHTTP (net/http)
@@ -24,6 +26,11 @@ import (
 var testEngine = "net/http"
 
 func TestMain(m *testing.M) {
+	var spec crashNodeSpec
+	if testenv.IsChild(crashNodeEnv, &spec) {
+		runCrashNode(spec) // until the parent goes away
+		os.Exit(0)
+	}
 	code := m.Run()
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
 		os.Exit(code) // fuzzing: once is enough

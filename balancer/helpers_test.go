@@ -311,3 +311,9 @@ func (r *recorder) NoNode() { r.add("NoNode") }
 func isCause(c string) bool {
 	return c == CauseNodeDown || c == CauseDrainDeadline || c == CauseNodeRemoved || c == CauseUnknownNode
 }
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
