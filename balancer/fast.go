@@ -245,6 +245,7 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 	}
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose()
+	req.Header.SetNoDefaultContentType(true) // a body without Content-Type goes on without one
 	resp := &ctx.Response
 	err := b.fast.do(st.node, req, resp)
 	unreached := err != nil && (notSent(err) || busy(err))
