@@ -265,6 +265,13 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		b.fastError(ctx, st, err, unreached)
 	} else {
 		st.status = statusOf(resp.StatusCode())
+		if v := resp.Header.PeekCookie(b.cfg.SessionCookie); v != nil {
+			b.sawSessionCookie(st.node, string(v))
+		} else if b.plainCookie != b.cfg.SessionCookie {
+			if v := resp.Header.PeekCookie(b.plainCookie); v != nil {
+				b.sawSessionCookie(st.node, string(v))
+			}
+		}
 		resp.Header.ResetConnectionClose()
 		for _, h := range hopHeaders {
 			resp.Header.Del(h)

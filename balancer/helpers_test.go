@@ -308,6 +308,14 @@ func (r *recorder) ConnError(node string) {
 
 func (r *recorder) NoNode() { r.add("NoNode") }
 
+func (r *recorder) RouteTagMismatch(node, tag string) {
+	r.known("RouteTagMismatch", node, true)
+	if tag == "" || tag == node {
+		r.t.Errorf("Observer.RouteTagMismatch(%q, %q): want a tag other than the node's name", node, tag)
+	}
+	r.add("RouteTagMismatch "+node, "RouteTagMismatch "+node+" "+tag)
+}
+
 func isCause(c string) bool {
 	return c == CauseNodeDown || c == CauseDrainDeadline || c == CauseNodeRemoved || c == CauseUnknownNode
 }
