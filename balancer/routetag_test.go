@@ -194,3 +194,23 @@ func TestBalancer_routeTagLearned(t *testing.T) {
 		t.Errorf("sessions tagged node1 after x2 was removed: %d re-homed as node_removed; want 12", got)
 	}
 }
+
+// FuzzSetCookieTag: a node's Set-Cookie line never panics the parser, and
+// a tag it returns is a valid route tag taken from the line's value.
+func FuzzSetCookieTag(f *testing.F) {
+	id := strings.Repeat("A", sid.RandomLen)
+	f.Add("__Host-session=" + id + ".node1; Path=/; Secure; HttpOnly")
+	f.Add("session=" + id + ".n2; Max-Age=0")
+	f.Add("session=\"" + id + ".n2\"; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=60")
+	f.Add("session=; Max-Age=-1")
+	f.Add("=;;=")
+	f.Fuzz(func(t *testing.T, line string) {
+		tag, ok := setCookieTag(line)
+		if !ok {
+			return
+		}
+		if sid.CheckRoute(tag) != nil || !strings.Contains(line, "."+tag) {
+			t.Fatalf("setCookieTag(%q) = %q: not a route tag of the line", line, tag)
+		}
+	})
+}
