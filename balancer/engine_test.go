@@ -71,7 +71,7 @@ func fastFront(t testing.TB, b *Balancer) string {
 	if err != nil {
 		panic(err)
 	}
-	go srv.Serve(FastListener(ln))
+	go srv.Serve(ln)
 	if t != nil {
 		t.Cleanup(func() { srv.ShutdownWithContext(context.Background()) })
 	}

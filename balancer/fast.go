@@ -91,8 +91,7 @@ type fastProxy struct {
 // built on github.com/valyala/fasthttp instead of net/http: on a 2-core
 // machine it spends about half the CPU per request of net/http's server
 // and httputil.ReverseProxy (see bench/balancer). Serve it with its Serve
-// method, on a listener wrapped by FastListener for fewer system calls per
-// request, and stop it with ShutdownWithContext.
+// method and stop it with ShutdownWithContext.
 //
 // Differences from ServeHTTP: request bodies (up to Config.MaxBodyBytes)
 // and response bodies (up to cfg.MaxResponseBodyBytes) are read whole

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"runtime"
-	"sync/atomic"
 	"syscall"
 )
 
@@ -28,13 +26,10 @@ var errNodeClosed = errors.New("balancer: the node had closed the idle connectio
 // request on a connection that has carried one already. It costs one
 // non-blocking recv(MSG_PEEK) system call per reused connection. A
 // connection is used by one request at a time, so its fields need no lock.
-//
-// It also yields before a Read that follows a Write: see yieldConn.
 type liveConn struct {
 	net.Conn         // the connection, TLS over raw for an https node
 	raw      rawConn // the TCP socket; nil: no check
 	reused   bool    // a Read since the last Write: the next Write starts a request
-	wrote    bool    // a Write since the last Read: the next Read waits for an answer
 	peek     func(fd uintptr) bool
 	dead     bool // set by peek
 }
@@ -56,10 +51,6 @@ func newLiveConn(c, raw net.Conn) *liveConn {
 }
 
 func (c *liveConn) Read(p []byte) (int, error) {
-	if c.wrote {
-		c.wrote = false
-		runtime.Gosched() // the node has just been sent a request: see yieldConn
-	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.reused = true
@@ -70,7 +61,6 @@ func (c *liveConn) Read(p []byte) (int, error) {
 // Write fails with errNodeClosed, writing nothing, when it starts a
 // request on a connection that the node has closed.
 func (c *liveConn) Write(p []byte) (int, error) {
-	c.wrote = true
 	if c.reused {
 		c.reused = false
 		if c.closedByPeer() {
@@ -130,57 +120,4 @@ func dialLive(n *node, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	return &liveTLSConn{liveConn: newLiveConn(tc, raw), tls: tc}, nil
-}
-
-// yieldConn is a connection from a client to the fast server that yields
-// the processor (runtime.Gosched) before a Read that follows a Write: the
-// read of the next request, just after the answer to the last one was
-// sent, or of a node's answer, just after it was sent the request. Go's
-// net.Conn.Read tries read(2) first and, when it finds nothing (EAGAIN),
-// waits for the socket to become readable, then reads again: two system
-// calls. Right after a write the peer has rarely answered yet, so the first
-// one is wasted, nearly once per request on each side. Yielding first lets
-// the other requests' goroutines run while the peer answers, and the read
-// then mostly finds its bytes: on the project's 2-CPU VM, where a system
-// call costs microseconds, a proxied request went from about 7.1 to 5.4
-// system calls (HAProxy: 4.1), mostly fewer EAGAIN reads, and fewer
-// scheduler sleeps. A Read that finds nothing waits as before; when no
-// other goroutine is runnable, the yield returns at once.
-//
-// Reads and writes may come from different goroutines (a tunnel), hence
-// the atomic flag.
-type yieldConn struct {
-	net.Conn
-	wrote atomic.Bool
-}
-
-func (c *yieldConn) Read(p []byte) (int, error) {
-	if c.wrote.Load() {
-		c.wrote.Store(false)
-		runtime.Gosched()
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *yieldConn) Write(p []byte) (int, error) {
-	c.wrote.Store(true)
-	return c.Conn.Write(p)
-}
-
-// FastListener returns ln, whose connections yield the processor before
-// each read that follows a write (see yieldConn), for the server of
-// NewFastServer: sessionkit balance serves on it. It works on any
-// listener; on this one it makes fewer system calls per request. A
-// response larger than the server's write buffer (16 KiB) then goes out in
-// two writes instead of one writev(2).
-func FastListener(ln net.Listener) net.Listener { return fastListener{ln} }
-
-type fastListener struct{ net.Listener }
-
-func (l fastListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &yieldConn{Conn: c}, nil
 }
