@@ -273,9 +273,7 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 			}
 		}
 		resp.Header.ResetConnectionClose()
-		for _, h := range hopHeaders {
-			resp.Header.Del(h)
-		}
+		delHopHeaders(&resp.Header)
 		if st.setCookie != "" {
 			resp.Header.Add("Set-Cookie", st.setCookie)
 		}
@@ -343,6 +341,37 @@ func statusOf(code int) int {
 // proxy does not pass on, as httputil.ReverseProxy; fasthttp handles
 // Connection and Transfer-Encoding itself.
 var hopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
+
+// delHopHeaders removes the hop-by-hop headers from a node's response,
+// whatever the case of their names: the fast engine keeps the names as
+// the node wrote them (its client does not normalize them), and Del
+// matches such a name exactly, so "keep-alive" from a node that writes
+// lower-case names would pass.
+func delHopHeaders(h *fasthttp.ResponseHeader) {
+	for {
+		var name []byte
+		for k := range h.All() {
+			if isHopHeader(k) {
+				name = k
+				break
+			}
+		}
+		if name == nil {
+			return
+		}
+		h.DelBytes(name)
+	}
+}
+
+// isHopHeader reports whether name is one of hopHeaders, in any case.
+func isHopHeader(name []byte) bool {
+	for _, h := range hopHeaders {
+		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
 
 // tunneled reports whether req goes through a tunnel: an upgrade, or a
 // request for an event stream, whose response never ends.
@@ -554,9 +583,7 @@ func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader, cookie string) {
 		resp.SetStatusCode(fasthttp.StatusBadGateway)
 		resp.SetBodyString("bad gateway")
 	}
-	for _, h := range hopHeaders {
-		resp.Header.Del(h)
-	}
+	delHopHeaders(&resp.Header)
 	if cookie != "" {
 		resp.Header.Add("Set-Cookie", cookie)
 	}
