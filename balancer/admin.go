@@ -108,6 +108,9 @@ func (b *Balancer) RemoveNode(name string) error {
 		clear(b.removed)
 	}
 	b.removed[name] = struct{}{}
+	if p := n.tag.Load(); p != nil && set.byTag[*p] == n {
+		b.removed[*p] = struct{}{} // its learned route tag: requests with it are re-homed as node_removed
+	}
 	if b.obs != nil {
 		b.obs.NodeRemoved(name)
 	}

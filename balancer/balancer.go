@@ -201,7 +201,7 @@ func (b *Balancer) routeBy(cookie func(name string) (string, bool), st *reqState
 	if ok {
 		if random, route, ok := parseRouted(v); ok {
 			st.key, st.hasKey = hashKey(random), true
-			return b.sticky(set, set.byName[route], route, now, st)
+			return b.sticky(set, set.routed(route), route, now, st)
 		}
 	}
 	if b.cfg.Affinity.Enabled {
@@ -261,6 +261,13 @@ func (b *Balancer) rehomed(key uint64, cause string) {
 	if !b.cfg.SharedSessions && b.lost.first(key) {
 		b.obs.SessionLost(cause)
 	}
+}
+
+// isSessionCookie reports whether a Set-Cookie line sets the session
+// cookie (either name).
+func (b *Balancer) isSessionCookie(line string) bool {
+	name, _, ok := strings.Cut(line, "=")
+	return ok && (name == b.cfg.SessionCookie || name == b.plainCookie)
 }
 
 func (b *Balancer) wasRemoved(name string) bool {
@@ -369,6 +376,11 @@ func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
 func (b *Balancer) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(stateKey{}).(*reqState)
 	st.status = statusOf(resp.StatusCode)
+	for _, line := range resp.Header["Set-Cookie"] {
+		if b.isSessionCookie(line) {
+			b.sawSessionCookie(st.node, line)
+		}
+	}
 	if st.setCookie != "" {
 		resp.Header.Add("Set-Cookie", st.setCookie)
 	}

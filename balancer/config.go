@@ -176,10 +176,12 @@ type Config struct {
 	TrustForwarded bool
 
 	// BackendIdleTimeout is how long a keep-alive connection to a node may
-	// stay idle before the balancer closes it. Keep it shorter than the
-	// nodes' own keep-alive timeout: a node that closes an idle connection
-	// just as the balancer sends a request on it fails that request, and a
-	// POST, which is never sent twice, then gets 502. Default
+	// stay idle before the balancer closes it. Both engines notice an idle
+	// connection that the node has closed before they reuse it, but keep
+	// this shorter than the nodes' own keep-alive timeout all the same: a
+	// node that closes an idle connection just as the balancer sends a
+	// request on it fails that request, and a POST, which is never sent
+	// twice, then gets 502. Default
 	// DefaultBackendIdleTimeout (4s, under the 5s of Node.js and Apache).
 	// With a Transport of your own, set its idle timeout there; this one
 	// applies to the default transport and to the fast server.

@@ -7,9 +7,10 @@
 // A request is routed, in this order, by:
 //
 //  1. the route tag of the app's session cookie (Config.SessionCookie,
-//     default "session"): sessionkit's session IDs are "<random>.<route>"
-//     (package session/sid), and the route names the node that minted the
-//     session, so the balancer needs no table of its own;
+//     default "__Host-session", then "session"): sessionkit's session IDs
+//     are "<random>.<route>" (package session/sid), and the route names the
+//     node that minted the session, so the balancer needs no table of its
+//     own: a Backend's Name must be its node's route tag;
 //  2. the balancer's own affinity cookie (Config.Affinity, off by default),
 //     for apps that do not use sessionkit: an HMAC-signed value holding a
 //     random key and an opaque node id, never a node's name or address;
@@ -25,6 +26,12 @@
 // Config.LoadFactor, a node already carrying more than its share of requests
 // in flight is skipped for new sessions and re-homes (consistent hashing with
 // bounded loads); sticky requests always go to their node.
+//
+// A node whose answers set the session cookie to an ID tagged otherwise
+// than its backend's name (backends x1, x2 in front of nodes started as
+// node1, node2) is logged once per node and tag, with the fix, and
+// reported to Observer.RouteTagMismatch; a tag that names no backend is
+// then routed to the node seen to mint it.
 //
 // Config.SharedSessions states the failure policy: with a shared store or
 // tokens a re-homed user keeps their session and nothing is counted; with
@@ -42,10 +49,12 @@
 // connection could not be made or timed out, or a new connection to the
 // node fails too. A node that closed or reset one connection but accepts
 // new ones (a keep-alive connection it timed out just as the balancer
-// reused it) stays in the rotation with its users. A request that failed to connect
-// is retried once on another node when that is safe: always when the
-// connection could not be made and no byte of the body was read, and for
-// bodyless GET, HEAD and OPTIONS requests after any transport error.
+// reused it) stays in the rotation with its users. Neither front end sends
+// a request on a keep-alive connection the node has already closed: both
+// find it out before they reuse one. A request that failed is retried once
+// on another node when that is safe: always when no byte of it was sent
+// (the connection could not be made), and for bodyless GET, HEAD and
+// OPTIONS requests after any transport error.
 // A request that no node received, because no node could take it or
 // because no connection could be made for it (on its node, nor on the
 // retry), is answered 503 with Retry-After: 1; one that a node received
@@ -90,7 +99,8 @@
 // The balancer reports what happens to an Observer (Config.Observer):
 // each request done, with its node, status and duration; affinity hits,
 // misses and re-homes with their cause; lost sessions, retries, ejections,
-// connection errors, requests no node took; nodes added and removed.
+// connection errors, requests no node took, route tag mismatches; nodes
+// added and removed.
 // Without one, the default, this costs nothing. Nodes gives the per-node
 // state (health, state, requests in flight, sessions) for gauges. The
 // Observer's methods take only strings, integers and durations, so an

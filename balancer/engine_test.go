@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
 )
 
 // The package's tests run twice: once through Balancer.ServeHTTP (net/http)
@@ -24,6 +26,11 @@ import (
 var testEngine = "net/http"
 
 func TestMain(m *testing.M) {
+	var spec crashNodeSpec
+	if testenv.IsChild(crashNodeEnv, &spec) {
+		runCrashNode(spec) // until the parent goes away
+		os.Exit(0)
+	}
 	code := m.Run()
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
 		os.Exit(code) // fuzzing: once is enough
@@ -155,6 +162,46 @@ func TestBalancer_hopByHopHeaders(t *testing.T) {
 	}
 	if v := w.Header().Get("Keep-Alive"); v != "" {
 		t.Errorf("client got the node's Keep-Alive header %q", v)
+	}
+}
+
+// TestBalancer_hopByHopHeadersAnyCase: a node that writes its header
+// names in lower case (as HTTP/2-era servers do over HTTP/1.1 too) has its
+// hop-by-hop headers removed all the same: names are case-insensitive.
+func TestBalancer_hopByHopHeadersAnyCase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\n"+
+						"proxy-authenticate: Basic\r\nupgrade: h2c\r\nx-app: yes\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}} })
+	w := serveReq(b, httptest.NewRequest("GET", "http://front.example/", nil))
+	if w.Code != 200 || w.Header().Get("X-App") != "yes" {
+		t.Fatalf("status %d, X-App %q", w.Code, w.Header().Get("X-App"))
+	}
+	for _, h := range []string{"Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
+		if v := w.Header().Get(h); v != "" {
+			t.Errorf("client got the node's hop-by-hop header %s: %q", h, v)
+		}
 	}
 }
 

@@ -175,9 +175,26 @@ func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 		ReadBufferSize:                fp.cfg.MaxHeaderBytes,
 		WriteBufferSize:               16 << 10,
 		MaxResponseBodySize:           fp.cfg.MaxResponseBodyBytes,
-		Dial:                          func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, dialTimeout) },
+		Dial:                          func(addr string) (net.Conn, error) { return dialLive(n, addr) },
 	})
 	return c.(*fasthttp.HostClient)
+}
+
+// do sends req to n and reads its response into resp. A pooled connection
+// that the node had closed is found before anything is written on it
+// (errNodeClosed; see liveConn): the node's other idle connections are
+// dropped, as they are likely closed too (the node died or restarted), and
+// the request is sent again on a new connection, whatever its method. If
+// the node is gone, that connection is refused, and the caller's failover
+// moves the request to another node.
+func (fp *fastProxy) do(n *node, req *fasthttp.Request, resp *fasthttp.Response) error {
+	c := fp.client(n)
+	err := c.Do(req, resp)
+	for i := 0; i < 2 && errors.Is(err, errNodeClosed); i++ {
+		c.CloseIdleConnections()
+		err = c.Do(req, resp)
+	}
+	return err
 }
 
 // forget drops the connections of a removed node.
@@ -228,18 +245,19 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 	}
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose()
+	req.Header.SetNoDefaultContentType(true) // a body without Content-Type goes on without one
 	resp := &ctx.Response
-	err := b.fast.client(st.node).Do(req, resp)
-	unreached := err != nil && (dialFailed(err) || busy(err))
+	err := b.fast.do(st.node, req, resp)
+	unreached := err != nil && (notSent(err) || busy(err))
 	// A busy node is neither ejected nor left for another: its users'
 	// sessions are there, and it will have a free connection in a moment.
 	if err != nil && !busy(err) && b.failover(st, err, fastRetryable(req, err)) {
 		b.setNodeURI(req, st)
-		err = b.fast.client(st.node).Do(req, resp)
+		err = b.fast.do(st.node, req, resp)
 		if err != nil && !busy(err) {
 			b.connFailed(st.node, err)
 		}
-		unreached = unreached && err != nil && (dialFailed(err) || busy(err))
+		unreached = unreached && err != nil && (notSent(err) || busy(err))
 	}
 	if err != nil {
 		st.status = 0
@@ -247,10 +265,15 @@ func (b *Balancer) serveFast(ctx *fasthttp.RequestCtx) {
 		b.fastError(ctx, st, err, unreached)
 	} else {
 		st.status = statusOf(resp.StatusCode())
-		resp.Header.ResetConnectionClose()
-		for _, h := range hopHeaders {
-			resp.Header.Del(h)
+		if v := resp.Header.PeekCookie(b.cfg.SessionCookie); v != nil {
+			b.sawSessionCookie(st.node, string(v))
+		} else if b.plainCookie != b.cfg.SessionCookie {
+			if v := resp.Header.PeekCookie(b.plainCookie); v != nil {
+				b.sawSessionCookie(st.node, string(v))
+			}
 		}
+		resp.Header.ResetConnectionClose()
+		delHopHeaders(&resp.Header)
 		if st.setCookie != "" {
 			resp.Header.Add("Set-Cookie", st.setCookie)
 		}
@@ -319,6 +342,37 @@ func statusOf(code int) int {
 // Connection and Transfer-Encoding itself.
 var hopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
 
+// delHopHeaders removes the hop-by-hop headers from a node's response,
+// whatever the case of their names: the fast engine keeps the names as
+// the node wrote them (its client does not normalize them), and Del
+// matches such a name exactly, so "keep-alive" from a node that writes
+// lower-case names would pass.
+func delHopHeaders(h *fasthttp.ResponseHeader) {
+	for {
+		var name []byte
+		for k := range h.All() {
+			if isHopHeader(k) {
+				name = k
+				break
+			}
+		}
+		if name == nil {
+			return
+		}
+		h.DelBytes(name)
+	}
+}
+
+// isHopHeader reports whether name is one of hopHeaders, in any case.
+func isHopHeader(name []byte) bool {
+	for _, h := range hopHeaders {
+		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
 // tunneled reports whether req goes through a tunnel: an upgrade, or a
 // request for an event stream, whose response never ends.
 func tunneled(req *fasthttp.Request) bool {
@@ -329,10 +383,17 @@ func tunneled(req *fasthttp.Request) bool {
 }
 
 // fastRetryable reports whether a request that failed with err may be sent
-// to another node: its connection was never made (its body is buffered, so
-// it can be sent again whole), or it is a bodyless GET, HEAD or OPTIONS.
+// to another node: nothing of it was sent (its body is buffered, so it can
+// be sent again whole), or it is a bodyless GET, HEAD or OPTIONS.
 func fastRetryable(req *fasthttp.Request, err error) bool {
-	return dialFailed(err) || len(req.Body()) == 0 && safeMethod(string(req.Header.Method()))
+	return notSent(err) || len(req.Body()) == 0 && safeMethod(string(req.Header.Method()))
+}
+
+// notSent reports whether err failed a request before any byte of it was
+// sent: no connection could be made, or (errNodeClosed) the only ones
+// were closed by the node.
+func notSent(err error) bool {
+	return dialFailed(err) || errors.Is(err, errNodeClosed)
 }
 
 // rewriteFast prepares the outgoing request as rewrite does for
@@ -522,9 +583,7 @@ func (b *Balancer) refusedUpgrade(c net.Conn, br *bufio.Reader, cookie string) {
 		resp.SetStatusCode(fasthttp.StatusBadGateway)
 		resp.SetBodyString("bad gateway")
 	}
-	for _, h := range hopHeaders {
-		resp.Header.Del(h)
-	}
+	delHopHeaders(&resp.Header)
 	if cookie != "" {
 		resp.Header.Add("Set-Cookie", cookie)
 	}

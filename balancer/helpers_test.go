@@ -308,6 +308,20 @@ func (r *recorder) ConnError(node string) {
 
 func (r *recorder) NoNode() { r.add("NoNode") }
 
+func (r *recorder) RouteTagMismatch(node, tag string) {
+	r.known("RouteTagMismatch", node, true)
+	if tag == "" || tag == node {
+		r.t.Errorf("Observer.RouteTagMismatch(%q, %q): want a tag other than the node's name", node, tag)
+	}
+	r.add("RouteTagMismatch "+node, "RouteTagMismatch "+node+" "+tag)
+}
+
 func isCause(c string) bool {
 	return c == CauseNodeDown || c == CauseDrainDeadline || c == CauseNodeRemoved || c == CauseUnknownNode
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

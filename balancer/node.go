@@ -19,6 +19,7 @@ type node struct {
 	ejectedUntil  atomic.Int64 // unix ns; passive ejection
 	drainDeadline atomic.Int64 // unix ns; 0: not draining
 	inflight      atomic.Int64
+	tag           atomic.Pointer[string] // the route tag its answers set, when not its name; see routetag.go
 
 	checkMu   sync.Mutex
 	passes    int
@@ -74,6 +75,7 @@ type nodeSet struct {
 	list   []*node // in the order added
 	byName map[string]*node
 	byID   map[string]*node
+	byTag  map[string]*node // learned route tags that name no node (routetag.go); nil if none
 }
 
 func newNodeSet(list []*node) *nodeSet {
@@ -82,7 +84,25 @@ func newNodeSet(list []*node) *nodeSet {
 		s.byName[n.name] = n
 		s.byID[n.id] = n
 	}
+	for _, n := range list {
+		if p := n.tag.Load(); p != nil && s.byName[*p] == nil {
+			if s.byTag == nil {
+				s.byTag = map[string]*node{}
+			}
+			s.byTag[*p] = n
+		}
+	}
 	return s
+}
+
+// routed returns the node that the route tag route names: the node of
+// that name or, failing that, the node that was seen to tag its session
+// IDs so; nil if none.
+func (s *nodeSet) routed(route string) *node {
+	if n := s.byName[route]; n != nil {
+		return n
+	}
+	return s.byTag[route]
 }
 
 // keyCounter approximates the number of distinct affinity keys seen in the

@@ -73,6 +73,15 @@ type Observer interface {
 	// NoNode reports a request answered 503 because no node could take it,
 	// or no connection to a node could be made for it.
 	NoNode()
+
+	// RouteTagMismatch reports an answer of node that set the session
+	// cookie to an ID whose route tag, tag, is not the node's name: the
+	// node's route tag (sessionkit serve --node, session.Config.Route) and
+	// its backend name differ, so requests with the tag cannot be routed
+	// to it by name. The balancer logs it once per node and tag, and
+	// routes a tag that names no node to the node seen to set it; tag is a
+	// route tag (1 to 64 letters, digits, '-' and '_'), never a session ID.
+	RouteTagMismatch(node, tag string)
 }
 
 // Results of Observer.Affinity.

@@ -139,6 +139,7 @@ func (c *countingObserver) Retried()                               { c.n.Add(1) 
 func (c *countingObserver) Ejected(string)                         { c.n.Add(1) }
 func (c *countingObserver) ConnError(string)                       { c.n.Add(1) }
 func (c *countingObserver) NoNode()                                { c.n.Add(1) }
+func (c *countingObserver) RouteTagMismatch(string, string)        { c.n.Add(1) }
 
 // BenchmarkServeFast runs the fast engine's handler on a sticky GET to a
 // fasthttp node on a loopback connection, without an Observer and with one:

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -160,6 +162,35 @@ func TestBalancer_forwardedHeaders(t *testing.T) {
 		if h := got.Get("X-Forwarded-Host"); h != "front.example" {
 			t.Errorf("trust=%v: X-Forwarded-Host = %q; want front.example", trust, h)
 		}
+	}
+}
+
+// TestBalancer_contentTypeAsSent: a request body goes on with the
+// Content-Type the client sent, and without one if it sent none (the fast
+// engine added application/octet-stream, which an API may refuse).
+func TestBalancer_contentTypeAsSent(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = r.Header.Values("Content-Type")
+		mu.Unlock()
+	}))
+	defer echo.Close()
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: echo.URL}} })
+	for _, ct := range []string{"", "application/json"} {
+		r := httptest.NewRequest("POST", "http://front.example/cart", strings.NewReader(`{"item":"x"}`))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		if w := serveReq(b, r); w.Code != 200 {
+			t.Fatalf("POST: %d", w.Code)
+		}
+		mu.Lock()
+		if want := []string{ct}; ct == "" && len(got) != 0 || ct != "" && !slices.Equal(got, want) {
+			t.Errorf("sent Content-Type %q: the node got %q", ct, got)
+		}
+		mu.Unlock()
 	}
 }
 

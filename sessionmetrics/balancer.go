@@ -53,6 +53,7 @@ type Balancer struct {
 	ejections  *prometheus.CounterVec
 	connErrors *prometheus.CounterVec
 	noNode     prometheus.Counter
+	tagged     *prometheus.CounterVec // route_tag_mismatch_total
 
 	mu    sync.Mutex                             // serializes NodeAdded and NodeRemoved
 	nodes atomic.Pointer[map[string]*nodeSeries] // the nodes added and not removed; replaced, never changed
@@ -102,6 +103,9 @@ func NewBalancer(reg prometheus.Registerer) (*Balancer, error) {
 		noNode: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: balancerPrefix + "no_node_total", Help: "Requests answered 503 because no node could take them, or no connection to a node could be made for them.",
 		}),
+		tagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: balancerPrefix + "route_tag_mismatch_total", Help: "Answers of a node that set the session cookie to an ID whose route tag is not the node's name: name the backend after the node's route tag.",
+		}, []string{"node"}),
 	}
 	m.hit = m.affinity.WithLabelValues(affinityHit)
 	m.miss = m.affinity.WithLabelValues(affinityMiss)
@@ -109,7 +113,7 @@ func NewBalancer(reg prometheus.Registerer) (*Balancer, error) {
 	m.nodes.Store(&map[string]*nodeSeries{})
 
 	if err := registerAll(reg, m.requests, m.duration, m.affinity, m.rehomes, m.lost,
-		m.retries, m.ejections, m.connErrors, m.noNode); err != nil {
+		m.retries, m.ejections, m.connErrors, m.noNode, m.tagged); err != nil {
 		return nil, fmt.Errorf("sessionmetrics: registering the balancer's metrics: %w", err)
 	}
 	return m, nil
@@ -146,6 +150,7 @@ func (m *Balancer) NodeRemoved(node string) {
 	m.duration.DeleteLabelValues(label)
 	m.ejections.DeleteLabelValues(label)
 	m.connErrors.DeleteLabelValues(label)
+	m.tagged.DeleteLabelValues(label)
 }
 
 // RequestDone counts the request in requests_total{node,class}, where
@@ -206,6 +211,15 @@ func (m *Balancer) ConnError(node string) {
 
 // NoNode counts no_node_total. It implements balancer.Observer.
 func (m *Balancer) NoNode() { m.noNode.Inc() }
+
+// RouteTagMismatch counts route_tag_mismatch_total{node}, for a node added
+// and not removed; the tag, which the balancer logs, is not a label. It
+// implements balancer.Observer.
+func (m *Balancer) RouteTagMismatch(node, tag string) {
+	if m.node(node) != nil {
+		m.tagged.WithLabelValues(labelValue(node)).Inc()
+	}
+}
 
 // NodeGauge is one balancer node's state, read at a scrape: the fields of
 // balancer.NodeStatus that WatchNodes exports.

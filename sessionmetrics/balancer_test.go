@@ -38,6 +38,7 @@ var balancerMetricNames = []string{
 	"sessionkit_balancer_ejections_total", "sessionkit_balancer_conn_errors_total",
 	"sessionkit_balancer_no_node_total", "sessionkit_balancer_node_up", "sessionkit_balancer_node_state",
 	"sessionkit_balancer_node_inflight", "sessionkit_balancer_node_sessions",
+	"sessionkit_balancer_route_tag_mismatch_total",
 }
 
 // TestBalancer_exposition sends one of each event and checks the whole
@@ -60,6 +61,8 @@ func TestBalancer_exposition(t *testing.T) {
 	m.RequestDone("n1", 0, 20*time.Second)
 	m.Affinity("miss", "")
 	m.NoNode()
+	m.RouteTagMismatch("n2", "node2")
+	m.RouteTagMismatch("n2", "node2")
 	gauges := []sessionmetrics.NodeGauge{
 		{Name: "n1", Healthy: true, State: "active", InFlight: 2, Sessions: 40},
 		{Name: "n2", Healthy: true, State: "ejected", Sessions: 3},
@@ -152,6 +155,9 @@ sessionkit_balancer_requests_total{class="5xx",node="n1"} 1
 sessionkit_balancer_requests_total{class="5xx",node="n2"} 0
 sessionkit_balancer_requests_total{class="error",node="n1"} 1
 sessionkit_balancer_requests_total{class="error",node="n2"} 0
+# HELP sessionkit_balancer_route_tag_mismatch_total Answers of a node that set the session cookie to an ID whose route tag is not the node's name: name the backend after the node's route tag.
+# TYPE sessionkit_balancer_route_tag_mismatch_total counter
+sessionkit_balancer_route_tag_mismatch_total{node="n2"} 2
 # HELP sessionkit_balancer_retries_total Requests retried once on another node after a connection error.
 # TYPE sessionkit_balancer_retries_total counter
 sessionkit_balancer_retries_total 1
@@ -216,11 +222,14 @@ func TestBalancer_nodeRemoved(t *testing.T) {
 		m.RequestDone(n, 200, time.Millisecond)
 		m.Ejected(n)
 		m.ConnError(n)
+		m.RouteTagMismatch(n, "x")
 	}
 	m.NodeRemoved("n2")
 	m.RequestDone("n2", 200, time.Millisecond) // in flight when it was removed
 	m.Ejected("n2")
 	m.ConnError("n2")
+	m.RouteTagMismatch("n2", "x")
+	m.RouteTagMismatch("n9", "x")
 	m.RequestDone("n9", 200, time.Millisecond) // never added
 	m.Ejected("n9")
 	for k := range samples(t, reg) {
@@ -234,6 +243,7 @@ func TestBalancer_nodeRemoved(t *testing.T) {
 		`sessionkit_balancer_request_duration_seconds_count{node="n1"}`,
 		`sessionkit_balancer_ejections_total{node="n1"}`,
 		`sessionkit_balancer_conn_errors_total{node="n1"}`,
+		`sessionkit_balancer_route_tag_mismatch_total{node="n1"}`,
 	} {
 		if got[k] != 1 {
 			t.Errorf("%s = %v; want 1", k, got[k])

@@ -72,6 +72,7 @@
 //	sessionkit_balancer_ejections_total{node}             counter: passive ejections after connection errors
 //	sessionkit_balancer_conn_errors_total{node}           counter: connection errors that did not eject the node
 //	sessionkit_balancer_no_node_total                     counter: requests answered 503: no node could take them, or be connected to
+//	sessionkit_balancer_route_tag_mismatch_total{node}    counter: answers that set a session ID tagged otherwise than the node's name
 //	sessionkit_balancer_node_up{node}                     gauge: 1 if the node passes its health checks
 //	sessionkit_balancer_node_state{node,state}            gauge: 1 for the node's current state
 //	sessionkit_balancer_node_inflight{node}               gauge: requests in flight on the node

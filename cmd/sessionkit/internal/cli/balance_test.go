@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -389,5 +390,53 @@ func TestBalance_limitsAndShutdown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("balance did not stop within 10s")
+	}
+}
+
+// TestBalance_routeTagMismatch: serve nodes started as node1, node2 and
+// node3 behind backends named x1, x2 and x3. The balancer logs the
+// mismatch once per node, with the fix, counts it in
+// route_tag_mismatch_total{node}, and routes each tag to the node seen to
+// mint it, so that users keep their session.
+func TestBalance_routeTagMismatch(t *testing.T) {
+	var backends []string
+	for i := 1; i <= 3; i++ {
+		s := startServe(t, nil, "serve", "--node", fmt.Sprintf("node%d", i), "--addr", "127.0.0.1:0", "--insecure-cookie")
+		backends = append(backends, "--backend", fmt.Sprintf("x%d=%s", i, s.url))
+	}
+	for _, engine := range []string{"fast", "net/http"} {
+		t.Run("engine="+engine, func(t *testing.T) {
+			b := startBalance(t, nil, append(backends, "--engine", engine, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")...)
+			logins := map[string]int{}
+			for i := range 10 {
+				jar, _ := cookiejar.New(nil)
+				c := &http.Client{Jar: jar}
+				post := func(path, body string) *http.Response {
+					resp, err := c.Post(b.url+path, "application/json", strings.NewReader(body))
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp
+				}
+				home := post("/login", fmt.Sprintf(`{"user":"u%d"}`, i)).Header.Get("X-Node")
+				logins[home]++
+				if resp := post("/cart", `{"item":"tea"}`); resp.StatusCode != 200 || resp.Header.Get("X-Node") != home {
+					t.Errorf("user %d of %s: POST /cart answered %d by %s", i, home, resp.StatusCode, resp.Header.Get("X-Node"))
+				}
+			}
+			m := scrape(t, b.admin+"/metrics", "sessionkit_balancer_route_tag_mismatch_total")
+			log := b.stderr.String()
+			for home, n := range logins {
+				node := "x" + strings.TrimPrefix(home, "node")
+				if got := m[`sessionkit_balancer_route_tag_mismatch_total{node="`+node+`"}`]; got != float64(n) {
+					t.Errorf("route_tag_mismatch_total{%s} = %v; want %d (its logins)", node, got, n)
+				}
+				if got := strings.Count(log, "route tag mismatch: node "+node+" tags its session IDs "+home+", which names no backend"); got != 1 {
+					t.Errorf("%d log lines on %s tagging its IDs %s; want 1; log:\n%s", got, node, home, log)
+				}
+			}
+		})
 	}
 }
