@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -219,37 +218,14 @@ func TestBalancer_idleConnClosedByNode(t *testing.T) {
 // balancer drops the connection, as Go's http.Transport does, and sends the
 // request on a new one.
 func TestBalancer_unsolicitedBytes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					answer := "n1 " + req.Method + " " + string(body)
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Node: n1\r\nContent-Length: %d\r\n\r\n%s", len(answer), answer)
-					time.Sleep(50 * time.Millisecond)
-					io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
-				}
-			}()
-		}
-	}()
-	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) {
-		c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}}
+	node := rawNode(t, func(c net.Conn, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		answer := "n1 " + req.Method + " " + string(body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Node: n1\r\nContent-Length: %d\r\n\r\n%s", len(answer), answer)
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
 	})
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: node}} })
 	for i := range 3 {
 		if i > 0 {
 			time.Sleep(150 * time.Millisecond) // the node has written its 408

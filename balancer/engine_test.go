@@ -169,31 +169,11 @@ func TestBalancer_hopByHopHeaders(t *testing.T) {
 // names in lower case (as HTTP/2-era servers do over HTTP/1.1 too) has its
 // hop-by-hop headers removed all the same: names are case-insensitive.
 func TestBalancer_hopByHopHeadersAnyCase(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\n"+
-						"proxy-authenticate: Basic\r\nupgrade: h2c\r\nx-app: yes\r\n\r\nok")
-				}
-			}()
-		}
-	}()
-	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: "http://" + ln.Addr().String()}} })
+	node := rawNode(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\n"+
+			"proxy-authenticate: Basic\r\nupgrade: h2c\r\nx-app: yes\r\n\r\nok")
+	})
+	b, _, _, _ := newTestBalancer(t, nil, func(c *Config) { c.Backends = []Backend{{Name: "n1", URL: node}} })
 	w := serveReq(b, httptest.NewRequest("GET", "http://front.example/", nil))
 	if w.Code != 200 || w.Header().Get("X-App") != "yes" {
 		t.Fatalf("status %d, X-App %q", w.Code, w.Header().Get("X-App"))

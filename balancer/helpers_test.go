@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -324,4 +325,36 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// rawNode is a backend on a loopback port that writes its answers itself:
+// for each request it reads on a connection, answer writes the response,
+// bytes as they go on the wire. It returns the node's URL.
+func rawNode(t testing.TB, answer func(c net.Conn, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					answer(c, req)
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }

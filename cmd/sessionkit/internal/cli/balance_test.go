@@ -83,22 +83,28 @@ func TestBalance_sticky(t *testing.T) {
 	}
 }
 
+// userPoster returns a function that POSTs JSON to base as one user, with
+// a cookie jar of its own, and returns the response, its body read.
+func userPoster(t *testing.T, base string) func(path, body string) *http.Response {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	return func(path, body string) *http.Response {
+		resp, err := c.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+}
+
 func testSticky(t *testing.T, backends []string) {
 	b := startBalance(t, nil, append(backends, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")...)
 
 	homes := map[string]int{}
 	for i := range 12 {
-		jar, _ := cookiejar.New(nil)
-		c := &http.Client{Jar: jar}
-		post := func(path, body string) *http.Response {
-			resp, err := c.Post(b.url+path, "application/json", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp
-		}
+		post := userPoster(t, b.url)
 		resp := post("/login", `{"user":"u`+string(rune('a'+i))+`"}`)
 		home := resp.Header.Get("X-Node")
 		homes[home]++
@@ -409,17 +415,7 @@ func TestBalance_routeTagMismatch(t *testing.T) {
 			b := startBalance(t, nil, append(backends, "--engine", engine, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")...)
 			logins := map[string]int{}
 			for i := range 10 {
-				jar, _ := cookiejar.New(nil)
-				c := &http.Client{Jar: jar}
-				post := func(path, body string) *http.Response {
-					resp, err := c.Post(b.url+path, "application/json", strings.NewReader(body))
-					if err != nil {
-						t.Fatal(err)
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					return resp
-				}
+				post := userPoster(t, b.url)
 				home := post("/login", fmt.Sprintf(`{"user":"u%d"}`, i)).Header.Get("X-Node")
 				logins[home]++
 				if resp := post("/cart", `{"item":"tea"}`); resp.StatusCode != 200 || resp.Header.Get("X-Node") != home {
