@@ -151,7 +151,7 @@ func testNodeKilled(t *testing.T, method string, kills int) {
 		// A user's next request comes a moment after the crash: what
 		// matters is that the balancer notices the closed connections
 		// before it reuses them.
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		body := ""
 		if method == "POST" {
 			body = `{"item":"y"}`

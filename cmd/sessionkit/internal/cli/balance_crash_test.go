@@ -180,7 +180,7 @@ func testKillUsersNode(t, parent *testing.T, base, strategy string, nodes map[st
 		}
 	}
 	nodes[home].child.Kill()
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	code, node, out := post("/cart", `{"item":"after"}`)
 	items, _ := out["items"].([]any)
 	switch {
