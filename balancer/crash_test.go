@@ -166,6 +166,7 @@ func testNodeKilled(t *testing.T, method string, kills int) {
 		nodes[home] = startCrashNode(t, home, nodes[home].addr)
 		b.CheckHealth(context.Background())
 	}
+	t.Logf("engine %s: %s /cart after its node was killed: %d kills, %d failures", testEngine, method, kills, len(failures))
 	if len(failures) > 0 {
 		t.Errorf("%s /cart after its node was killed, %d failures in %d kills (want 401 from another node):\n  %s\nlog:\n%s",
 			method, len(failures), kills, strings.Join(failures, "\n  "), logs.String())
