@@ -553,8 +553,8 @@ func TestNew_doesNotModifyConfig(t *testing.T) {
 // idle for 300ms (as Node.js does after 5s); with BackendIdleTimeout under
 // that, the balancer has closed its idle connection first, and a POST
 // after a pause goes on a new connection instead of one the node closed
-// (which gave 502 with the fast engine, whose pool does not notice closed
-// connections). The pause is real: the node's idle timer cannot be faked.
+// (TestBalancer_idleConnClosedByNode has the node close first). The pause
+// is real: the node's idle timer cannot be faked.
 func TestBalancer_backendIdleTimeout(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
