@@ -26,6 +26,7 @@ type testNode struct {
 
 	mu  sync.Mutex
 	srv *http.Server
+	ln  net.Listener
 }
 
 func startNode(t testing.TB, name string) *testNode {
@@ -60,7 +61,7 @@ func (n *testNode) serve(ln net.Listener) {
 		io.WriteString(w, n.name+" "+r.Method+" "+r.URL.Path+" "+string(body))
 	})}
 	n.mu.Lock()
-	n.srv = srv
+	n.srv, n.ln = srv, ln
 	n.mu.Unlock()
 	go srv.Serve(ln)
 }
@@ -70,8 +71,14 @@ func (n *testNode) stop() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv != nil {
+		// The listener first, and by itself: Server.Close closes only the
+		// listeners Serve has started on, and a node stopped before its
+		// Serve goroutine ran would otherwise let the kernel accept a
+		// connection into the backlog, then reset it: a 502, not the
+		// refused connection of a dead node.
+		n.ln.Close()
 		n.srv.Close()
-		n.srv = nil
+		n.srv, n.ln = nil, nil
 	}
 }
 
