@@ -12,11 +12,19 @@ import (
 
 // The stored form of a session (store.Record.Data):
 //
-//	byte     format version (1)
+//	byte     format version (3; 1 is read too)
 //	uvarint  flags (bit 0: remember me)
 //	varint   created, Unix milliseconds
+//	varint   last login, Unix milliseconds; 0: never (format 3 only)
+//	varint   last write, Unix milliseconds (format 3 only)
+//	uvarint  client label length, label (format 3 only)
+//	uvarint  client address length, address (format 3 only)
 //	uvarint  number of values
 //	per value: uvarint key length, key, tag byte, uvarint value length, value
+//
+// Format 3 added what the account pages show (Manager.UserSessions). A
+// build older than it cannot read format 3: see docs/account-sessions.md
+// for a rolling upgrade.
 //
 // Values carry a tag so that the common types skip JSON entirely. The
 // decoder copies the keys, all into one string, and aliases values into
@@ -25,6 +33,7 @@ import (
 const (
 	formatV1    = 1
 	formatMoved = 2 // a tombstone: the session was renewed to the key that follows
+	formatV3    = 3 // format 1 and the account metadata
 )
 
 // encodeMoved returns the tombstone left under a renewed session's old key.
@@ -63,22 +72,38 @@ type value struct {
 type state struct {
 	created  time.Time
 	remember bool
+	meta     meta
 	values   values
 }
 
+// meta is what Manager.UserSessions tells about a session besides its
+// times of creation and expiry.
+type meta struct {
+	authAt time.Time // the last Login; zero if none
+	saved  time.Time // the last write of the record
+	client string    // a label of the client (see clientLabel), or ""
+	addr   string    // the client's address (Config.ClientIP), or ""
+}
+
 func encodeState(st *state) []byte {
-	n := 1 + 2*binary.MaxVarintLen64 + binary.MaxVarintLen32
+	n := 1 + 4*binary.MaxVarintLen64 + 3*binary.MaxVarintLen32 + len(st.meta.client) + len(st.meta.addr)
 	st.values.each(func(k string, v value) {
 		n += len(k) + len(v.raw) + 1 + 2*binary.MaxVarintLen32
 	})
 	b := make([]byte, 0, n)
-	b = append(b, formatV1)
+	b = append(b, formatV3)
 	var flags uint64
 	if st.remember {
 		flags |= flagRemember
 	}
 	b = binary.AppendUvarint(b, flags)
 	b = binary.AppendVarint(b, st.created.UnixMilli())
+	b = binary.AppendVarint(b, unixMilli(st.meta.authAt))
+	b = binary.AppendVarint(b, unixMilli(st.meta.saved))
+	b = binary.AppendUvarint(b, uint64(len(st.meta.client)))
+	b = append(b, st.meta.client...)
+	b = binary.AppendUvarint(b, uint64(len(st.meta.addr)))
+	b = append(b, st.meta.addr...)
 	b = binary.AppendUvarint(b, uint64(st.values.len()))
 	st.values.each(func(k string, v value) {
 		b = binary.AppendUvarint(b, uint64(len(k)))
@@ -93,12 +118,18 @@ func encodeState(st *state) []byte {
 // decodeState parses data. It never panics; any malformed input is errCorrupt.
 func decodeState(data []byte) (state, error) {
 	var st state
-	if len(data) == 0 || data[0] != formatV1 {
+	if len(data) == 0 || (data[0] != formatV1 && data[0] != formatV3) {
 		return st, fmt.Errorf("%w: unknown format", errCorrupt)
 	}
 	d := decoder{b: data[1:]}
 	flags := d.uvarint()
 	created := d.varint()
+	if data[0] == formatV3 {
+		st.meta.authAt = fromUnixMilli(d.varint())
+		st.meta.saved = fromUnixMilli(d.varint())
+		st.meta.client = string(d.bytes())
+		st.meta.addr = string(d.bytes())
+	}
 	n := d.uvarint()
 	if d.err != nil {
 		return st, d.err
@@ -144,6 +175,22 @@ func decodeState(data []byte) (state, error) {
 		st.values.set(k, value{tag: tag, raw: raw[:len(raw):len(raw)]})
 	}
 	return st, nil
+}
+
+// unixMilli is t in Unix milliseconds, 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromUnixMilli is unixMilli's inverse.
+func fromUnixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func validTag(t byte) bool {

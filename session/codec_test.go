@@ -10,9 +10,28 @@ import (
 	"time"
 )
 
+// Format 1, written by the releases before the account metadata, still
+// reads: the same session, with no metadata.
+func TestCodec_readsFormat1(t *testing.T) {
+	// flags 1 (remember), created 1 ms, one value "k" = string "v"
+	v1 := []byte{formatV1, 1, 2, 1, 1, 'k', tagString, 1, 'v'}
+	st, err := decodeState(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := st.values.get("k")
+	if !st.remember || !st.created.Equal(time.UnixMilli(1)) || !ok || string(v.raw) != "v" || st.meta != (meta{}) {
+		t.Errorf("format 1 read as %+v", st)
+	}
+}
+
 func TestCodec_roundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 6, smallValues, smallValues + 1, 3 * smallValues} {
 		st := state{created: time.UnixMilli(1_900_000_000_123), remember: true}
+		if n%2 == 1 {
+			st.meta = meta{authAt: time.UnixMilli(1_900_000_000_124), saved: time.UnixMilli(1_900_000_000_999),
+				client: "Firefox on Linux", addr: "2001:db8::/48"}
+		}
 		in := map[string]any{"s": "x", "": "empty key", "i": -1, "b": false, "j": []int{1}, "raw": []byte{}}
 		for i := len(in); i < n; i++ {
 			in[fmt.Sprintf("k%d", i)] = i
@@ -31,7 +50,9 @@ func TestCodec_roundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.created.Equal(st.created) || got.remember != st.remember || got.values.len() != n {
+		if !got.created.Equal(st.created) || got.remember != st.remember || got.values.len() != n ||
+			!got.meta.authAt.Equal(st.meta.authAt) || !got.meta.saved.Equal(st.meta.saved) ||
+			got.meta.client != st.meta.client || got.meta.addr != st.meta.addr {
 			t.Fatalf("%d values: got %+v; want %+v", n, got, st)
 		}
 		st.values.each(func(k string, v value) {

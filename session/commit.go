@@ -54,9 +54,9 @@ func (s *Session) commit() error {
 		}
 		return nil
 	case s.id.IsZero():
-		return s.create(now)
+		return s.limited(now, s.create)
 	case len(s.ops) > 0 || s.renew:
-		return s.save(now)
+		return s.limited(now, s.save)
 	default:
 		s.touch(now)
 		return nil
@@ -65,6 +65,7 @@ func (s *Session) commit() error {
 
 // record returns the record to save for the current content.
 func (s *Session) record(now time.Time, version uint64) store.Record {
+	s.st.meta.saved = now.Truncate(time.Millisecond)
 	return store.Record{
 		Data:    encodeState(&s.st),
 		Version: version,
@@ -92,6 +93,9 @@ func (s *Session) newID() sid.ID {
 }
 
 func (s *Session) create(now time.Time) error {
+	if s.st.meta.client == "" && s.st.meta.addr == "" {
+		s.st.meta.client, s.st.meta.addr = s.m.client(s)
+	}
 	id := s.newID()
 	rec := s.record(now, 0)
 	v, err := s.m.cfg.Store.Save(s.ctx(), id.Key(), rec)

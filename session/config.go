@@ -113,6 +113,31 @@ type Config struct {
 	// whole registrable domain (sibling subdomains included) may go.
 	ClearSiteData []string
 
+	// MaxSessionsPerUser bounds how many live sessions one user may hold
+	// at once (OWASP ASVS 5.0 V7.1.2). A Session.Login that would exceed
+	// it ends the user's least recently used sessions or is refused,
+	// as SessionLimit says. Default 0: no limit. It needs a store with a
+	// per-user index (store.UserIndex): New refuses it otherwise, and with
+	// Tokens (no server knows a user's tokens). See
+	// docs/account-sessions.md for what each store guarantees.
+	MaxSessionsPerUser int
+
+	// SessionLimit is what a Login beyond MaxSessionsPerUser does; default
+	// EvictLeastRecent.
+	SessionLimit LimitPolicy
+
+	// ClientIP says whether a session keeps its client's IP address, for
+	// Manager.UserSessions; default ClientIPOff. The address is taken at
+	// creation and at each Login, from ClientAddr.
+	ClientIP ClientIP
+
+	// ClientAddr returns the IP address of a request's client, for
+	// ClientIP. Default: the host of Request.RemoteAddr. Behind a proxy or
+	// balancer, return the address it reports (such as the last entry of
+	// X-Forwarded-For that your own proxy added); never trust a header the
+	// client could set.
+	ClientAddr func(*http.Request) string
+
 	// Observer receives session events and the store's calls, for
 	// metrics and traces. Default nil: none.
 	Observer Observer
@@ -162,6 +187,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxRetries < 0 {
 		return c, fmt.Errorf("session: Config.MaxRetries is negative (%d)", c.MaxRetries)
+	}
+	if err := c.checkLimit(); err != nil {
+		return c, err
+	}
+	if c.ClientIP > ClientIPFull {
+		return c, fmt.Errorf("session: Config.ClientIP %d is not a ClientIP setting", c.ClientIP)
 	}
 	if err := sid.CheckRoute(c.Route); err != nil {
 		return c, fmt.Errorf("session: Config.Route: %w", err)

@@ -35,6 +35,11 @@ var (
 	// that names no session of the user.
 	ErrUnknownHandle = errors.New("session: no such session")
 
+	// ErrTooManySessions: a Login was refused because its user already
+	// holds Config.MaxSessionsPerUser sessions and Config.SessionLimit is
+	// RefuseNew. Nothing was saved. The default error handler answers 409.
+	ErrTooManySessions = errors.New("session: too many sessions for this user")
+
 	// ErrToken wraps failures of Config.Tokens to seal a token or to
 	// record a revocation. A failed revocation (its store is unreachable)
 	// also wraps ErrStore, so that it is answered like a store failure

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -96,100 +95,6 @@ func FromContext(ctx context.Context) *Session {
 	return &Session{loaded: true, err: ErrNoManager}
 }
 
-// Info describes one session of a user, as listed by UserSessions.
-type Info struct {
-	// Handle names the session without revealing its ID (it is the store
-	// key), for DestroyHandle and for marking the current session (see
-	// Session.Handle).
-	Handle     string
-	Created    time.Time
-	Expires    time.Time
-	RememberMe bool
-}
-
-// UserSessions lists the live sessions bound to userID (see Session.Login).
-// It returns an error wrapping ErrUnsupported if the store has no per-user
-// index, and with Config.Tokens (no server knows a user's tokens).
-func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, error) {
-	if m.userIndex == nil {
-		return nil, fmt.Errorf("session: listing a user's sessions: %w", ErrUnsupported)
-	}
-	entries, err := m.userIndex.ListUser(ctx, userID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: list user: %w", ErrStore, err)
-	}
-	infos := make([]Info, 0, len(entries))
-	for _, e := range entries {
-		st, err := decodeState(e.Record.Data)
-		if err != nil {
-			m.cfg.Logger.Error("session: skipping unreadable session", "session", m.redact.name(e.Key), "err", err)
-			continue
-		}
-		infos = append(infos, Info{Handle: e.Key, Created: st.created, Expires: e.Record.Expires, RememberMe: st.remember})
-	}
-	return infos, nil
-}
-
-// DestroyUser ends every session bound to userID, on every instance ("log
-// out everywhere"), and returns how many it ended. Requests of those
-// sessions that are still running cannot bring them back. It returns an
-// error wrapping ErrUnsupported if the store has no per-user index.
-//
-// With Config.Tokens it revokes every token of the user whose session was
-// created or logged in up to now (Session.Login starts a new one), and
-// returns -1: how many tokens that ends is unknown, since no server keeps
-// them (as with http.Request.ContentLength, -1 means unknown).
-//
-// It sweeps the index twice: a login that was renewing one of the user's
-// sessions during the first sweep may have moved it to a key the sweep had
-// passed, and the second sweep ends it.
-func (m *Manager) DestroyUser(ctx context.Context, userID string) (int, error) {
-	if m.tokens != nil {
-		if err := m.tokens.RevokeUser(ctx, userID, m.cfg.Now()); err != nil {
-			return 0, fmt.Errorf("%w (%w): revoke user: %w", ErrStore, ErrToken, err)
-		}
-		m.event(ctx, EventUserRevoked, "", -1, nil)
-		return -1, nil
-	}
-	if m.userIndex == nil {
-		return 0, fmt.Errorf("session: destroying a user's sessions: %w", ErrUnsupported)
-	}
-	total := 0
-	for range 2 {
-		n, err := m.userIndex.DeleteUser(ctx, userID)
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("%w: delete user: %w", ErrStore, err)
-		}
-	}
-	m.event(ctx, EventUserRevoked, "", total, nil)
-	return total, nil
-}
-
-// DestroyHandle ends the session named by an Info.Handle, if it belongs to
-// userID ("log out that device"). Checking the owner keeps a handle taken
-// from one user's list from ending another user's session. With
-// Config.Tokens it returns an error wrapping ErrUnsupported.
-func (m *Manager) DestroyHandle(ctx context.Context, userID, handle string) error {
-	if m.tokens != nil {
-		return fmt.Errorf("session: destroying a session by handle: %w", ErrUnsupported)
-	}
-	rec, err := m.cfg.Store.Load(ctx, handle)
-	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey):
-		return ErrUnknownHandle
-	case err != nil:
-		return fmt.Errorf("%w: load: %w", ErrStore, err)
-	case rec.UserID != userID || userID == "":
-		return ErrUnknownHandle
-	}
-	if err := m.cfg.Store.Delete(ctx, handle, 0); err != nil {
-		return fmt.Errorf("%w: delete: %w", ErrStore, err)
-	}
-	m.event(ctx, EventDestroyed, handle, 0, nil)
-	return nil
-}
-
 func clearSiteData(types []string) string {
 	if types == nil {
 		return `"cache"`
@@ -231,6 +136,15 @@ func (m *Manager) touchDue(st *state, expires, now time.Time) bool {
 	return now.Sub(expires.Add(-idle)) >= m.cfg.TouchInterval
 }
 
+// client returns the label and address of the client of s's request that
+// a session keeps (see meta).
+func (m *Manager) client(s *Session) (label, addr string) {
+	if s.req == nil {
+		return "", ""
+	}
+	return clientLabel(s.req.UserAgent()), clientAddr(m.cfg.ClientIP, m.cfg.ClientAddr, s.req)
+}
+
 func (m *Manager) persistent(st *state) bool { return m.cfg.Persist || st.remember }
 
 func (m *Manager) handleError(w http.ResponseWriter, r *http.Request, err error) {
@@ -246,6 +160,8 @@ func (m *Manager) handleError(w http.ResponseWriter, r *http.Request, err error)
 		status, msg = http.StatusServiceUnavailable, "session changed concurrently, please retry"
 	case errors.Is(err, ErrStore):
 		status, msg = http.StatusServiceUnavailable, "session store unavailable, please retry"
+	case errors.Is(err, ErrTooManySessions):
+		status, msg = http.StatusConflict, "too many sessions: log out on another device first"
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter(err)/time.Second)))

@@ -28,7 +28,8 @@ type Observer interface {
 type EventKind uint8
 
 // Kinds of Event. Created, Renewed, Destroyed, UserRevoked,
-// ConflictRetried, ConflictGaveUp and Degraded are exact: reported once
+// ConflictRetried, ConflictGaveUp, Degraded, LimitEvicted and LimitRefused
+// are exact: reported once
 // each time they happen in this Manager, whatever the store. Expired is
 // best-effort: it is reported when the store hands back a session that the
 // Manager finds past its idle timeout or lifetime. memstore, redisstore
@@ -45,6 +46,8 @@ const (
 	EventConflictRetried                      // a save lost a compare-and-set and is merged and retried
 	EventConflictGaveUp                       // a save lost MaxRetries+1 times; the request failed
 	EventDegraded                             // the store failed and FailOpen served a degraded session
+	EventLimitEvicted                         // a Login beyond Config.MaxSessionsPerUser ended this session
+	EventLimitRefused                         // a Login beyond Config.MaxSessionsPerUser was refused
 )
 
 func (k EventKind) String() string {
@@ -65,6 +68,10 @@ func (k EventKind) String() string {
 		return "conflict_gave_up"
 	case EventDegraded:
 		return "degraded"
+	case EventLimitEvicted:
+		return "limit_evicted"
+	case EventLimitRefused:
+		return "limit_refused"
 	}
 	return "unknown"
 }

@@ -71,6 +71,8 @@ type op struct {
 	user string
 	at   time.Time // opUser: when the login happened
 	flag bool
+	// opUser: the client's label and address (see meta)
+	client, addr string
 }
 
 // load reads the session on first use. Any token that does not name a live
@@ -190,6 +192,8 @@ func (st *state) apply(o *op, user *string) error {
 	case opUser:
 		*user = o.user
 		st.created = o.at
+		st.meta.authAt = o.at
+		st.meta.client, st.meta.addr = o.client, o.addr
 	case opRemember:
 		st.remember = o.flag
 	}
@@ -346,8 +350,14 @@ func (s *Session) Login(userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	s.do(op{kind: opUser, user: userID, at: s.m.cfg.Now().Truncate(time.Millisecond)}) // cannot fail
+	s.do(s.loginOp(userID, s.m.cfg.Now().Truncate(time.Millisecond))) // cannot fail
 	s.renew = true
+}
+
+// loginOp is the operation of a Login at at, from the request's client.
+func (s *Session) loginOp(userID string, at time.Time) op {
+	client, addr := s.m.client(s)
+	return op{kind: opUser, user: userID, at: at, client: client, addr: addr}
 }
 
 // UserID returns the user the session is bound to, or "".
@@ -447,10 +457,10 @@ func (s *Session) Handle() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.load()
-	if s.moved {
+	if s.moved || s.id.IsZero() {
 		return ""
 	}
-	return s.key
+	return handleOf(s.key)
 }
 
 // Save saves the session now rather than when the response starts, so that

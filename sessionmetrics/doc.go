@@ -27,7 +27,8 @@
 //	sessionkit_memstore_expirations_total{store}     counter
 //
 // event is one of session.EventKind's names: created, renewed, destroyed,
-// expired, user_revoked, conflict_retried, conflict_gave_up, degraded (see
+// expired, user_revoked, conflict_retried, conflict_gave_up, degraded,
+// limit_evicted, limit_refused (see
 // session.EventKind for which are exact and which best-effort). A
 // user_revoked event (Manager.DestroyUser) counts once in
 // session_events_total and adds the number of sessions it ended to

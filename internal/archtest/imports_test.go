@@ -49,10 +49,11 @@ var rules = map[string]rule{
 		"store/redisstore", "store/pgstore", "store/natsstore", "store/olricstore", "token"},
 		// go-redis only to route its process-wide logger (Olric's client's) to the node's logger.
 		thirdParty: []string{"github.com/redis/go-redis/v9"}},
-	"internal/testenv":   {},
-	"internal/testclock": {},
-	"internal/archtest":  {},
-	"cmd/sessionkit":     {own: []string{"cmd/sessionkit/internal/cli"}},
+	"internal/accounttest": {own: []string{"session", "store"}},
+	"internal/testenv":     {},
+	"internal/testclock":   {},
+	"internal/archtest":    {},
+	"cmd/sessionkit":       {own: []string{"cmd/sessionkit/internal/cli"}},
 }
 
 type pkg struct {
