@@ -327,6 +327,36 @@ func TestManager_tokens_unsupported(t *testing.T) {
 	}
 }
 
+// On tokens, GET /sessions lists the request's own session only, and POST
+// /logout-others revokes every token of the user but gives the caller a new
+// one.
+func TestManager_tokens_accountRoutes(t *testing.T) {
+	c := newCluster(t, token.EdDSA, 2, nil)
+	_, _, phone := c.do(0, "POST", "/login", `{"user":"alice"}`, "")
+	_, _, laptop := c.do(1, "POST", "/login", `{"user":"alice"}`, "")
+	code, body, _ := c.do(0, "GET", "/sessions", "", phone)
+	if code != 200 || strings.Count(body, `"handle"`) != 1 || !strings.Contains(body, `"current":true`) {
+		t.Errorf("GET /sessions: %d %s; want the request's own session, current", code, body)
+	}
+	c.clock.Advance(time.Second)
+	code, body, renewed := c.do(0, "POST", "/logout-others", "", phone)
+	if code != 200 || body != `{"revoked":"all"}`+"\n" || renewed == "" || renewed == "-" {
+		t.Fatalf("logout-others: %d %s, new token %q", code, body, renewed)
+	}
+	c.refresh(1)
+	for i := range 2 {
+		if code, _, _ := c.do(i, "GET", "/cart", "", laptop); code != 401 {
+			t.Errorf("the laptop on node %d: %d; want 401", i, code)
+		}
+		if code, _, _ := c.do(i, "GET", "/cart", "", phone); code != 401 {
+			t.Errorf("the phone's old token on node %d: %d; want 401", i, code)
+		}
+		if code, body, _ := c.do(i, "GET", "/cart", "", renewed); code != 200 {
+			t.Errorf("the phone's new token on node %d: %d %s; want 200", i, code, body)
+		}
+	}
+}
+
 func mustCodec(t *testing.T, c *cluster) *token.Codec {
 	t.Helper()
 	f, _ := newFormat(t, token.XC20P, c.clock)

@@ -24,6 +24,7 @@ const (
 //
 //	503 {"error":"session store unavailable"}            for session.ErrStore
 //	503 {"error":"session changed concurrently, retry"} for session.ErrTooManyConflicts
+//	409 {"error":"too many sessions for this user ..."}  for session.ErrTooManySessions
 //	413 {"error":"session too large for its token ..."}  for session.ErrTokenTooLarge
 //	500 {"error":"internal error"}                        otherwise
 //
@@ -44,6 +45,8 @@ func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, session.ErrTooManyConflicts):
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgConflict)
+	case errors.Is(err, session.ErrTooManySessions):
+		writeError(w, http.StatusConflict, "too many sessions for this user: log out on another device first")
 	case errors.Is(err, session.ErrTokenTooLarge):
 		msg := "session too large for its token"
 		if te, ok := errors.AsType[*session.TokenSizeError](err); ok {

@@ -61,6 +61,9 @@ var routes = []route{
 	{http.MethodGet, "/whoami", (*app).whoami},
 	{http.MethodPost, "/logout", (*app).logout},
 	{http.MethodPost, "/logout-all", (*app).logoutAll},
+	{http.MethodGet, "/sessions", (*app).sessions},
+	{http.MethodDelete, "/sessions/{handle}", (*app).revokeSession},
+	{http.MethodPost, "/logout-others", (*app).logoutOthers},
 	{http.MethodGet, "/healthz", (*app).healthz},
 }
 
@@ -153,6 +156,20 @@ type (
 		Node     string `json:"node"`
 		Strategy string `json:"strategy"`
 		Created  string `json:"created"`
+	}
+	// sessionsAnswer lists the user's sessions ("your devices").
+	sessionsAnswer struct {
+		Sessions []sessionInfo `json:"sessions"`
+		Node     string        `json:"node"`
+	}
+	// sessionInfo is one session: a handle, never its ID or store key.
+	sessionInfo struct {
+		Handle   string `json:"handle"`
+		Current  bool   `json:"current"`
+		Created  string `json:"created"`
+		LastSeen string `json:"last_seen"`
+		Client   string `json:"client"`
+		IP       string `json:"ip,omitempty"`
 	}
 	// revokedAnswer's Revoked is the number of sessions ended, or "all"
 	// when that number is unknown (the token strategy: see logoutAll).
@@ -306,6 +323,82 @@ func (a *app) logoutAll(w http.ResponseWriter, r *http.Request) {
 	if n < 0 {
 		// Tokens: every token of the user whose session began before now
 		// is revoked, but no server knows how many there are.
+		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
+		return
+	}
+	writeJSON(w, http.StatusOK, revokedAnswer{Revoked: n})
+}
+
+func (a *app) sessions(w http.ResponseWriter, r *http.Request) {
+	_, user, ok := a.loggedIn(w, r)
+	if !ok {
+		return
+	}
+	infos, err := a.m.UserSessions(r.Context(), user)
+	switch {
+	case errors.Is(err, session.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "this session store cannot list a user's sessions")
+		return
+	case err != nil:
+		a.log.Error("refapp: listing a user's sessions failed", "err", err)
+		ErrorHandler(w, r, err)
+		return
+	}
+	out := sessionsAnswer{Sessions: make([]sessionInfo, len(infos)), Node: a.node}
+	for i, in := range infos {
+		out.Sessions[i] = sessionInfo{
+			Handle: in.Handle, Current: in.Current, Client: in.Client, IP: in.IP,
+			Created:  in.Created.UTC().Format(time.RFC3339),
+			LastSeen: in.LastSeen.UTC().Format(time.RFC3339),
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *app) revokeSession(w http.ResponseWriter, r *http.Request) {
+	s, user, ok := a.loggedIn(w, r)
+	if !ok {
+		return
+	}
+	handle := r.PathValue("handle")
+	if handle != "" && handle == s.Handle() {
+		// This device: end it as a logout does, clearing its token too.
+		if s.Destroy() != nil {
+			return // the Manager answers with its ErrorHandler
+		}
+		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: 1})
+		return
+	}
+	err := a.m.DestroyHandle(r.Context(), user, handle)
+	switch {
+	case errors.Is(err, session.ErrUnknownHandle):
+		writeError(w, http.StatusNotFound, "no such session")
+	case errors.Is(err, session.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "this session store cannot end another session of a user; use POST /logout-others")
+	case err != nil:
+		a.log.Error("refapp: ending a session by handle failed", "err", err)
+		ErrorHandler(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: 1})
+	}
+}
+
+func (a *app) logoutOthers(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := a.loggedIn(w, r)
+	if !ok {
+		return
+	}
+	n, err := s.DestroyOthers()
+	switch {
+	case errors.Is(err, session.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "this session store cannot end the other sessions of a user")
+		return
+	case err != nil:
+		a.log.Error("refapp: ending a user's other sessions failed", "err", err)
+		ErrorHandler(w, r, err)
+		return
+	}
+	if n < 0 {
 		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
 		return
 	}

@@ -153,6 +153,11 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"negative lifetime", []string{"--lifetime", "-1h"}, []string{"invalid --lifetime", "positive"}},
 		{"negative max sessions", []string{"--max-sessions", "-1"}, []string{"invalid --max-sessions"}},
 		{"bad log level", []string{"--log-level", "loud"}, []string{`invalid --log-level "loud"`, "debug, info, warn, error"}},
+		{"negative user sessions", []string{"--max-user-sessions", "-2"}, []string{`invalid --max-user-sessions "-2"`}},
+		{"bad limit policy", []string{"--max-user-sessions-policy", "lru"}, []string{`invalid --max-user-sessions-policy "lru"`, "evict or refuse"}},
+		{"bad client ip", []string{"--client-ip", "yes"}, []string{`invalid --client-ip "yes"`, "off, network or full"}},
+		{"user limit with tokens", []string{"--strategy", "token", "--keys", "k.json", "--max-user-sessions", "3"},
+			[]string{"--max-user-sessions cannot be enforced with --strategy token"}},
 		// Flags the strategy does not use.
 		{"cluster addr without a cluster strategy", []string{"--cluster-addr", "127.0.0.1:17000"},
 			[]string{"--cluster-addr is used only with --strategy nats or olric", "here: --strategy memory"}},

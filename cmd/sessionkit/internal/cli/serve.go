@@ -42,6 +42,15 @@ gracefully (up to 10s for requests in flight). The app is a JSON API:
 
   POST /login {"user":"alice"}   POST /cart {"item":"x"}   GET /cart
   GET /whoami   POST /logout   POST /logout-all   GET /healthz
+  GET /sessions   DELETE /sessions/{handle}   POST /logout-others
+
+GET /sessions lists the user's sessions ("your devices": when each was
+created and last used, and the browser); DELETE /sessions/{handle} ends one
+of them; POST /logout-others ends all but the caller's. On the token
+strategy only the caller's own session is known (docs/account-sessions.md).
+--max-user-sessions bounds how many sessions one user may hold: a login
+beyond it ends the least recently used one (policy evict) or is refused with
+409 (policy refuse). With --strategy memory each node counts its own.
 
 A flag on the command line that the chosen strategy does not use (such as
 --cluster-addr without --strategy nats or olric) is refused; the same
@@ -81,7 +90,16 @@ type serveConfig struct {
 	hostPrefix     bool
 	logLevel       string
 	failOpen       bool
-	settings       strategy.Settings // the flags the strategies declare
+	maxUser        int                 // --max-user-sessions
+	limitPolicy    string              // --max-user-sessions-policy
+	limit          session.LimitPolicy // limitPolicy, parsed
+	clientIP       string              // --client-ip
+	settings       strategy.Settings   // the flags the strategies declare
+}
+
+// clientIPs are the values of --client-ip.
+var clientIPs = map[string]session.ClientIP{
+	"off": session.ClientIPOff, "network": session.ClientIPTruncated, "full": session.ClientIPFull,
 }
 
 // checkFlagUse refuses a flag given on the command line that cfg's
@@ -163,6 +181,12 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.Bool(&cfg.failOpen, "fail-open", false,
 		"while the store is down, serve read-only requests with an empty, degraded\n"+
 			"        session instead of answering 503")
+	f.Int(&cfg.maxUser, "max-user-sessions", 0,
+		"at most this `number` of live sessions per user (0: no limit; not with\n        --strategy token)")
+	f.String(&cfg.limitPolicy, "max-user-sessions-policy", "evict",
+		"`policy` of a login beyond --max-user-sessions: evict (end the user's least\n        recently used session) or refuse (answer 409)")
+	f.String(&cfg.clientIP, "client-ip", "off",
+		"keep the client's IP address with its sessions, for GET /sessions: `off`,\n        network (its /24 or /48) or full; it is the address of the TCP peer, so\n        behind a balancer, the balancer's")
 	for _, fl := range strategy.Flags() {
 		fl.Define(f, &cfg.settings)
 	}
@@ -191,6 +215,20 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	}
 	if cfg.lifetime <= 0 {
 		return cfg, f.invalid(s, "lifetime", cfg.lifetime.String(), "must be positive"), false
+	}
+	if cfg.maxUser < 0 {
+		return cfg, f.invalid(s, "max-user-sessions", fmt.Sprint(cfg.maxUser), "must be 0 (no limit) or positive"), false
+	}
+	var err error
+	if cfg.limit, err = session.ParseLimitPolicy(cfg.limitPolicy); err != nil {
+		return cfg, f.invalid(s, "max-user-sessions-policy", cfg.limitPolicy, "want evict or refuse"), false
+	}
+	if _, ok := clientIPs[cfg.clientIP]; !ok {
+		return cfg, f.invalid(s, "client-ip", cfg.clientIP, "want off, network or full"), false
+	}
+	if cfg.maxUser > 0 && cfg.strategy == "token" {
+		return cfg, f.errf(s, "--max-user-sessions cannot be enforced with --strategy token: "+
+			"no server knows how many tokens a user holds (see docs/account-sessions.md)"), false
 	}
 	if code, ok := checkFlagUse(s, f, cfg); !ok {
 		return cfg, code, false
@@ -258,6 +296,10 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		Route:        cfg.node,
 		ErrorHandler: refapp.NewErrorHandler(logger),
 		Logger:       logger,
+
+		MaxSessionsPerUser: cfg.maxUser,
+		SessionLimit:       cfg.limit,
+		ClientIP:           clientIPs[cfg.clientIP],
 	})
 	if err != nil {
 		return fail("%v", err)
@@ -289,7 +331,8 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		cfg.node, cfg.strategy, ln.Addr())
 	logger.Debug("serve: configuration", "idle_timeout", cfg.idleTimeout, "lifetime", cfg.lifetime,
 		"max_sessions", cfg.settings.MaxSessions, "insecure_cookie", cfg.insecureCookie,
-		"cookie_host_prefix", cfg.hostPrefix)
+		"cookie_host_prefix", cfg.hostPrefix, "max_user_sessions", cfg.maxUser,
+		"max_user_sessions_policy", cfg.limitPolicy, "client_ip", cfg.clientIP)
 
 	select {
 	case err := <-served: // Serve ended by itself: the listener failed
