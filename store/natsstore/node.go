@@ -18,6 +18,9 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// DefaultRemoveDeadAfter is NodeConfig.RemoveDeadAfter's default.
+const DefaultRemoveDeadAfter = 10 * time.Second
+
 // NodeConfig configures an embedded NATS server with JetStream, one node of
 // a cluster (or a single node when Peers is empty).
 type NodeConfig struct {
@@ -42,8 +45,8 @@ type NodeConfig struct {
 	// RemoveDeadAfter is how long a member of the JetStream cluster must
 	// have been silent before it is removed from the cluster, so that a
 	// node replaced by one of another name stops counting towards the
-	// quorum (see "Replacing nodes" in the package doc). Default 10 s;
-	// negative never removes a member.
+	// quorum (see "Replacing nodes" in the package doc). Default
+	// DefaultRemoveDeadAfter; negative never removes a member.
 	RemoveDeadAfter time.Duration
 	// Logger receives the removals of dead members and their failures;
 	// default slog.Default().
@@ -146,7 +149,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			log:      cfg.Logger,
 		}
 		if p.after == 0 {
-			p.after = 10 * time.Second
+			p.after = DefaultRemoveDeadAfter
 		}
 		if p.log == nil {
 			p.log = slog.Default()

@@ -55,6 +55,10 @@ type Settings struct {
 	// DataDir is the embedded NATS node's JetStream directory (--data-dir);
 	// default "": a new temporary directory, removed when the node closes.
 	DataDir string
+	// RemoveDeadAfter is how long an embedded NATS cluster waits before it
+	// removes a silent member (--remove-dead-after); default
+	// natsstore.DefaultRemoveDeadAfter, 0 never.
+	RemoveDeadAfter time.Duration
 }
 
 // FlagSet is where a Flag declares itself: the part of serve's flag set

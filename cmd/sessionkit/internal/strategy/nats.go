@@ -21,8 +21,9 @@ var natsStrategy = Strategy{
 	What:    "distributed cache: an embedded NATS node in each app node, bucket with 3 replicas",
 	Shared:  true,
 	Breaker: true,
-	Flags:   []*Flag{natsFlag, clusterAddrFlag, peersFlag, dataDirFlag},
-	uses:    clustered("nats", "peers", "data-dir"),
+	Flags:   []*Flag{natsFlag, clusterAddrFlag, peersFlag, dataDirFlag, removeDeadFlag},
+	uses:    clustered("nats", "peers", "data-dir", "remove-dead-after"),
+	check:   checkNATS,
 	mode:    clusterMode,
 	open:    openNATS,
 	testbed: newNATSTestbed,
@@ -40,7 +41,22 @@ var (
 				"with --cluster-addr: the embedded node's JetStream `directory`\n"+
 					"        (default: a new temporary directory, removed on exit)")
 		}}
+
+	removeDeadFlag = &Flag{Name: "remove-dead-after", When: "--strategy nats and --cluster-addr",
+		define: func(fs FlagSet, name string, s *Settings) {
+			fs.Duration(&s.RemoveDeadAfter, name, natsstore.DefaultRemoveDeadAfter,
+				"with --cluster-addr: remove a member of the JetStream cluster silent for this\n"+
+					"        `duration`, so that a dead node replaced by one of another name stops\n"+
+					"        counting towards the quorum (0: never; see store/natsstore)")
+		}}
 )
+
+func checkNATS(s *Settings) error {
+	if s.RemoveDeadAfter < 0 {
+		return &FlagError{"remove-dead-after", s.RemoveDeadAfter.String(), "must be 0 (never) or positive"}
+	}
+	return nil
+}
 
 func openNATS(ctx context.Context, n *Node) (*Sessions, error) {
 	if n.Settings.ClusterAddr == "" {
@@ -69,7 +85,11 @@ func startNATS(n *Node) (srv *natsstore.Node, removeDir func(), err error) {
 		dir, removeDir = tmp, func() { os.RemoveAll(tmp) }
 	}
 	peers := splitList(n.Settings.Peers)
-	nc := natsstore.NodeConfig{Name: n.Name, Dir: dir, ClusterAddr: n.Settings.ClusterAddr, Peers: peers}
+	nc := natsstore.NodeConfig{Name: n.Name, Dir: dir, ClusterAddr: n.Settings.ClusterAddr, Peers: peers,
+		RemoveDeadAfter: n.Settings.RemoveDeadAfter, Logger: n.logger()}
+	if nc.RemoveDeadAfter == 0 {
+		nc.RemoveDeadAfter = -1 // --remove-dead-after 0: never
+	}
 	if len(peers) == 0 {
 		nc.ClusterAddr = "" // a cluster of one would wait for a quorum that never comes
 	}

@@ -91,6 +91,7 @@ func TestDefaults(t *testing.T) {
 		PostgresURL:       "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		OlricAddrs:        "127.0.0.1:3320",
 		NATSURL:           "nats://127.0.0.1:4222",
+		RemoveDeadAfter:   10 * time.Second,
 	}
 	if got != want {
 		t.Errorf("Defaults() =\n%+v\nwant\n%+v", got, want)
