@@ -300,31 +300,7 @@ func (s *Session) touch(now time.Time) {
 // destroy deletes the stored session, following renewals made since it
 // was loaded, so that a logout racing a login still ends the session.
 func (s *Session) destroy() error {
-	ctx := s.ctx()
-	// Common case: nothing changed since the load.
-	err := s.m.cfg.Store.Delete(ctx, s.key, s.rec.Version)
-	if !errors.Is(err, store.ErrConflict) {
-		return err
-	}
-	key := s.key
-	for range maxHops {
-		rec, err := s.m.cfg.Store.Load(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.m.cfg.Store.Delete(ctx, key, 0); err != nil {
-			return err
-		}
-		next, ok := movedTo(rec.Data)
-		if !ok {
-			return nil
-		}
-		key = next
-	}
-	return fmt.Errorf("session: renewed more than %d times during one request", maxHops)
+	return s.m.deleteFollowing(s.ctx(), s.key, s.rec.Version)
 }
 
 func (s *Session) sendToken(now time.Time) { s.sendTokenValue(now, s.id.String()) }

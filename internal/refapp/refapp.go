@@ -301,32 +301,48 @@ func (a *app) logout(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// failed answers a per-user operation's error and reports whether there
+// was one: 501 with "this session store cannot " + cannot when the store
+// lacks the capability, the ErrorHandler's answer (logged as what) for
+// any other failure.
+func (a *app) failed(w http.ResponseWriter, r *http.Request, err error, cannot, what string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, session.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "this session store cannot "+cannot)
+	default:
+		a.log.Error("refapp: "+what+" failed", "err", err)
+		ErrorHandler(w, r, err)
+	}
+	return true
+}
+
+// writeRevoked answers the number of sessions ended, or "all" when it is
+// unknown (n < 0: tokens, where every token of the user whose session
+// began before now is revoked, but no server knows how many there are).
+func writeRevoked(w http.ResponseWriter, n int) {
+	if n < 0 {
+		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
+		return
+	}
+	writeJSON(w, http.StatusOK, revokedAnswer{Revoked: n})
+}
+
 func (a *app) logoutAll(w http.ResponseWriter, r *http.Request) {
 	s, user, ok := a.loggedIn(w, r)
 	if !ok {
 		return
 	}
 	n, err := a.m.DestroyUser(r.Context(), user)
-	switch {
-	case errors.Is(err, session.ErrUnsupported):
-		writeError(w, http.StatusNotImplemented, "this session store cannot end all sessions of a user")
-		return
-	case err != nil:
-		a.log.Error("refapp: ending a user's sessions failed", "err", err)
-		ErrorHandler(w, r, err)
+	if a.failed(w, r, err, "end all sessions of a user", "ending a user's sessions") {
 		return
 	}
 	// This session was one of them: also clear the client's token.
 	if s.Destroy() != nil {
 		return // the Manager answers with its ErrorHandler
 	}
-	if n < 0 {
-		// Tokens: every token of the user whose session began before now
-		// is revoked, but no server knows how many there are.
-		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
-		return
-	}
-	writeJSON(w, http.StatusOK, revokedAnswer{Revoked: n})
+	writeRevoked(w, n)
 }
 
 func (a *app) sessions(w http.ResponseWriter, r *http.Request) {
@@ -335,13 +351,7 @@ func (a *app) sessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	infos, err := a.m.UserSessions(r.Context(), user)
-	switch {
-	case errors.Is(err, session.ErrUnsupported):
-		writeError(w, http.StatusNotImplemented, "this session store cannot list a user's sessions")
-		return
-	case err != nil:
-		a.log.Error("refapp: listing a user's sessions failed", "err", err)
-		ErrorHandler(w, r, err)
+	if a.failed(w, r, err, "list a user's sessions", "listing a user's sessions") {
 		return
 	}
 	out := sessionsAnswer{Sessions: make([]sessionInfo, len(infos)), Node: a.node}
@@ -373,13 +383,8 @@ func (a *app) revokeSession(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, session.ErrUnknownHandle):
 		writeError(w, http.StatusNotFound, "no such session")
-	case errors.Is(err, session.ErrUnsupported):
-		writeError(w, http.StatusNotImplemented, "this session store cannot end another session of a user; use POST /logout-others")
-	case err != nil:
-		a.log.Error("refapp: ending a session by handle failed", "err", err)
-		ErrorHandler(w, r, err)
-	default:
-		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: 1})
+	case !a.failed(w, r, err, "end another session of a user; use POST /logout-others", "ending a session by handle"):
+		writeRevoked(w, 1)
 	}
 }
 
@@ -389,20 +394,10 @@ func (a *app) logoutOthers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := s.DestroyOthers()
-	switch {
-	case errors.Is(err, session.ErrUnsupported):
-		writeError(w, http.StatusNotImplemented, "this session store cannot end the other sessions of a user")
-		return
-	case err != nil:
-		a.log.Error("refapp: ending a user's other sessions failed", "err", err)
-		ErrorHandler(w, r, err)
+	if a.failed(w, r, err, "end the other sessions of a user", "ending a user's other sessions") {
 		return
 	}
-	if n < 0 {
-		writeJSON(w, http.StatusOK, revokedAnswer{Revoked: "all"})
-		return
-	}
-	writeJSON(w, http.StatusOK, revokedAnswer{Revoked: n})
+	writeRevoked(w, n)
 }
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
