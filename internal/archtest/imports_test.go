@@ -30,6 +30,7 @@ var rules = map[string]rule{
 	"store/redisstore": {own: []string{"store"}, thirdParty: []string{"github.com/redis/rueidis/..."}},
 	"store/pgstore":    {own: []string{"store"}, thirdParty: []string{"github.com/jackc/pgx/v5/..."}},
 	"store/breaker":    {own: []string{"store"}},
+	"store/migrate":    {own: []string{"store"}},
 	"store/natsstore":  {own: []string{"store"}, thirdParty: []string{"github.com/nats-io/..."}},
 	"store/olricstore": {own: []string{"store"}, thirdParty: []string{"github.com/olric-data/olric/...", "github.com/redis/go-redis/v9"}},
 	"sessionmetrics": {own: []string{"session", "store", "store/breaker", "store/memstore"},
