@@ -143,6 +143,7 @@ const (
 	ResultInvalidKey  = "invalid_key" // ErrInvalidKey
 	ResultUnsupported = "unsupported" // ErrUnsupported
 	ResultClosed      = "closed"      // ErrClosed
+	ResultTooLarge    = "too_large"   // ErrTooLarge: the caller's record, not an outage
 	ResultCanceled    = "canceled"    // the caller's context was canceled
 	ResultUnavailable = "unavailable" // ErrUnavailable: the store was not asked (a circuit breaker is open)
 	ResultOutage      = "outage"      // any other error: the store failed
@@ -167,6 +168,8 @@ func Result(ctx context.Context, err error) string {
 		return ResultUnsupported
 	case errors.Is(err, ErrClosed):
 		return ResultClosed
+	case errors.Is(err, ErrTooLarge):
+		return ResultTooLarge
 	case !IsOutage(ctx, err):
 		return ResultCanceled
 	}
@@ -175,7 +178,7 @@ func Result(ctx context.Context, err error) string {
 
 // IsOutage reports whether err, from a store call, says the store failed,
 // as opposed to one of the contract's answers (not found, conflict,
-// invalid key, unsupported, closed) or the caller giving up.
+// invalid key, unsupported, too large, closed) or the caller giving up.
 func IsOutage(ctx context.Context, err error) bool {
 	switch {
 	case err == nil,
@@ -183,6 +186,7 @@ func IsOutage(ctx context.Context, err error) bool {
 		errors.Is(err, ErrConflict),
 		errors.Is(err, ErrInvalidKey),
 		errors.Is(err, ErrUnsupported),
+		errors.Is(err, ErrTooLarge),
 		errors.Is(err, ErrClosed):
 		return false
 	case errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), context.Canceled):

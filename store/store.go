@@ -24,6 +24,11 @@ var (
 	// ErrUnavailable: the store is known to be down and was not asked
 	// (a circuit breaker is open). Nothing was read or written.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrTooLarge: Save or Touch refused a record larger than the store
+	// can hold (Memcached's item size limit, say). Nothing was written.
+	// It is the caller's input, not an outage: a circuit breaker does not
+	// count it.
+	ErrTooLarge = errors.New("store: record too large")
 )
 
 // MaxKeyLen is the longest key every store must accept. The session Manager

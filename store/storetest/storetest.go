@@ -40,6 +40,14 @@ type Options struct {
 	// compare-and-set by the updates they count, which any number of
 	// contending writers above one exposes. Values below 8 are raised to 8.
 	Writers int
+
+	// MaxData, if positive, says the store holds no record whose Data is
+	// longer than MaxData bytes (for an unbound record; Memcached's item
+	// size limit, say), where the suite otherwise saves and loads 1 MiB.
+	// The Values test then saves Data of min(MaxData, 1 MiB) bytes, and
+	// checks that MaxData+1 bytes are refused with store.ErrTooLarge,
+	// changing nothing. Default 0: no limit below 1 MiB.
+	MaxData int
 }
 
 func (o Options) writers() int {
@@ -1109,7 +1117,22 @@ func hammer(ctx context.Context, s store.Store, key string, expires time.Time, g
 // ---- Values ----
 
 func (su *suite) testValues(t *testing.T) {
-	for _, n := range []int{0, 1, 1000, 1 << 20} {
+	sizes := []int{0, 1, 1000, 1 << 20}
+	if su.opts.MaxData > 0 {
+		sizes[3] = min(su.opts.MaxData, 1<<20)
+		t.Run("TooLarge", func(t *testing.T) {
+			e := su.newEnv(t)
+			old := e.rec("old", "")
+			v := e.save("v", old)
+			_, err := e.s.Save(e.ctx, "new", store.Record{Data: randomBytes(su.opts.MaxData + 1), Expires: e.expires(time.Hour)})
+			wantErr(t, fmt.Sprintf("Save(new, %d bytes)", su.opts.MaxData+1), err, store.ErrTooLarge)
+			e.wantNotFound("new")
+			_, err = e.s.Save(e.ctx, "v", store.Record{Data: randomBytes(su.opts.MaxData + 1), Version: v, Expires: e.expires(time.Hour)})
+			wantErr(t, fmt.Sprintf("Save(replace, %d bytes)", su.opts.MaxData+1), err, store.ErrTooLarge)
+			e.wantRecord("v", old, v)
+		})
+	}
+	for _, n := range sizes {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			e := su.newEnv(t)
 			data := randomBytes(n)
