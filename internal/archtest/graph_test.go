@@ -31,6 +31,8 @@ func TestUserModuleGraphs(t *testing.T) {
 			[]string{"github.com/redis/rueidis"}, 0},
 		{"pgstore", []string{"store/pgstore"}, []string{"session", "store/pgstore"},
 			[]string{"github.com/jackc/pgx/v5/pgxpool"}, 0},
+		{"memcachedstore", []string{"store/memcachedstore"}, []string{"session", "store/memcachedstore"},
+			[]string{"github.com/bradfitz/gomemcache/memcache"}, 0},
 		{"token", []string{"token"}, []string{"session", "token"},
 			[]string{"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto/chacha20poly1305"}, 0},
 		{"balancer", []string{"balancer"}, []string{"balancer"}, []string{"github.com/valyala/fasthttp"}, 0},

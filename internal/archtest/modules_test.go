@@ -20,19 +20,20 @@ import (
 // sessionmetrics the balancer, for a test) would hand its users that
 // one's dependencies too.
 var modules = map[string][]string{
-	".":                {},
-	"store/redisstore": {"github.com/redis/rueidis"},
-	"store/pgstore":    {"github.com/jackc/pgx/v5"},
-	"store/natsstore":  {"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go"},
-	"store/olricstore": {"github.com/olric-data/olric", "github.com/redis/go-redis/v9"},
-	"token":            {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
-	"balancer":         {"github.com/valyala/fasthttp"},
-	"sessionmetrics":   {"github.com/prometheus/client_golang"},
-	"sessiontrace":     {"go.opentelemetry.io/otel", "go.opentelemetry.io/otel/trace", "go.opentelemetry.io/otel/sdk"},
-	"cmd/sessionkit":   {"*"},
-	"integrations":     {"*"},
-	"examples":         {"*"},
-	"bench":            {"*"},
+	".":                    {},
+	"store/redisstore":     {"github.com/redis/rueidis"},
+	"store/pgstore":        {"github.com/jackc/pgx/v5"},
+	"store/memcachedstore": {"github.com/bradfitz/gomemcache"},
+	"store/natsstore":      {"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go"},
+	"store/olricstore":     {"github.com/olric-data/olric", "github.com/redis/go-redis/v9"},
+	"token":                {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
+	"balancer":             {"github.com/valyala/fasthttp"},
+	"sessionmetrics":       {"github.com/prometheus/client_golang"},
+	"sessiontrace":         {"go.opentelemetry.io/otel", "go.opentelemetry.io/otel/trace", "go.opentelemetry.io/otel/sdk"},
+	"cmd/sessionkit":       {"*"},
+	"integrations":         {"*"},
+	"examples":             {"*"},
+	"bench":                {"*"},
 }
 
 type goMod struct {
