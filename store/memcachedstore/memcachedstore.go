@@ -311,7 +311,19 @@ func (s *Store) call(ctx context.Context, ik string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.brk[s.sel.pick(ik)].Do(ctx, func(context.Context) error { return translate(fn()) })
+	return s.brk[s.sel.pick(ik)].Do(ctx, func(context.Context) error {
+		err := translate(fn())
+		if err != nil && !errors.Is(err, errMiss) && !errors.Is(err, errExists) && !errors.Is(err, store.ErrTooLarge) {
+			// The connection is closed, and so are the idle ones: after
+			// a server restarts, every pooled connection to it is dead,
+			// and each would fail one more call (the breaker's probe,
+			// say) before the store reached the new process. gomemcache
+			// can only close them all, every server's: they are
+			// reopened as needed.
+			s.c.Close()
+		}
+		return err
+	})
 }
 
 func translate(err error) error {
