@@ -6,6 +6,7 @@ replace (
 	github.com/sessionkit/sessionkit => ../..
 	github.com/sessionkit/sessionkit/balancer => ../../balancer
 	github.com/sessionkit/sessionkit/sessionmetrics => ../../sessionmetrics
+	github.com/sessionkit/sessionkit/store/memcachedstore => ../../store/memcachedstore
 	github.com/sessionkit/sessionkit/store/natsstore => ../../store/natsstore
 	github.com/sessionkit/sessionkit/store/olricstore => ../../store/olricstore
 	github.com/sessionkit/sessionkit/store/pgstore => ../../store/pgstore
@@ -21,6 +22,7 @@ require (
 	github.com/sessionkit/sessionkit v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/balancer v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/sessionmetrics v0.0.0-00010101000000-000000000000
+	github.com/sessionkit/sessionkit/store/memcachedstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/natsstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/olricstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/pgstore v0.0.0-00010101000000-000000000000
@@ -34,6 +36,7 @@ require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bits-and-blooms/bitset v1.22.0 // indirect
+	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c // indirect
 	github.com/buraksezer/consistent v0.10.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect

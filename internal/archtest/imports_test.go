@@ -48,7 +48,7 @@ var rules = map[string]rule{
 	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
 		"cmd/sessionkit/internal/strategy"}},
 	"cmd/sessionkit/internal/strategy": {own: []string{"session", "store", "store/breaker", "store/memstore",
-		"store/redisstore", "store/pgstore", "store/natsstore", "store/olricstore", "token"},
+		"store/redisstore", "store/pgstore", "store/memcachedstore", "store/natsstore", "store/olricstore", "token"},
 		// go-redis only to route its process-wide logger (Olric's client's) to the node's logger.
 		thirdParty: []string{"github.com/redis/go-redis/v9"}},
 	"internal/accounttest": {own: []string{"session", "store"}},

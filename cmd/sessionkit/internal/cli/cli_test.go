@@ -136,7 +136,7 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"positional", []string{"extra"}, []string{`unexpected argument "extra"`}},
 		{"positional after flags", []string{"--node", "a", "b"}, []string{`unexpected argument "b"`}},
 		{"unknown strategy", []string{"--strategy", "x"},
-			[]string{`invalid --strategy "x": want one of memory, token, redis, postgres, olric, nats`}},
+			[]string{`invalid --strategy "x": want one of memory, token, redis, postgres, memcached, olric, nats`}},
 		{"token without keys", []string{"--strategy", "token"}, []string{"--strategy token needs --keys FILE"}},
 		{"bad token format", []string{"--strategy", "token", "--keys", "k.json", "--token-format", "paseto"},
 			[]string{`invalid --token-format "paseto"`, "sealed or jwt"}},
@@ -212,7 +212,7 @@ func TestServe_help(t *testing.T) {
 		}
 		for _, want := range []string{
 			"Usage: sessionkit serve [flags]",
-			"--strategy NAME", "SESSIONKIT_STRATEGY", "memory, token, redis, postgres, olric, nats",
+			"--strategy NAME", "SESSIONKIT_STRATEGY", "memory, token, redis, postgres, memcached, olric, nats",
 			"--node NAME", "SESSIONKIT_NODE", "(default n1;",
 			"--addr HOST:PORT", "SESSIONKIT_ADDR", "(default 127.0.0.1:8080;",
 			"--idle-timeout DURATION", "SESSIONKIT_IDLE_TIMEOUT", "(default 30m;",
@@ -242,7 +242,7 @@ func TestServe_badEnv(t *testing.T) {
 		{"bool", env{"SESSIONKIT_INSECURE_COOKIE": "maybe"},
 			`sessionkit serve: invalid SESSIONKIT_INSECURE_COOKIE "maybe": want true or false` + "\n"},
 		{"strategy", env{"SESSIONKIT_STRATEGY": "x"},
-			`sessionkit serve: invalid SESSIONKIT_STRATEGY "x": want one of memory, token, redis, postgres, olric, nats` + "\n"},
+			`sessionkit serve: invalid SESSIONKIT_STRATEGY "x": want one of memory, token, redis, postgres, memcached, olric, nats` + "\n"},
 		{"node", env{"SESSIONKIT_NODE": "a b"},
 			`sessionkit serve: invalid SESSIONKIT_NODE "a b": want at most 64 ASCII letters, digits, '-' or '_'` + "\n"},
 		{"addr", env{"SESSIONKIT_ADDR": "nope"},
@@ -286,7 +286,7 @@ func TestStrategies_registry(t *testing.T) {
 	if want := "(default " + strings.Join(names, ",") + ";"; !strings.Contains(help, want) {
 		t.Errorf("lab --help does not say %q", want)
 	}
-	for _, name := range append(names, "memcached", "Memory") {
+	for _, name := range append(names, "couchbase", "Memory") {
 		known := slices.Contains(names, name)
 		// serve checks --strategy before --addr, lab --strategies before
 		// --faults: the second error means the name was accepted.

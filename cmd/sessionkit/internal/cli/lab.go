@@ -19,7 +19,11 @@ strategy, all in this process on loopback ports; --users virtual users log
 in, add to their carts (sometimes several items at once), read them back and
 log out, for --duration each. One node is killed abruptly at about 40% of
 each run and brought back at about 70%; with --faults store (or node,store)
-the connections to the shared store are cut from about 45% to 60%.
+the connections to the shared store are cut from about 45% to 60%; with
+--faults evict every third user steps away at about 40% and the memcached
+strategy's Memcached (a 4 MB one the lab starts) is flooded at about 45%
+until it evicts: the idle users' sessions are lost, as Memcached's LRU
+drops them before their idle timeout.
 
 Prints a table: requests/s, latency percentiles, errors, sessions lost (a
 logged-in user suddenly without a session), updates lost (an acknowledged
@@ -41,6 +45,7 @@ type labConfig struct {
 	report     string
 	redisURL   string
 	pgURL      string
+	memcached  string
 }
 
 func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok bool) {
@@ -50,12 +55,13 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 	f.Int(&lc.nodes, "nodes", lab.DefaultNodes, "reference-app `count` behind the balancer (2 to 16)")
 	f.Int(&lc.users, "users", lab.DefaultUsers, "virtual users, each with its own cookie jar (`count`)")
 	f.Duration(&lc.duration, "duration", lab.DefaultDuration, "how long each strategy runs (`duration`, 1s to 1h)")
-	f.String(&lc.faults, "faults", lab.FaultNode, "faults to inject: `list` of node, store (comma-separated), or none")
+	f.String(&lc.faults, "faults", lab.FaultNode, "faults to inject: `list` of node, store, evict (comma-separated), or none")
 	f.Int(&lc.seed, "seed", lab.DefaultSeed, "`seed` of the virtual users' choices")
 	f.Bool(&lc.json, "json", false, "print the report as JSON on stdout instead of the table")
 	f.String(&lc.report, "report", "", "also write the report as a self-contained HTML `file` with charts")
 	f.String(&lc.redisURL, "redis", lab.DefaultRedisURL, "Redis `url` of the redis strategy")
 	f.String(&lc.pgURL, "postgres", lab.DefaultPostgresURL, "PostgreSQL `url` of the postgres strategy")
+	f.String(&lc.memcached, "memcached", lab.DefaultMemcached, "Memcached servers of the memcached strategy, `host:port,...`")
 	if code, ok := f.parse(s, args, labAbout); !ok {
 		return cfg, lc, code, false
 	}
@@ -65,6 +71,7 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 		Duration:    lc.duration,
 		RedisURL:    lc.redisURL,
 		PostgresURL: lc.pgURL,
+		Memcached:   lc.memcached,
 	}
 	// The library takes 0 for "the default"; on the command line a 0 is
 	// a mistake, refused as --help's ranges say.
@@ -81,7 +88,7 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 		return cfg, lc, f.invalid(s, "strategies", lc.strategies, "want names separated by single commas"), false
 	}
 	if cfg.Faults, bad = splitNames(lc.faults); bad {
-		return cfg, lc, f.invalid(s, "faults", lc.faults, "want node, store, node,store or none"), false
+		return cfg, lc, f.invalid(s, "faults", lc.faults, "want some of node, store, evict, or none"), false
 	}
 	if lc.seed < 1 {
 		return cfg, lc, f.invalid(s, "seed", fmt.Sprint(lc.seed), "want a positive integer"), false

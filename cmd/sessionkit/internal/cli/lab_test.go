@@ -20,7 +20,7 @@ func TestLab_badFlags(t *testing.T) {
 		{[]string{"--faults", "disk"}, `unknown fault "disk"`},
 		{[]string{"--faults", "none,node"}, "none excludes the others"},
 		{[]string{"--faults", "node,"}, `invalid --faults "node,"`},
-		{[]string{"--strategies", "memory,memcached"}, `unknown strategy "memcached"`},
+		{[]string{"--strategies", "memory,couchbase"}, `unknown strategy "couchbase"`},
 		{[]string{"--strategies", "memory,,token"}, `invalid --strategies "memory,,token"`},
 		{[]string{"--strategies", "memory,token,memory"}, `strategy "memory" given twice`},
 		{[]string{"--duration", "soon"}, `invalid value "soon" for flag -duration`},

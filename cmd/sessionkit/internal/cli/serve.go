@@ -62,7 +62,7 @@ listening on http://127.0.0.1:8080".
 
 GET /metrics, on the same address, serves Prometheus metrics: session
 events, store calls by operation and result, store latency, the circuit
-breaker's state (redis, postgres, olric, nats) or the in-memory store's
+breaker's state (redis, postgres, memcached, olric, nats) or the in-memory store's
 size and evictions (memory), and Go and process metrics. It is not authenticated:
 keep it from the public internet (see docs/operations.md).
 

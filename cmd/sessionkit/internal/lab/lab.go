@@ -21,6 +21,10 @@ import (
 const (
 	FaultNode  = "node"  // kill one node at about 40%, bring it back at about 70%
 	FaultStore = "store" // cut the shared store from about 45% to 60%
+	// FaultEvict fills the store's memory at about 45% until it evicts:
+	// the memcached strategy, on a 4 MB Memcached of the lab's own; no
+	// other store evicts, and their runs are as without it.
+	FaultEvict = "evict"
 )
 
 // Defaults of Config.
@@ -32,6 +36,7 @@ const (
 
 	DefaultRedisURL    = strategy.DefaultRedisURL
 	DefaultPostgresURL = strategy.DefaultPostgresURL
+	DefaultMemcached   = strategy.DefaultMemcachedAddrs
 )
 
 // Config configures Run. The zero value of every field means its default.
@@ -44,8 +49,8 @@ type Config struct {
 	Users int
 	// Duration of each strategy's run; default DefaultDuration.
 	Duration time.Duration
-	// Faults to inject: FaultNode, FaultStore, both, or "none". Default
-	// FaultNode.
+	// Faults to inject: any of FaultNode, FaultStore and FaultEvict, or
+	// "none". Default FaultNode.
 	Faults []string
 	// Seed of the users' choices; default DefaultSeed.
 	Seed uint64
@@ -55,6 +60,10 @@ type Config struct {
 	// take them); defaults DefaultRedisURL and DefaultPostgresURL.
 	RedisURL    string
 	PostgresURL string
+	// Memcached are the servers of the memcached strategy, host:port,...;
+	// default DefaultMemcached. With FaultEvict the strategy runs on a
+	// Memcached the lab starts instead.
+	Memcached string
 
 	// Progress, if set, receives a progress line that is rewritten
 	// (carriage returns) while a strategy runs, or with ProgressLines one
@@ -101,8 +110,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, f := range c.Faults {
 		switch {
-		case f != FaultNode && f != FaultStore && f != "none":
-			return c, fmt.Errorf("lab: unknown fault %q (want %s, %s or none)", f, FaultNode, FaultStore)
+		case f != FaultNode && f != FaultStore && f != FaultEvict && f != "none":
+			return c, fmt.Errorf("lab: unknown fault %q (want %s, %s, %s or none)", f, FaultNode, FaultStore, FaultEvict)
 		case f == "none" && len(c.Faults) > 1:
 			return c, fmt.Errorf("lab: faults %s: none excludes the others", strings.Join(c.Faults, ","))
 		}
@@ -115,6 +124,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PostgresURL == "" {
 		c.PostgresURL = DefaultPostgresURL
+	}
+	if c.Memcached == "" {
+		c.Memcached = DefaultMemcached
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -230,11 +242,12 @@ func runStrategy(ctx context.Context, cfg Config, s strategy.Strategy) (Result, 
 		}
 	}()
 	settings := strategy.Defaults()
-	settings.RedisURL, settings.PostgresURL = cfg.RedisURL, cfg.PostgresURL
+	settings.RedisURL, settings.PostgresURL, settings.MemcachedAddrs = cfg.RedisURL, cfg.PostgresURL, cfg.Memcached
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tb, err := s.Testbed(setupCtx, strategy.TestbedConfig{
 		Nodes: cfg.Nodes, Dir: dir, Settings: settings, Logger: cfg.Logger, FreeAddrs: freeAddrs,
+		MemoryPressure: cfg.fault(FaultEvict),
 		Proxy: func(addr string) (string, error) {
 			p, err := newFaultProxy(addr)
 			if err != nil {
@@ -267,7 +280,7 @@ func runStrategy(ctx context.Context, cfg Config, s strategy.Strategy) (Result, 
 		u := newUser(i, topo.url, tr, c, cfg.Seed)
 		wg.Go(func() { u.run(runCtx) })
 	}
-	events := schedule(runCtx, cfg, topo, proxies, start, &wg)
+	events := schedule(runCtx, cfg, topo, tb, c, proxies, start, &wg)
 	progress(runCtx, cfg, s.Name, start, c)
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -277,8 +290,12 @@ func runStrategy(ctx context.Context, cfg Config, s strategy.Strategy) (Result, 
 // schedule runs the faults of cfg on their schedule, in goroutines added
 // to wg, and returns the list they append their events to (complete once
 // wg is done). The store fault cuts the proxies in front of the shared
-// store, if the strategy has one.
-func schedule(ctx context.Context, cfg Config, t *topology, proxies []*faultProxy, start time.Time, wg *sync.WaitGroup) *[]Event {
+// store, if the strategy has one; the evict fault has every third user
+// step away at about 40%, puts the testbed's store under memory pressure
+// at about 45%, if it can evict, and has the users come back when it is
+// done (and at least at 60%).
+func schedule(ctx context.Context, cfg Config, t *topology, tb *strategy.Testbed, c *counters,
+	proxies []*faultProxy, start time.Time, wg *sync.WaitGroup) *[]Event {
 	var mu sync.Mutex
 	events := &[]Event{}
 	mark := func(label string) {
@@ -322,6 +339,26 @@ func schedule(ctx context.Context, cfg Config, t *topology, proxies []*faultProx
 				p.Heal() // even when the run ends first
 			}
 			mark("store back")
+		})
+	}
+	if cfg.fault(FaultEvict) {
+		wg.Go(func() {
+			if !at(0.4) {
+				return
+			}
+			c.idle.Store(true)
+			defer c.idle.Store(false) // even when the run ends first
+			if !at(0.45) {
+				return
+			}
+			what, ok, err := tb.Pressure(ctx)
+			switch {
+			case err != nil:
+				mark("memory pressure failed: " + err.Error())
+			case ok:
+				mark("memory pressure: " + what)
+			}
+			at(0.6)
 		})
 	}
 	return events

@@ -20,12 +20,14 @@ import (
 func TestCountersTellTheTruth(t *testing.T) {
 	redis := "redis://" + testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379") + "/0"
 	pg := os.Getenv("SESSIONKIT_POSTGRES_URL")
+	mc := testenv.TCPAddr(t, "SESSIONKIT_MEMCACHED_ADDR", "127.0.0.1:11211")
 	const users = 30
 	rep, err := lab.Run(t.Context(), lab.Config{
 		Users:       users,
 		Duration:    4 * time.Second,
 		RedisURL:    redis,
 		PostgresURL: pg,
+		Memcached:   mc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +126,48 @@ func TestStoreFault(t *testing.T) {
 	}
 }
 
+// TestEvictFault fills the memcached strategy's Memcached mid-run: it
+// evicts, and the users see sessions lost; the same run without the fault
+// loses none (and the node fault, in TestCountersTellTheTruth, none
+// either).
+func TestEvictFault(t *testing.T) {
+	testenv.Command(t, "memcached")
+	for _, faults := range [][]string{{lab.FaultEvict}, {"none"}} {
+		rep, err := lab.Run(t.Context(), lab.Config{
+			Strategies: []string{"memcached"},
+			Duration:   3 * time.Second,
+			Faults:     faults,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rep.Results[0]
+		if r.Skipped != "" {
+			testenv.Missing(t, "memcached skipped: "+r.Skipped)
+			return
+		}
+		t.Logf("faults %v: %d sessions lost of %d logins, %d errors, events %+v", faults, r.SessionsLost, r.Logins, r.Errors, r.Events)
+		if faults[0] == "none" {
+			if r.SessionsLost != 0 {
+				t.Errorf("without eviction: %d sessions lost; want none", r.SessionsLost)
+			}
+			continue
+		}
+		if len(r.Events) != 1 || !strings.HasPrefix(r.Events[0].Label, "memory pressure: ") {
+			t.Errorf("events %+v; want the memory pressure", r.Events)
+		}
+		if r.SessionsLost == 0 {
+			t.Errorf("under eviction: no session lost; want the evicted sessions counted")
+		}
+		if r.UpdatesLost != 0 {
+			t.Errorf("under eviction: %d updates lost; want none (a lost session is counted as such)", r.UpdatesLost)
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []lab.Config{
-		{Strategies: []string{"memcached"}},
+		{Strategies: []string{"couchbase"}},
 		{Nodes: 1},
 		{Users: -1},
 		{Duration: time.Millisecond},

@@ -25,6 +25,11 @@ type counters struct {
 	updatesLost  atomic.Int64
 	wireBytes    atomic.Int64
 
+	// idle, while set, keeps every third user (the idlers) from sending
+	// requests: the evict fault's users who stepped away, whose sessions
+	// nobody reads while the store is under memory pressure.
+	idle atomic.Bool
+
 	start  time.Time
 	bucket time.Duration
 	mu     sync.Mutex
@@ -90,6 +95,7 @@ type user struct {
 	// 200 since the login, as of the last read.
 	want  []string
 	items int
+	idler bool // pauses while counters.idle is set
 }
 
 func newUser(i int, base string, tr http.RoundTripper, c *counters, seed uint64) *user {
@@ -100,6 +106,7 @@ func newUser(i int, base string, tr http.RoundTripper, c *counters, seed uint64)
 		base:   base,
 		c:      c,
 		rng:    rand.New(rand.NewPCG(seed, uint64(i))),
+		idler:  i%3 == 0,
 	}
 }
 
@@ -237,6 +244,10 @@ func (u *user) logout(ctx context.Context) {
 // three at once), read the cart, and now and then log out.
 func (u *user) run(ctx context.Context) {
 	for ctx.Err() == nil {
+		if u.idler && u.c.idle.Load() {
+			pause(ctx, 10*time.Millisecond)
+			continue
+		}
 		if !u.loggedIn {
 			u.login(ctx)
 			if !u.loggedIn {

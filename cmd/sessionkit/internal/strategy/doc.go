@@ -1,5 +1,5 @@
 // Package strategy is the registry of sessionkit's session strategies:
-// for each one (memory, token, redis, postgres, olric, nats) one entry
+// for each one (memory, token, redis, postgres, memcached, olric, nats) one entry
 // that says which of serve's flags configure it, how a node opens where it
 // keeps its sessions (a store.Store, or a session.TokenCodec for the token
 // strategy, plus any route of its own such as the JWKS), how it closes

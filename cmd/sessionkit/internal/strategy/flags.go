@@ -34,6 +34,9 @@ type Settings struct {
 	// PostgresURL is the PostgreSQL of the postgres strategy (--postgres);
 	// default DefaultPostgresURL.
 	PostgresURL string
+	// MemcachedAddrs are the Memcached servers of the memcached strategy,
+	// host:port,... (--memcached); default DefaultMemcachedAddrs.
+	MemcachedAddrs string
 
 	// OlricAddrs are members of an Olric cluster run apart, host:port,...
 	// (--olric), for the olric strategy without ClusterAddr; default

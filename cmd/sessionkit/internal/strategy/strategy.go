@@ -21,13 +21,13 @@ import (
 // registry is every strategy, in the order serve lists them and the lab
 // measures them. A new strategy is one entry here, defined in a file of
 // its own.
-var registry = []Strategy{memoryStrategy, tokenStrategy, redisStrategy, postgresStrategy, olricStrategy, natsStrategy}
+var registry = []Strategy{memoryStrategy, tokenStrategy, redisStrategy, postgresStrategy, memcachedStrategy, olricStrategy, natsStrategy}
 
 // All returns every strategy, in the registry's order.
 func All() []Strategy { return slices.Clone(registry) }
 
 // Names returns the names of every strategy, in the registry's order:
-// memory, token, redis, postgres, olric, nats.
+// memory, token, redis, postgres, memcached, olric, nats.
 func Names() []string {
 	names := make([]string, len(registry))
 	for i, s := range registry {
@@ -47,8 +47,8 @@ func Lookup(name string) (Strategy, bool) {
 }
 
 // ErrSkip is wrapped by the error of a Testbed that cannot run on this
-// machine because its service is not there (Redis or PostgreSQL does not
-// answer); the rest of the error says why.
+// machine because its service is not there (Redis, PostgreSQL or Memcached
+// does not answer); the rest of the error says why.
 var ErrSkip = errors.New("skipped")
 
 // Strategy is one entry of the registry: one way of keeping sessions. The
@@ -274,14 +274,33 @@ type TestbedConfig struct {
 	// address the nodes dial instead: the lab puts its fault proxy there.
 	// Default: the nodes dial the server.
 	Proxy func(addr string) (string, error)
+	// MemoryPressure asks for a testbed whose store can be made to evict
+	// sessions, with Testbed.Pressure: the lab's evict fault. The
+	// memcached strategy then runs on a small Memcached of its own
+	// (FreeAddrs is required, and the memcached program); the others
+	// ignore it. Default false.
+	MemoryPressure bool
 }
 
 // Testbed is one strategy's nodes on this machine, and what they share,
 // as the lab runs them. Make one with Strategy.Testbed.
 type Testbed struct {
-	nodes int
-	open  func(ctx context.Context, i int, n *Node) (*Sessions, error)
-	close func() // nil: nothing shared
+	nodes    int
+	open     func(ctx context.Context, i int, n *Node) (*Sessions, error)
+	close    func()                                    // nil: nothing shared
+	pressure func(ctx context.Context) (string, error) // nil: the store does not evict
+}
+
+// Pressure puts the testbed's store under memory pressure until it evicts
+// (the memcached strategy, made with TestbedConfig.MemoryPressure, fills
+// its Memcached with items the size of sessions), and says what it did.
+// It returns ok false, doing nothing, for a store that does not evict.
+func (t *Testbed) Pressure(ctx context.Context) (what string, ok bool, err error) {
+	if t.pressure == nil {
+		return "", false, nil
+	}
+	what, err = t.pressure(ctx)
+	return what, true, err
 }
 
 // Testbed prepares c.Nodes nodes of the strategy on this machine and

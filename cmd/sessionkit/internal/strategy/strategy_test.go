@@ -30,7 +30,7 @@ import (
 // strategy.
 func TestRegistry(t *testing.T) {
 	names := strategy.Names()
-	if want := []string{"memory", "token", "redis", "postgres", "olric", "nats"}; !slices.Equal(names, want) {
+	if want := []string{"memory", "token", "redis", "postgres", "memcached", "olric", "nats"}; !slices.Equal(names, want) {
 		t.Errorf("Names() = %v; want %v", names, want)
 	}
 	for i, st := range strategy.All() {
@@ -41,8 +41,8 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("Lookup(%q) = %q, %v", st.Name, got.Name, ok)
 		}
 	}
-	if _, ok := strategy.Lookup("memcached"); ok {
-		t.Error(`Lookup("memcached") found an entry`)
+	if _, ok := strategy.Lookup("couchbase"); ok {
+		t.Error(`Lookup("couchbase") found an entry`)
 	}
 
 	defaults := strategy.Defaults()
@@ -89,6 +89,7 @@ func TestDefaults(t *testing.T) {
 		RevocationRefresh: 2 * time.Second,
 		RedisURL:          "redis://127.0.0.1:6379/0",
 		PostgresURL:       "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		MemcachedAddrs:    "127.0.0.1:11211",
 		OlricAddrs:        "127.0.0.1:3320",
 		NATSURL:           "nats://127.0.0.1:4222",
 		RemoveDeadAfter:   10 * time.Second,
@@ -141,6 +142,7 @@ func TestUsesAndDescribe(t *testing.T) {
 func TestCheck(t *testing.T) {
 	tok, _ := strategy.Lookup("token")
 	mem, _ := strategy.Lookup("memory")
+	mc, _ := strategy.Lookup("memcached")
 	withKeys := strategy.Defaults()
 	withKeys.Keys = "k.json"
 	for _, tc := range []struct {
@@ -155,6 +157,8 @@ func TestCheck(t *testing.T) {
 		{tok, func(s *strategy.Settings) { s.RevocationRefresh = 0 }, "revocation-refresh", "must be positive"},
 		{tok, func(s *strategy.Settings) { s.KeysReload = -time.Second }, "keys-reload", "must be 0 (only on SIGHUP) or positive"},
 		{mem, func(s *strategy.Settings) { s.MaxSessions = -1 }, "max-sessions", "must be 0 (no bound) or positive"},
+		{mc, func(s *strategy.Settings) { s.MemcachedAddrs = " , " }, "memcached", `invalid --memcached " , ": want host:port,...`},
+		{mc, func(s *strategy.Settings) { s.MemcachedAddrs = "127.0.0.1:11211,cache" }, "memcached", `"cache" is not host:port`},
 	} {
 		s := withKeys
 		tc.set(&s)
@@ -284,6 +288,50 @@ func TestOpenRedis(t *testing.T) {
 	}
 }
 
+// TestOpenMemcached opens a memcached node on the test Memcached: its
+// store calls go through Node.Wrap, inside a circuit breaker configured by
+// Node.Breaker, and two nodes on the same servers share sessions.
+func TestOpenMemcached(t *testing.T) {
+	ms, _ := strategy.Lookup("memcached")
+	s := strategy.Defaults()
+	s.MemcachedAddrs = testenv.TCPAddr(t, "SESSIONKIT_MEMCACHED_ADDR", "127.0.0.1:11211")
+	var failing atomic.Bool
+	var opened, calls atomic.Int32
+	sess, err := ms.Open(t.Context(), strategy.Node{
+		Name: "t1", Settings: s,
+		Breaker: breaker.Config{Failures: 2, OpenFor: time.Hour, OnStateChange: func(_, to breaker.State) {
+			if to == breaker.Open {
+				opened.Add(1)
+			}
+		}},
+		Wrap: counting(&calls, &failing),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	other, err := ms.Open(t.Context(), strategy.Node{Name: "t2", Settings: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := t.Context()
+	key := "strategy-test-" + rand.Text()
+	if _, err := sess.Store.Save(ctx, key, record(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := other.Store.Load(ctx, key); err != nil || string(rec.Data) != "cart" {
+		t.Fatalf("Load on the other node = %q, %v; want the saved record", rec.Data, err)
+	}
+	failing.Store(true)
+	for range 2 {
+		sess.Store.Load(ctx, key)
+	}
+	if _, err := sess.Store.Load(ctx, key); !errors.Is(err, store.ErrUnavailable) || opened.Load() != 1 {
+		t.Errorf("Load after 2 failures: %v, breaker opened %d times; want ErrUnavailable from the open breaker, once", err, opened.Load())
+	}
+}
+
 // deadAddr returns a loopback address where nothing listens.
 func deadAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,6 +357,8 @@ func TestTestbedSkips(t *testing.T) {
 		{"redis", func(s *strategy.Settings) { s.RedisURL = "http://x" }, "redisstore: URL"},
 		{"postgres", func(s *strategy.Settings) { s.PostgresURL = "postgres://postgres@" + dead + "/postgres" }, "nothing answers at " + dead},
 		{"postgres", func(s *strategy.Settings) { s.PostgresURL = "not a url" }, "is not a URL with a host"},
+		{"memcached", func(s *strategy.Settings) { s.MemcachedAddrs = "127.0.0.1:11211," + dead }, "nothing answers at " + dead},
+		{"memcached", func(s *strategy.Settings) { s.MemcachedAddrs = "nonsense" }, "is not host:port"},
 	} {
 		st, _ := strategy.Lookup(tc.name)
 		s := strategy.Defaults()
