@@ -10,6 +10,7 @@ require (
 	github.com/alexedwards/scs/postgresstore v0.0.0-20251002162104-209de6e426de
 	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
 	github.com/alexedwards/scs/v2 v2.9.0
+	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
 	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gomodule/redigo v1.8.0
@@ -17,6 +18,7 @@ require (
 	github.com/nats-io/nats.go v1.56.0
 	github.com/redis/rueidis v1.0.80
 	github.com/sessionkit/sessionkit v0.0.0-00010101000000-000000000000
+	github.com/sessionkit/sessionkit/store/memcachedstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/natsstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/olricstore v0.0.0-00010101000000-000000000000
 	github.com/sessionkit/sessionkit/store/pgstore v0.0.0-00010101000000-000000000000
@@ -87,3 +89,5 @@ replace github.com/sessionkit/sessionkit/store/olricstore => ../store/olricstore
 replace github.com/sessionkit/sessionkit/token => ../token
 
 replace github.com/sessionkit/sessionkit/balancer => ../balancer
+
+replace github.com/sessionkit/sessionkit/store/memcachedstore => ../store/memcachedstore
