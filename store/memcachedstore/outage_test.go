@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memcachedstore"
@@ -15,7 +16,9 @@ import (
 // two keep working; those on the dead one fail, after Failures calls
 // without waiting (its breaker is open: store.ErrUnavailable); once it is
 // back the store writes to it again by itself. The dead server's share is
-// lost (Memcached keeps nothing on disk), and only that share.
+// lost (Memcached keeps nothing on disk), and only that share. The
+// breakers run on a fake clock, so that the circuit opens and stays open
+// however slow the machine, until the test moves the clock.
 func TestOneServerDown(t *testing.T) {
 	t.Parallel()
 	var srvs []*server
@@ -24,9 +27,13 @@ func TestOneServerDown(t *testing.T) {
 		s := startMemcached(t)
 		srvs, addrs = append(srvs, s), append(addrs, s.addr)
 	}
-	const openFor = 300 * time.Millisecond
-	s := newStore(t, memcachedstore.Config{Servers: addrs, Timeout: 300 * time.Millisecond,
-		Breaker: breaker.Config{Failures: 2, OpenFor: openFor}})
+	const openFor = 2 * time.Second
+	clock := testclock.New(time.Now())
+	// Timeout is far above what a dead server costs (a refused
+	// connection), and far from what a loaded machine takes on a live one.
+	const timeout = 2 * time.Second
+	s := newStore(t, memcachedstore.Config{Servers: addrs, Timeout: timeout,
+		Breaker: breaker.Config{Failures: 2, OpenFor: openFor, Now: clock.Now}})
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour)
 	const n = 300
@@ -61,12 +68,12 @@ func TestOneServerDown(t *testing.T) {
 	if failed > 2 {
 		t.Errorf("%d calls reached the dead server; want at most Failures (2) before its breaker opens", failed)
 	}
-	if slowest > 200*time.Millisecond {
-		t.Errorf("slowest load %v; want fast failures", slowest)
+	if slowest > timeout/2 {
+		t.Errorf("slowest load %v; want failures that do not wait for the timeout (%v)", slowest, timeout)
 	}
 
 	srvs[1].start(t)
-	time.Sleep(openFor + 50*time.Millisecond)
+	clock.Advance(openFor) // each open breaker lets a probe through
 	deadline := time.Now().Add(5 * time.Second)
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("k%d", i)
@@ -82,6 +89,7 @@ func TestOneServerDown(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("Load(%s) still failing 5s after the server came back: %v", key, err)
 			}
+			clock.Advance(openFor) // the breaker opened again: let the next probe through
 			time.Sleep(50 * time.Millisecond)
 			i--
 		}
