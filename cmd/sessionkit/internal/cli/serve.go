@@ -20,6 +20,7 @@ import (
 	"github.com/sessionkit/sessionkit/session/sid"
 	"github.com/sessionkit/sessionkit/sessionmetrics"
 	"github.com/sessionkit/sessionkit/store/breaker"
+	"github.com/sessionkit/sessionkit/store/migrate"
 )
 
 var logLevels = map[string]slog.Level{
@@ -94,6 +95,8 @@ type serveConfig struct {
 	limitPolicy    string              // --max-user-sessions-policy
 	limit          session.LimitPolicy // limitPolicy, parsed
 	clientIP       string              // --client-ip
+	migrateFrom    string              // --migrate-from
+	from           strategy.Strategy   // the registry's entry named migrateFrom
 	settings       strategy.Settings   // the flags the strategies declare
 }
 
@@ -119,6 +122,9 @@ func checkFlagUse(s *sys, f *flagSet, cfg serveConfig) (code int, ok bool) {
 			used, when = cfg.strat.Breaker, "--strategy "+orList(breakerStrategies())
 		case fl != nil:
 			used, when = cfg.strat.Uses(name, &cfg.settings), fl.When
+			if cfg.migrateFrom != "" && cfg.from.Uses(name, &cfg.settings) {
+				used = true // the old strategy's (see --migrate-from)
+			}
 		default:
 			continue // one of serve's own flags: every strategy uses it
 		}
@@ -185,6 +191,8 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		"at most this `number` of live sessions per user (0: no limit; not with\n        --strategy token)")
 	f.String(&cfg.limitPolicy, "max-user-sessions-policy", "evict",
 		"`policy` of a login beyond --max-user-sessions: evict (end the user's least\n        recently used session) or refuse (answer 409)")
+	f.String(&cfg.migrateFrom, "migrate-from", "",
+		"move sessions from this old `strategy` (redis, postgres, memcached, or nats or\n        olric as clients) to --strategy while serving them: a session found only in\n        the old store is copied, a logout deletes it in both (docs/migration.md);\n        the old strategy's own flags (--redis, --postgres, ...) say where it is")
 	f.String(&cfg.clientIP, "client-ip", "off",
 		"keep the client's IP address with its sessions, for GET /sessions: `off`,\n        network (its /24 or /48) or full; it is the address of the TCP peer, so\n        behind a balancer, the balancer's")
 	for _, fl := range strategy.Flags() {
@@ -230,6 +238,11 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		return cfg, f.errf(s, "--max-user-sessions cannot be enforced with --strategy token: "+
 			"no server knows how many tokens a user holds (see docs/account-sessions.md)"), false
 	}
+	if cfg.migrateFrom != "" {
+		if msg := checkMigrateFrom(&cfg); msg != "" {
+			return cfg, f.invalid(s, "migrate-from", cfg.migrateFrom, msg), false
+		}
+	}
 	if code, ok := checkFlagUse(s, f, cfg); !ok {
 		return cfg, code, false
 	}
@@ -243,6 +256,30 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		return cfg, f.invalid(s, "log-level", cfg.logLevel, "want one of debug, info, warn, error"), false
 	}
 	return cfg, exitOK, true
+}
+
+// checkMigrateFrom looks up --migrate-from and returns why it cannot be
+// used with cfg's strategy, or "".
+func checkMigrateFrom(cfg *serveConfig) string {
+	from, ok := strategy.Lookup(cfg.migrateFrom)
+	switch {
+	case !ok:
+		return "want one of " + strings.Join(strategy.Names(), ", ")
+	case cfg.migrateFrom == cfg.strategy:
+		return "it is --strategy itself; to move to another server of the same kind, see docs/migration.md"
+	case !cfg.strat.Shared || cfg.strategy == "token":
+		return "--strategy " + cfg.strategy + " keeps no shared store to move sessions into"
+	case cfg.migrateFrom == "memory":
+		return "a node's memory is empty once it restarts: move sticky in-memory sessions as docs/migration.md says"
+	case cfg.migrateFrom == "token":
+		return "moving token sessions into a store is not built yet (docs/migration.md)"
+	case !from.Shared:
+		return "not a shared store"
+	case cfg.settings.ClusterAddr != "" && from.Uses("cluster-addr", &cfg.settings):
+		return "with --cluster-addr the old strategy would start a member of its own; reach the old cluster as a client"
+	}
+	cfg.from = from
+	return ""
 }
 
 // runServe is "sessionkit serve".
@@ -280,13 +317,38 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		return fail("%v", err)
 	}
 	defer sess.Close()
+	st := sess.Store
+	if cfg.migrateFrom != "" {
+		oldNode := node
+		if cfg.from.Breaker {
+			hook := sm.BreakerHook(cfg.migrateFrom)
+			oldNode.Breaker.OnStateChange = func(from, to breaker.State) {
+				hook(from, to)
+				logger.Warn("serve: old session store circuit "+to.String(), "from", from.String(), "strategy", cfg.migrateFrom)
+			}
+		}
+		old, err := cfg.from.Open(ctx, oldNode)
+		if err != nil {
+			return fail("--migrate-from %s: %v", cfg.migrateFrom, err)
+		}
+		defer old.Close()
+		var mig *migrate.Store
+		st, mig = migrate.New(old.Store, sess.Store)
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessionkit_migrate_copied_total",
+			Help: "Sessions copied from the old store (--migrate-from) into the new one.",
+		}, func() float64 { return float64(mig.Stats().Copied) })); err != nil {
+			return fail("%v", err)
+		}
+		logger.Info("serve: moving sessions from the old store as they are used", "from", cfg.migrateFrom, "to", cfg.strategy)
+	}
 	if sess.Memstore != nil {
 		if err := sm.WatchMemstore(cfg.strategy, sess.Memstore); err != nil {
 			return fail("%v", err)
 		}
 	}
 	m, err := session.New(session.Config{
-		Store:        sess.Store,
+		Store:        st,
 		Tokens:       sess.Tokens,
 		Observer:     sm,
 		FailOpen:     cfg.failOpen && sess.Tokens == nil,

@@ -1,0 +1,66 @@
+package cli_test
+
+import (
+	"crypto/rand"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
+)
+
+// TestServe_migrateFrom: a node on PostgreSQL with --migrate-from redis
+// serves the sessions a Redis node made, with their carts, and a logout on
+// it ends the session on the Redis node too.
+func TestServe_migrateFrom(t *testing.T) {
+	redis := "redis://" + testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379") + "/0?key_prefix=sktest" + rand.Text()[:8] + ":"
+	pg := os.Getenv("SESSIONKIT_POSTGRES_URL")
+	if pg == "" {
+		pg = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	u, err := url.Parse(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SESSIONKIT_TEST_POSTGRES_ADDR", u.Host)
+	testenv.TCPAddr(t, "SESSIONKIT_TEST_POSTGRES_ADDR", "127.0.0.1:5432")
+
+	old := startServe(t, nil, "serve", "--strategy", "redis", "--redis", redis, "--addr", "127.0.0.1:0",
+		"--insecure-cookie", "--node", "t1")
+	alice, bob := newJarClient(t), newJarClient(t)
+	for _, c := range []struct {
+		client *http.Client
+		user   string
+	}{{alice, "alice"}, {bob, "bob"}} {
+		if code, body := call(t, c.client, "POST", old.url+"/login", `{"user":"`+c.user+rand.Text()[:6]+`"}`); code != 200 {
+			t.Fatalf("login on the Redis node: %d %s", code, body)
+		}
+		if code, body := call(t, c.client, "POST", old.url+"/cart", `{"item":"tea"}`); code != 200 {
+			t.Fatalf("cart on the Redis node: %d %s", code, body)
+		}
+	}
+	nu := startServe(t, nil, "serve", "--strategy", "postgres", "--postgres", pg, "--migrate-from", "redis",
+		"--redis", redis, "--addr", "127.0.0.1:0", "--insecure-cookie", "--node", "t2")
+	for name, c := range map[string]*http.Client{"alice": alice, "bob": bob} {
+		code, body := call(t, c, "POST", nu.url+"/cart", `{"item":"milk"}`)
+		if code != 200 || !strings.Contains(body, `["tea","milk"]`) {
+			t.Errorf("%s's cart on the migrating node: %d %s; want tea and milk", name, code, body)
+		}
+	}
+	// A copy of alice's cookie, kept past her logout (which clears hers).
+	kept := newJarClient(t)
+	ou, _ := url.Parse(old.url)
+	kept.Jar.SetCookies(ou, alice.Jar.Cookies(ou))
+	if code, body := call(t, alice, "POST", nu.url+"/logout", ""); code != 200 {
+		t.Fatalf("logout on the migrating node: %d %s", code, body)
+	}
+	if code, _ := call(t, kept, "GET", old.url+"/cart", ""); code != 401 {
+		t.Errorf("alice on the Redis node after logging out on the migrating node: %d; want 401", code)
+	}
+	got := scrape(t, nu.url+"/metrics", "sessionkit_migrate")
+	if got["sessionkit_migrate_copied_total"] != 2 {
+		t.Errorf("sessionkit_migrate_copied_total = %v; want 2", got["sessionkit_migrate_copied_total"])
+	}
+}
