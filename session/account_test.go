@@ -308,3 +308,23 @@ func TestRequireRecentLogin(t *testing.T) {
 		t.Errorf("after logging in again: %d %s", w.Code, w.Body)
 	}
 }
+
+// RecordFormat 1 writes what the previous release reads (no metadata);
+// the sessions still work, without metadata on the devices page.
+func TestRecordFormat1(t *testing.T) {
+	a := newAccountEnv(t, func(c *session.Config) { c.RecordFormat = 1 })
+	tok := a.login("alice", firefoxLinux)
+	entries, err := a.mem.ListUser(t.Context(), "alice")
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("alice's records: %v, %v", entries, err)
+	}
+	if d := entries[0].Record.Data; len(d) == 0 || d[0] != 1 {
+		t.Errorf("record written in format %v; want 1", d[:min(1, len(d))])
+	}
+	if in := a.sessions(tok); len(in) != 1 || in[0].Client != "" || a.whoami(tok) != "alice" {
+		t.Errorf("format 1 session: %+v, user %q; want alice, no client label", in, a.whoami(tok))
+	}
+	if _, err := session.New(session.Config{Store: a.mem, RecordFormat: 2}); err == nil {
+		t.Error("RecordFormat 2 accepted")
+	}
+}

@@ -23,8 +23,9 @@ import (
 //	per value: uvarint key length, key, tag byte, uvarint value length, value
 //
 // Format 3 added what the account pages show (Manager.UserSessions). A
-// build older than it cannot read format 3: see docs/account-sessions.md
-// for a rolling upgrade.
+// build older than it cannot read format 3: during a rolling upgrade from
+// such a build, Config.RecordFormat 1 writes format 1 (see
+// docs/migration.md, "Rolling upgrades").
 //
 // Values carry a tag so that the common types skip JSON entirely. The
 // decoder copies the keys, all into one string, and aliases values into
@@ -85,25 +86,32 @@ type meta struct {
 	addr   string    // the client's address (Config.ClientIP), or ""
 }
 
-func encodeState(st *state) []byte {
+// encodeState encodes st in format formatV3, or formatV1 (without the
+// metadata) when format is formatV1.
+func encodeState(st *state, format byte) []byte {
 	n := 1 + 4*binary.MaxVarintLen64 + 3*binary.MaxVarintLen32 + len(st.meta.client) + len(st.meta.addr)
 	st.values.each(func(k string, v value) {
 		n += len(k) + len(v.raw) + 1 + 2*binary.MaxVarintLen32
 	})
 	b := make([]byte, 0, n)
-	b = append(b, formatV3)
+	if format != formatV1 {
+		format = formatV3
+	}
+	b = append(b, format)
 	var flags uint64
 	if st.remember {
 		flags |= flagRemember
 	}
 	b = binary.AppendUvarint(b, flags)
 	b = binary.AppendVarint(b, st.created.UnixMilli())
-	b = binary.AppendVarint(b, unixMilli(st.meta.authAt))
-	b = binary.AppendVarint(b, unixMilli(st.meta.saved))
-	b = binary.AppendUvarint(b, uint64(len(st.meta.client)))
-	b = append(b, st.meta.client...)
-	b = binary.AppendUvarint(b, uint64(len(st.meta.addr)))
-	b = append(b, st.meta.addr...)
+	if format == formatV3 {
+		b = binary.AppendVarint(b, unixMilli(st.meta.authAt))
+		b = binary.AppendVarint(b, unixMilli(st.meta.saved))
+		b = binary.AppendUvarint(b, uint64(len(st.meta.client)))
+		b = append(b, st.meta.client...)
+		b = binary.AppendUvarint(b, uint64(len(st.meta.addr)))
+		b = append(b, st.meta.addr...)
+	}
 	b = binary.AppendUvarint(b, uint64(st.values.len()))
 	st.values.each(func(k string, v value) {
 		b = binary.AppendUvarint(b, uint64(len(k)))

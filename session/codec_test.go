@@ -2,8 +2,10 @@ package session
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -46,7 +48,7 @@ func TestCodec_roundTrip(t *testing.T) {
 			}
 			st.values.set(k, val)
 		}
-		got, err := decodeState(encodeState(&st))
+		got, err := decodeState(encodeState(&st, formatV3))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +113,7 @@ func TestValues(t *testing.T) {
 }
 
 func TestCodec_corrupt(t *testing.T) {
-	good := encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})})
+	good := encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})}, formatV3)
 	for name, data := range map[string][]byte{
 		"empty":         nil,
 		"wrong version": {9},
@@ -127,10 +129,10 @@ func TestCodec_corrupt(t *testing.T) {
 }
 
 func FuzzDecodeState(f *testing.F) {
-	f.Add(encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})}))
-	f.Add(encodeState(&state{values: valuesOf(map[string]value{"n": {tagInt, []byte{2}}, "b": {tagBool, []byte{1}}})}))
+	f.Add(encodeState(&state{created: time.UnixMilli(1), values: valuesOf(map[string]value{"k": {tagString, []byte("v")}})}, formatV3))
+	f.Add(encodeState(&state{values: valuesOf(map[string]value{"n": {tagInt, []byte{2}}, "b": {tagBool, []byte{1}}})}, formatV3))
 	f.Add([]byte{formatV1, 0, 0, 0})
-	f.Add(encodeState(&state{values: valuesOf(map[string]value{"l": {tagStrs, []byte{2, 1, 'a', 0}}})}))
+	f.Add(encodeState(&state{values: valuesOf(map[string]value{"l": {tagStrs, []byte{2, 1, 'a', 0}}})}, formatV3))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := decodeState(data)
 		if err != nil {
@@ -140,7 +142,7 @@ func FuzzDecodeState(f *testing.F) {
 			return
 		}
 		// Whatever decodes re-encodes to something that decodes the same.
-		again, err := decodeState(encodeState(&st))
+		again, err := decodeState(encodeState(&st, formatV3))
 		if err != nil || again.values.len() != st.values.len() || !again.created.Equal(st.created) {
 			t.Fatalf("re-encoding changed the state: %v", err)
 		}
@@ -196,4 +198,49 @@ func valuesOf(m map[string]value) values {
 		vs.set(k, v)
 	}
 	return vs
+}
+
+// The previous release's records (format 1, before the account metadata),
+// kept as it wrote them, still read: every value, with no metadata.
+func TestCodec_previousReleaseFixture(t *testing.T) {
+	raw, err := os.ReadFile("testdata/format1-v0-before-metadata.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decodeState(data)
+	if err != nil {
+		t.Fatalf("the previous release's record: %v", err)
+	}
+	var cart []string
+	var s string
+	var i int
+	var b bool
+	var j map[string]int
+	var r []byte
+	for k, dst := range map[string]any{"cart": &cart, "s": &s, "i": &i, "b": &b, "j": &j, "raw": &r} {
+		v, ok := st.values.get(k)
+		if !ok {
+			t.Fatalf("value %q missing", k)
+		}
+		if err := decodeValue(v, dst); err != nil {
+			t.Fatalf("value %q: %v", k, err)
+		}
+	}
+	if !st.created.Equal(time.UnixMilli(1_900_000_000_123)) || !st.remember || st.meta != (meta{}) ||
+		!slices.Equal(cart, []string{"tea", "milk"}) || s != "text" || i != 42 || !b || j["n"] != 1 || !bytes.Equal(r, []byte{1, 2}) {
+		t.Errorf("read %+v: cart %v s %q i %d b %t j %v raw %v", st, cart, s, i, b, j, r)
+	}
+	// Written again in format 1, it is the same bytes' content: what the
+	// previous release reads.
+	again := encodeState(&st, formatV1)
+	if again[0] != formatV1 {
+		t.Fatalf("format 1 written as %d", again[0])
+	}
+	if st2, err := decodeState(again); err != nil || st2.values.len() != st.values.len() {
+		t.Errorf("format 1 round trip: %v, %d values", err, st2.values.len())
+	}
 }

@@ -67,7 +67,7 @@ func (s *Session) commit() error {
 func (s *Session) record(now time.Time, version uint64) store.Record {
 	s.st.meta.saved = now.Truncate(time.Millisecond)
 	return store.Record{
-		Data:    encodeState(&s.st),
+		Data:    encodeState(&s.st, s.m.format),
 		Version: version,
 		Expires: s.m.expiry(&s.st, now),
 		UserID:  s.user,

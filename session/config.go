@@ -138,6 +138,17 @@ type Config struct {
 	// client could set.
 	ClientAddr func(*http.Request) string
 
+	// RecordFormat is the encoding of the sessions this Manager writes (in
+	// a store's records, or inside tokens): 0 or 3 for the current one,
+	// 1 for the one of releases before the account metadata (Info's
+	// LastSeen, Authenticated, Client and IP), which they can read.
+	// Every format is read whatever this setting. During a rolling upgrade
+	// from such a release, run the new release with 1 until no old
+	// instance is left, then with the default (docs/migration.md).
+	// Sessions written in format 1 carry no metadata: a devices page
+	// shows them without it until they are next written in format 3.
+	RecordFormat int
+
 	// Observer receives session events and the store's calls, for
 	// metrics and traces. Default nil: none.
 	Observer Observer
@@ -190,6 +201,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := c.checkLimit(); err != nil {
 		return c, err
+	}
+	if c.RecordFormat != 0 && c.RecordFormat != 1 && c.RecordFormat != 3 {
+		return c, fmt.Errorf("session: Config.RecordFormat %d: want 0 (the current format), 1 or 3", c.RecordFormat)
 	}
 	if c.ClientIP > ClientIPFull {
 		return c, fmt.Errorf("session: Config.ClientIP %d is not a ClientIP setting", c.ClientIP)

@@ -22,6 +22,7 @@ type Manager struct {
 	toucher       store.Toucher
 	userIndex     store.UserIndex
 	tokens        TokenCodec // the stateless strategy, or nil
+	format        byte       // the record format written (Config.RecordFormat)
 }
 
 // New returns a Manager for cfg. It copies cfg and fills in defaults; it
@@ -34,7 +35,10 @@ func New(cfg Config) (*Manager, error) {
 	if c.Observer != nil && c.Store != nil {
 		c.Store = observe(c.Store, c.Observer)
 	}
-	m := &Manager{cfg: c, redact: newRedactor(), tokens: c.Tokens}
+	m := &Manager{cfg: c, redact: newRedactor(), tokens: c.Tokens, format: formatV3}
+	if c.RecordFormat == 1 {
+		m.format = formatV1
+	}
 	_, m.cookie = c.Transport.(Cookie)
 	if m.cookie {
 		m.clearSiteData = clearSiteData(c.ClearSiteData)

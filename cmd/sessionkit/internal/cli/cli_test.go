@@ -156,6 +156,7 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"negative user sessions", []string{"--max-user-sessions", "-2"}, []string{`invalid --max-user-sessions "-2"`}},
 		{"bad limit policy", []string{"--max-user-sessions-policy", "lru"}, []string{`invalid --max-user-sessions-policy "lru"`, "evict or refuse"}},
 		{"bad client ip", []string{"--client-ip", "yes"}, []string{`invalid --client-ip "yes"`, "off, network or full"}},
+		{"bad record format", []string{"--record-format", "2"}, []string{`invalid --record-format "2"`, "want 3, or 1"}},
 		{"migrate from itself", []string{"--strategy", "redis", "--migrate-from", "redis"}, []string{`invalid --migrate-from "redis"`, "--strategy itself"}},
 		{"migrate into memory", []string{"--migrate-from", "redis"}, []string{"--strategy memory keeps no shared store"}},
 		{"migrate from memory", []string{"--strategy", "redis", "--migrate-from", "memory"}, []string{"memory is empty once it restarts"}},

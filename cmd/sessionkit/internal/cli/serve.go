@@ -95,6 +95,7 @@ type serveConfig struct {
 	limitPolicy    string              // --max-user-sessions-policy
 	limit          session.LimitPolicy // limitPolicy, parsed
 	clientIP       string              // --client-ip
+	recordFormat   int                 // --record-format
 	migrateFrom    string              // --migrate-from
 	from           strategy.Strategy   // the registry's entry named migrateFrom
 	settings       strategy.Settings   // the flags the strategies declare
@@ -191,6 +192,8 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 		"at most this `number` of live sessions per user (0: no limit; not with\n        --strategy token)")
 	f.String(&cfg.limitPolicy, "max-user-sessions-policy", "evict",
 		"`policy` of a login beyond --max-user-sessions: evict (end the user's least\n        recently used session) or refuse (answer 409)")
+	f.Int(&cfg.recordFormat, "record-format", 3,
+		"the session `format` this node writes: 3, or 1 while a rolling upgrade from a\n        release that reads only format 1 (one without GET /sessions) still runs old\n        nodes; every format is read (docs/migration.md)")
 	f.String(&cfg.migrateFrom, "migrate-from", "",
 		"move sessions from this old `strategy` (redis, postgres, memcached, or nats or\n        olric as clients) to --strategy while serving them: a session found only in\n        the old store is copied, a logout deletes it in both (docs/migration.md);\n        the old strategy's own flags (--redis, --postgres, ...) say where it is")
 	f.String(&cfg.clientIP, "client-ip", "off",
@@ -226,6 +229,9 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	}
 	if cfg.maxUser < 0 {
 		return cfg, f.invalid(s, "max-user-sessions", fmt.Sprint(cfg.maxUser), "must be 0 (no limit) or positive"), false
+	}
+	if cfg.recordFormat != 1 && cfg.recordFormat != 3 {
+		return cfg, f.invalid(s, "record-format", fmt.Sprint(cfg.recordFormat), "want 3, or 1 during a rolling upgrade"), false
 	}
 	var err error
 	if cfg.limit, err = session.ParseLimitPolicy(cfg.limitPolicy); err != nil {
@@ -362,6 +368,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		MaxSessionsPerUser: cfg.maxUser,
 		SessionLimit:       cfg.limit,
 		ClientIP:           clientIPs[cfg.clientIP],
+		RecordFormat:       cfg.recordFormat,
 	})
 	if err != nil {
 		return fail("%v", err)
