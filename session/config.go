@@ -149,6 +149,17 @@ type Config struct {
 	// shows them without it until they are next written in format 3.
 	RecordFormat int
 
+	// Previous is the strategy this Manager replaces, so that switching
+	// from tokens to a store, or back, logs nobody out: a request whose
+	// token this Manager's own strategy does not know is read with
+	// Previous and its session carried on in this Manager's strategy.
+	// With a Store, a token of Previous.Tokens (still valid, and not
+	// revoked by its revocations) becomes a store record under its own
+	// session ID, and the client gets that ID; with Tokens, the ID of a
+	// live Previous.Store session becomes a token, and the record is
+	// deleted. Default nil. See docs/migration.md.
+	Previous *Previous
+
 	// Observer receives session events and the store's calls, for
 	// metrics and traces. Default nil: none.
 	Observer Observer
@@ -201,6 +212,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := c.checkLimit(); err != nil {
 		return c, err
+	}
+	if c.Previous != nil {
+		if err := c.Previous.check(&c); err != nil {
+			return c, err
+		}
 	}
 	if c.RecordFormat != 0 && c.RecordFormat != 1 && c.RecordFormat != 3 {
 		return c, fmt.Errorf("session: Config.RecordFormat %d: want 0 (the current format), 1 or 3", c.RecordFormat)

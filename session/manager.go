@@ -21,8 +21,10 @@ type Manager struct {
 	clearSiteData string   // the Clear-Site-Data header of a logout, or ""
 	toucher       store.Toucher
 	userIndex     store.UserIndex
-	tokens        TokenCodec // the stateless strategy, or nil
-	format        byte       // the record format written (Config.RecordFormat)
+	tokens        TokenCodec  // the stateless strategy, or nil
+	format        byte        // the record format written (Config.RecordFormat)
+	prevTokens    TokenCodec  // Config.Previous.Tokens, or nil
+	prevStore     store.Store // Config.Previous.Store, or nil
 }
 
 // New returns a Manager for cfg. It copies cfg and fills in defaults; it
@@ -38,6 +40,9 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: c, redact: newRedactor(), tokens: c.Tokens, format: formatV3}
 	if c.RecordFormat == 1 {
 		m.format = formatV1
+	}
+	if p := c.Previous; p != nil {
+		m.prevTokens, m.prevStore = p.Tokens, p.Store
 	}
 	_, m.cookie = c.Transport.(Cookie)
 	if m.cookie {

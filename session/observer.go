@@ -28,8 +28,8 @@ type Observer interface {
 type EventKind uint8
 
 // Kinds of Event. Created, Renewed, Destroyed, UserRevoked,
-// ConflictRetried, ConflictGaveUp, Degraded, LimitEvicted and LimitRefused
-// are exact: reported once
+// ConflictRetried, ConflictGaveUp, Degraded, LimitEvicted, LimitRefused
+// and Adopted are exact: reported once
 // each time they happen in this Manager, whatever the store. Expired is
 // best-effort: it is reported when the store hands back a session that the
 // Manager finds past its idle timeout or lifetime. memstore, redisstore
@@ -48,6 +48,7 @@ const (
 	EventDegraded                             // the store failed and FailOpen served a degraded session
 	EventLimitEvicted                         // a Login beyond Config.MaxSessionsPerUser ended this session
 	EventLimitRefused                         // a Login beyond Config.MaxSessionsPerUser was refused
+	EventAdopted                              // a session of Config.Previous was taken over
 )
 
 func (k EventKind) String() string {
@@ -72,6 +73,8 @@ func (k EventKind) String() string {
 		return "limit_evicted"
 	case EventLimitRefused:
 		return "limit_refused"
+	case EventAdopted:
+		return "adopted"
 	}
 	return "unknown"
 }

@@ -48,6 +48,10 @@ type Session struct {
 	headerSent     bool
 	persistChanged bool // RememberMe changed: the token's lifetime must be re-sent
 	varySent       bool
+	// adoptedKey and adoptedVersion name the Config.Previous.Store record
+	// of a session this request moved into a token (see adoptStored).
+	adoptedKey     string
+	adoptedVersion uint64
 }
 
 type opKind uint8
@@ -101,10 +105,17 @@ func (s *Session) loadToken() (sid.ID, store.Record, state, bool) {
 		return sid.ID{}, store.Record{}, state{}, false
 	}
 	if s.m.tokens != nil {
-		return s.loadStateless(tok)
+		id, rec, st, ok := s.loadStateless(tok)
+		if !ok && s.m.prevStore != nil {
+			return s.adoptStored(tok)
+		}
+		return id, rec, st, ok
 	}
 	id, err := sid.Parse(tok)
 	if err != nil {
+		if s.m.prevTokens != nil {
+			return s.adoptToken(tok)
+		}
 		s.m.logDebug("session: ignoring unreadable token", "len", len(tok), "err", err)
 		return sid.ID{}, store.Record{}, state{}, false
 	}
@@ -412,6 +423,7 @@ func (s *Session) Destroy() error {
 			s.err = err
 			return s.err
 		}
+		s.dropAdopted()
 		s.m.event(s.req.Context(), EventDestroyed, s.key, 0, nil)
 	} else if !s.id.IsZero() {
 		if err := s.destroy(); err != nil {

@@ -151,6 +151,7 @@ func (s *Session) commitStateless(now time.Time) error {
 	s.id, s.key, s.rec, s.family = id, id.Key(), rec, family
 	s.ops, s.renew, s.destroyed = s.ops[:0], false, false
 	s.sendTokenValue(now, tok)
+	s.dropAdopted()
 	switch {
 	case created:
 		s.m.event(s.ctx(), EventCreated, s.key, 0, nil)

@@ -28,7 +28,7 @@
 //
 // event is one of session.EventKind's names: created, renewed, destroyed,
 // expired, user_revoked, conflict_retried, conflict_gave_up, degraded,
-// limit_evicted, limit_refused (see
+// limit_evicted, limit_refused, adopted (see
 // session.EventKind for which are exact and which best-effort). A
 // user_revoked event (Manager.DestroyUser) counts once in
 // session_events_total and adds the number of sessions it ended to

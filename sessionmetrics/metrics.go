@@ -67,7 +67,7 @@ var ops = [...]string{
 var eventKinds = [...]session.EventKind{
 	session.EventCreated, session.EventRenewed, session.EventDestroyed, session.EventExpired,
 	session.EventUserRevoked, session.EventConflictRetried, session.EventConflictGaveUp, session.EventDegraded,
-	session.EventLimitEvicted, session.EventLimitRefused,
+	session.EventLimitEvicted, session.EventLimitRefused, session.EventAdopted,
 }
 
 // Metrics records a session Manager's events and store calls, circuit

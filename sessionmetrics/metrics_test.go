@@ -202,9 +202,9 @@ func TestMetrics_traffic(t *testing.T) {
 	}, "sessionkit_session_events_total", "sessionkit_sessions_revoked_total", "sessionkit_store_calls_total",
 		"sessionkit_store_call_duration_seconds_count")
 
-	// Every series exists from New on: 10 events, 6 ops x 6 results.
-	if n := testutil.CollectAndCount(reg, "sessionkit_session_events_total"); n != 10 {
-		t.Errorf("session_events_total has %d series; want 10", n)
+	// Every series exists from New on: 11 events, 6 ops x 6 results.
+	if n := testutil.CollectAndCount(reg, "sessionkit_session_events_total"); n != 11 {
+		t.Errorf("session_events_total has %d series; want 11", n)
 	}
 	if n := testutil.CollectAndCount(reg, "sessionkit_store_calls_total"); n != 36 {
 		t.Errorf("store_calls_total has %d series; want 36", n)
@@ -218,7 +218,7 @@ func checkLabels(t *testing.T, g prometheus.Gatherer) {
 	t.Helper()
 	allowed := map[string][]string{
 		"event": {"created", "renewed", "destroyed", "expired", "user_revoked", "conflict_retried",
-			"conflict_gave_up", "degraded", "limit_evicted", "limit_refused"},
+			"conflict_gave_up", "degraded", "limit_evicted", "limit_refused", "adopted"},
 		"op":     {"load", "save", "delete", "touch", "list_user", "delete_user"},
 		"result": {"ok", "not_found", "conflict", "outage", "unavailable", "other"},
 		"store":  {"memory", "redis"},

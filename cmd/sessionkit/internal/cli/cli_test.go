@@ -160,7 +160,7 @@ func TestServe_badCommandLine(t *testing.T) {
 		{"migrate from itself", []string{"--strategy", "redis", "--migrate-from", "redis"}, []string{`invalid --migrate-from "redis"`, "--strategy itself"}},
 		{"migrate into memory", []string{"--migrate-from", "redis"}, []string{"--strategy memory keeps no shared store"}},
 		{"migrate from memory", []string{"--strategy", "redis", "--migrate-from", "memory"}, []string{"memory is empty once it restarts"}},
-		{"migrate from tokens", []string{"--strategy", "redis", "--migrate-from", "token"}, []string{"not built yet"}},
+		{"migrate from tokens without keys", []string{"--strategy", "redis", "--migrate-from", "token"}, []string{`invalid --migrate-from "token"`, "--strategy token needs --keys FILE"}},
 		{"migrate from an unknown strategy", []string{"--strategy", "redis", "--migrate-from", "disk"}, []string{`invalid --migrate-from "disk"`, "want one of"}},
 		{"migrate from a cluster member", []string{"--strategy", "redis", "--migrate-from", "nats", "--cluster-addr", "127.0.0.1:17000"},
 			[]string{"reach the old cluster as a client"}},

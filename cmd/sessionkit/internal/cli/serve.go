@@ -195,7 +195,7 @@ func parseServe(s *sys, args []string) (cfg serveConfig, code int, ok bool) {
 	f.Int(&cfg.recordFormat, "record-format", 3,
 		"the session `format` this node writes: 3, or 1 while a rolling upgrade from a\n        release that reads only format 1 (one without GET /sessions) still runs old\n        nodes; every format is read (docs/migration.md)")
 	f.String(&cfg.migrateFrom, "migrate-from", "",
-		"move sessions from this old `strategy` (redis, postgres, memcached, or nats or\n        olric as clients) to --strategy while serving them: a session found only in\n        the old store is copied, a logout deletes it in both (docs/migration.md);\n        the old strategy's own flags (--redis, --postgres, ...) say where it is")
+		"move sessions from this old `strategy` (token, redis, postgres, memcached, or\n        nats or olric as clients) to --strategy while serving them: a session found\n        only in the old store is copied, a logout deletes it in both; a token of the\n        old ring becomes a stored session, or a stored session a token\n        (docs/migration.md); the old strategy's own flags (--keys, --redis, ...) say\n        where it is")
 	f.String(&cfg.clientIP, "client-ip", "off",
 		"keep the client's IP address with its sessions, for GET /sessions: `off`,\n        network (its /24 or /48) or full; it is the address of the TCP peer, so\n        behind a balancer, the balancer's")
 	for _, fl := range strategy.Flags() {
@@ -273,16 +273,17 @@ func checkMigrateFrom(cfg *serveConfig) string {
 		return "want one of " + strings.Join(strategy.Names(), ", ")
 	case cfg.migrateFrom == cfg.strategy:
 		return "it is --strategy itself; to move to another server of the same kind, see docs/migration.md"
-	case !cfg.strat.Shared || cfg.strategy == "token":
-		return "--strategy " + cfg.strategy + " keeps no shared store to move sessions into"
+	case cfg.strategy == "memory":
+		return "--strategy memory keeps no shared store to move sessions into"
 	case cfg.migrateFrom == "memory":
 		return "a node's memory is empty once it restarts: move sticky in-memory sessions as docs/migration.md says"
-	case cfg.migrateFrom == "token":
-		return "moving token sessions into a store is not built yet (docs/migration.md)"
 	case !from.Shared:
 		return "not a shared store"
 	case cfg.settings.ClusterAddr != "" && from.Uses("cluster-addr", &cfg.settings):
 		return "with --cluster-addr the old strategy would start a member of its own; reach the old cluster as a client"
+	}
+	if err := from.Check(&cfg.settings); err != nil {
+		return err.Error()
 	}
 	cfg.from = from
 	return ""
@@ -324,6 +325,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	}
 	defer sess.Close()
 	st := sess.Store
+	var previous *session.Previous
 	if cfg.migrateFrom != "" {
 		oldNode := node
 		if cfg.from.Breaker {
@@ -338,13 +340,20 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 			return fail("--migrate-from %s: %v", cfg.migrateFrom, err)
 		}
 		defer old.Close()
-		var mig *migrate.Store
-		st, mig = migrate.New(old.Store, sess.Store)
-		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "sessionkit_migrate_copied_total",
-			Help: "Sessions copied from the old store (--migrate-from) into the new one.",
-		}, func() float64 { return float64(mig.Stats().Copied) })); err != nil {
-			return fail("%v", err)
+		switch {
+		case old.Tokens != nil: // tokens to a store
+			previous = &session.Previous{Tokens: old.Tokens}
+		case sess.Tokens != nil: // a store to tokens
+			previous = &session.Previous{Store: old.Store}
+		default: // a store to another
+			var mig *migrate.Store
+			st, mig = migrate.New(old.Store, sess.Store)
+			if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "sessionkit_migrate_copied_total",
+				Help: "Sessions copied from the old store (--migrate-from) into the new one.",
+			}, func() float64 { return float64(mig.Stats().Copied) })); err != nil {
+				return fail("%v", err)
+			}
 		}
 		logger.Info("serve: moving sessions from the old store as they are used", "from", cfg.migrateFrom, "to", cfg.strategy)
 	}
@@ -369,6 +378,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		SessionLimit:       cfg.limit,
 		ClientIP:           clientIPs[cfg.clientIP],
 		RecordFormat:       cfg.recordFormat,
+		Previous:           previous,
 	})
 	if err != nil {
 		return fail("%v", err)
