@@ -33,6 +33,13 @@
 // memberlist's failure detection (about 4 s with MemberConfig.Network
 // "local", 6 s with "lan"), then the coordinator's new
 // routing table, then, for a client, its next routing-table refresh (2 s).
+// StartMember bounds that detection: memberlist waits up to six times as
+// long (18 s "local", 24 s "lan") for a survivor that gets fewer
+// confirmations of the suspicion than it expects, which in small clusters
+// happens whenever the others cannot give them (two survivors still
+// counting a member lost less than 30 s before) or one is not delivered;
+// an embedded member waits only the base timeout (see memberlistConfig in
+// member.go, and TestDetection).
 // When the lost member was the coordinator, a member that has not noticed
 // the loss yet refuses the new coordinator's routing table, and Olric
 // v0.7.4 then drops it for every member until the coordinator pushes it

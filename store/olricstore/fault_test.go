@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/olric-data/olric"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
@@ -27,6 +28,7 @@ type memberSpec struct {
 	Addr, ClusterAddr string
 	Peers             []string
 	SweepDelay        time.Duration
+	Network           string // memberlist's profile; default "local"
 }
 
 // TestMain lets the test binary run as a cluster member in its own process,
@@ -42,14 +44,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// runMember runs a member until the parent goes away. With
+// SESSIONKIT_TEST_OLRIC_LOG set, the member logs at Info ("debug": at
+// Debug, with Olric's and memberlist's INFO lines, such as when a member
+// is declared dead).
 func runMember(spec memberSpec) int {
 	level := slog.LevelError
-	if os.Getenv("SESSIONKIT_TEST_OLRIC_LOG") != "" {
+	if v := os.Getenv("SESSIONKIT_TEST_OLRIC_LOG"); v == "debug" {
+		level = slog.LevelDebug
+	} else if v != "" {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if spec.Network == "" {
+		spec.Network = "local"
+	}
 	m, err := olricstore.StartMember(olricstore.MemberConfig{
-		Addr: spec.Addr, ClusterAddr: spec.ClusterAddr, Peers: spec.Peers, Network: "local", Logger: logger,
+		Addr: spec.Addr, ClusterAddr: spec.ClusterAddr, Peers: spec.Peers, Network: spec.Network, Logger: logger,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -167,12 +178,15 @@ func TestCrash(t *testing.T) {
 		for i := range pending {
 			pending[i] = i
 		}
+		var errs map[string]int // the last pass's errors, by text
 		for len(pending) > 0 {
 			if time.Since(down) > window {
-				t.Fatalf("%s: %d sessions still unreadable %v after the kill", stage, len(pending), window)
+				t.Fatalf("%s: %d sessions still unreadable %v after the kill; the last pass's errors: %v", stage, len(pending), window, errs)
 			}
 			var mu sync.Mutex
 			var again []int
+			errs = map[string]int{}
+			passStart := time.Now()
 			testenv.Parallel(t, 16, len(pending), func(j int) error {
 				i := pending[j]
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -187,12 +201,15 @@ func TestCrash(t *testing.T) {
 				case err != nil:
 					mu.Lock()
 					again = append(again, i)
+					errs[err.Error()]++
 					mu.Unlock()
 				case rec.Version != versions[i] || string(rec.Data) != string(data(i)):
 					return fmt.Errorf("%s: Load(%q): got version %d data %q; want %d %q", stage, key(i), rec.Version, rec.Data, versions[i], data(i))
 				}
 				return nil
 			})
+			t.Logf("%s: a pass over %d sessions from %v to %v after the kill: %d unreadable", stage, len(pending),
+				passStart.Sub(down).Round(time.Millisecond), time.Since(down).Round(time.Millisecond), len(again))
 			pending = again
 		}
 		if n := lost.Load(); n > 0 {
@@ -269,6 +286,71 @@ func TestCrash(t *testing.T) {
 			t.Errorf("ListUser(%q) after the failures: got %v, err %v; want %q", user(i), entries, err, key(i))
 		}
 	}
+}
+
+// TestDetection measures how long the survivors of a crash take to
+// declare the lost member dead, in the case where memberlist expects more
+// confirmations of the suspicion than the survivors can give: four members
+// with the "lan" profile (what `sessionkit serve` runs), one killed, and
+// a second killed before the first has been forgotten (memberlist counts a
+// dead member for 30 s): the two survivors count four members and expect
+// two confirmations each, and only one can come. Until every survivor has
+// noticed, the cluster's routing table still sends the lost member's
+// sessions to it. With memberlist's default SuspicionMaxTimeoutMult (6)
+// that took 11.4 s after the suspicion started; the bound is the base
+// suspicion timeout (4 s) after it.
+func TestDetection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills cluster members; about 30 s")
+	}
+	// limit: a probe interval (1 s) and its timeout (0.5 s) before the
+	// suspicion starts, the 4 s suspicion timeout, and room for a shared
+	// machine. Measured: 5.7 to 6.9 s; 14.6 and 15.2 s without the bound.
+	const limit = 10 * time.Second
+	addrs := freeAddrs(t, 8)
+	specs := make([]memberSpec, 4)
+	procs := make([]*procMember, 4)
+	for i := range specs {
+		specs[i] = memberSpec{Addr: addrs[2*i], ClusterAddr: addrs[2*i+1], SweepDelay: time.Hour, Network: "lan"}
+		for j := range i {
+			specs[i].Peers = append(specs[i].Peers, addrs[2*j+1])
+		}
+		procs[i] = startProcMember(t, specs[i])
+	}
+	// views asks each of the given members for its member list (Olric's
+	// own command: a cluster client would also need the routing table,
+	// which fails while the coordinator is the lost member).
+	views := func(of ...int) (map[string]int, error) {
+		out := map[string]int{}
+		for _, i := range of {
+			c := redis.NewClient(&redis.Options{Addr: specs[i].Addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			ms, err := c.Do(t.Context(), "cluster.members").Slice()
+			c.Close()
+			if err != nil {
+				return nil, err
+			}
+			out[specs[i].Addr] = len(ms)
+		}
+		return out, nil
+	}
+	all := func(n int, of ...int) func() (bool, string) {
+		return func() (bool, string) {
+			v, err := views(of...)
+			for _, got := range v {
+				if got != n {
+					return false, fmt.Sprintf("members seen: %v, err %v", v, err)
+				}
+			}
+			return err == nil, fmt.Sprintf("members seen: %v, err %v", v, err)
+		}
+	}
+	waitFor(t, "4 members", 30*time.Second, all(4, 0, 1, 2, 3))
+	procs[0].Kill()
+	waitFor(t, "the first loss noticed", 30*time.Second, all(3, 1, 2, 3))
+	down := time.Now()
+	procs[1].Kill()
+	waitFor(t, "the second loss noticed by both survivors", limit, all(2, 2, 3))
+	t.Logf("both survivors noticed the second loss %v after the kill", time.Since(down).Round(time.Millisecond))
 }
 
 // healed waits until no entry is short of copies and logs how long it took.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/olric-data/olric"
 	"github.com/olric-data/olric/config"
 )
@@ -54,7 +55,8 @@ type MemberConfig struct {
 	TableSize int
 	// Network selects memberlist's timing profile: "local" (failure
 	// detected in about 4 s, for one host) or "lan" (about 6 s); default
-	// "lan".
+	// "lan". Either way, a survivor declares a lost member dead after the
+	// profile's base suspicion timeout, however few others confirm it.
 	Network string
 	// BalancerInterval is how often the member moves partition fragments
 	// to their new owners after a membership change; default 15 s
@@ -174,9 +176,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		cfg.Logger = slog.Default()
 	}
 
-	mc, err := config.NewMemberlistConfig(cfg.Network)
+	mc, err := memberlistConfig(cfg.Network)
 	if err != nil {
-		return nil, fmt.Errorf("olricstore: %w", err)
+		return nil, err
 	}
 	mc.BindAddr, mc.BindPort = chost, cport
 	if net.ParseIP(chost) != nil { // a name is resolved by Olric and memberlist
@@ -236,6 +238,47 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	}
 	m.client = db.NewEmbeddedClient()
 	return m, nil
+}
+
+// memberlistConfig returns memberlist's settings for network ("local" or
+// "lan"), with failure detection bounded by the base suspicion timeout.
+//
+// memberlist declares a member that stopped answering its probes dead
+// once a suspicion timeout has run out. The timeout starts at
+// SuspicionMaxTimeoutMult (6) times the base timeout (3 s "local", 4 s
+// "lan") and shrinks to the base as other members confirm the suspicion,
+// up to SuspicionMult-2 confirmations (1 "local", 2 "lan") when the
+// member counts that many others besides itself and the suspect. In the
+// small clusters sessionkit runs, a crash can leave too few survivors to
+// confirm: a dead member stays counted for GossipToTheDeadTime (15 s
+// "local", 30 s "lan") after it is gone, so with "lan" a member killed
+// within 30 s of another (a replaced member followed by a second failure)
+// leaves two survivors that count four members, expect two confirmations
+// each and can get one: they wait 11.4 s instead of 4. A survivor whose
+// confirmation does not arrive waits the whole 18 s ("local") or 24 s
+// ("lan"). The cluster's routing table changes only once its coordinator
+// has noticed, and a member that has not noticed yet refuses it
+// (MemberConfig.RoutingPushInterval): all that time, the sessions the
+// dead member owned can be neither read nor written. Measured: in
+// TestCrash ("local"), the survivor that was to be the next coordinator
+// declared the killed member dead 18 s after its suspicion started, 15 s
+// after the other survivor (no confirmation reached it), and the sessions
+// the killed member owned stayed unreadable for 22 s; TestDetection
+// ("lan") took 14.6 and 15.2 s from the kill to both survivors' notice,
+// and 5.7 to 6.9 s with the bound.
+//
+// With SuspicionMaxTimeoutMult 1 every survivor declares the member dead
+// the base timeout after its own suspicion starts, confirmations or not.
+// What it gives up: a member that is alive but cannot answer for that long
+// (a pause, an overloaded host) is declared dead sooner; it refutes when it
+// hears of it and rejoins, and its partitions move twice.
+func memberlistConfig(network string) (*memberlist.Config, error) {
+	mc, err := config.NewMemberlistConfig(network)
+	if err != nil {
+		return nil, fmt.Errorf("olricstore: %w", err)
+	}
+	mc.SuspicionMaxTimeoutMult = 1
+	return mc, nil
 }
 
 // Name returns the member's name in the cluster: its Olric address.
