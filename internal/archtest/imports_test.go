@@ -33,7 +33,7 @@ var rules = map[string]rule{
 	"store/migrate":        {own: []string{"store"}},
 	"store/memcachedstore": {own: []string{"store", "store/breaker"}, thirdParty: []string{"github.com/bradfitz/gomemcache/..."}},
 	"store/natsstore":      {own: []string{"store"}, thirdParty: []string{"github.com/nats-io/..."}},
-	"store/olricstore":     {own: []string{"store"}, thirdParty: []string{"github.com/olric-data/olric/...", "github.com/redis/go-redis/v9"}},
+	"store/olricstore":     {own: []string{"store"}, thirdParty: []string{"github.com/olric-data/olric/...", "github.com/redis/go-redis/v9", "github.com/hashicorp/memberlist"}},
 	"sessionmetrics": {own: []string{"session", "store", "store/breaker", "store/memstore"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"sessiontrace": {own: []string{"session", "store"}, thirdParty: []string{"go.opentelemetry.io/otel/..."}},

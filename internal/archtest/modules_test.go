@@ -25,7 +25,7 @@ var modules = map[string][]string{
 	"store/pgstore":        {"github.com/jackc/pgx/v5"},
 	"store/memcachedstore": {"github.com/bradfitz/gomemcache"},
 	"store/natsstore":      {"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go"},
-	"store/olricstore":     {"github.com/olric-data/olric", "github.com/redis/go-redis/v9"},
+	"store/olricstore":     {"github.com/olric-data/olric", "github.com/redis/go-redis/v9", "github.com/hashicorp/memberlist"},
 	"token":                {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
 	"balancer":             {"github.com/valyala/fasthttp"},
 	"sessionmetrics":       {"github.com/prometheus/client_golang"},
