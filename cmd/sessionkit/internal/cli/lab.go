@@ -46,6 +46,7 @@ type labConfig struct {
 	redisURL   string
 	pgURL      string
 	memcached  string
+	migrate    string
 }
 
 func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok bool) {
@@ -57,6 +58,8 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 	f.Duration(&lc.duration, "duration", lab.DefaultDuration, "how long each strategy runs (`duration`, 1s to 1h)")
 	f.String(&lc.faults, "faults", lab.FaultNode, "faults to inject: `list` of node, store, evict (comma-separated), or none")
 	f.Int(&lc.seed, "seed", lab.DefaultSeed, "`seed` of the virtual users' choices")
+	f.String(&lc.migrate, "migrate", "",
+		"instead of the strategies' rows, switch strategy in the middle of each run:\n        a `list` of FROM:TO (memory:redis, token:redis, redis:postgres, ...), as\n        docs/migration.md says; counts the sessions and updates the switch loses")
 	f.Bool(&lc.json, "json", false, "print the report as JSON on stdout instead of the table")
 	f.String(&lc.report, "report", "", "also write the report as a self-contained HTML `file` with charts")
 	f.String(&lc.redisURL, "redis", lab.DefaultRedisURL, "Redis `url` of the redis strategy")
@@ -89,6 +92,11 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 	}
 	if cfg.Faults, bad = splitNames(lc.faults); bad {
 		return cfg, lc, f.invalid(s, "faults", lc.faults, "want some of node, store, evict, or none"), false
+	}
+	if lc.migrate != "" {
+		if cfg.Migrate, bad = splitNames(lc.migrate); bad {
+			return cfg, lc, f.invalid(s, "migrate", lc.migrate, "want FROM:TO pairs separated by single commas"), false
+		}
 	}
 	if lc.seed < 1 {
 		return cfg, lc, f.invalid(s, "seed", fmt.Sprint(lc.seed), "want a positive integer"), false

@@ -54,6 +54,11 @@ type Config struct {
 	Faults []string
 	// Seed of the users' choices; default DefaultSeed.
 	Seed uint64
+	// Migrate, if set, replaces the strategies' rows by migrations, one
+	// row each: "FROM:TO" (token:redis, memory:redis, redis:postgres, ...)
+	// runs the nodes on FROM and switches them to TO in the middle of the
+	// run, as docs/migration.md says, without faults. Default none.
+	Migrate []string
 
 	// RedisURL and PostgresURL are the services of the redis and
 	// postgres strategies (URLs as redisstore.ParseURL and pgstore.Open
@@ -118,6 +123,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Seed == 0 {
 		c.Seed = DefaultSeed
+	}
+	for _, m := range c.Migrate {
+		if _, _, err := parseMigration(m); err != nil {
+			return c, err
+		}
 	}
 	if c.RedisURL == "" {
 		c.RedisURL = DefaultRedisURL
@@ -203,6 +213,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Started: time.Now().UTC(), Nodes: cfg.Nodes, Users: cfg.Users, Duration: cfg.Duration,
 		Faults: cfg.Faults, Seed: cfg.Seed, CPUs: runtime.NumCPU()}
+	if len(cfg.Migrate) > 0 {
+		rep.Faults = []string{"none"}
+		for _, m := range cfg.Migrate {
+			from, to, _ := parseMigration(m) // checked by withDefaults
+			res, err := runMigration(ctx, cfg, from, to)
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			if err != nil {
+				res = Result{Strategy: m, What: "migration", Skipped: skipReason(err)}
+			}
+			rep.Results = append(rep.Results, res)
+		}
+		return rep, nil
+	}
 	for _, name := range cfg.Strategies {
 		s, _ := strategy.Lookup(name)
 		res, err := runStrategy(ctx, cfg, s)
@@ -210,11 +235,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, ctx.Err()
 		}
 		if err != nil {
-			reason := err.Error()
-			if !errors.Is(err, strategy.ErrSkip) {
-				reason = "failed: " + reason
-			}
-			res = Result{Strategy: s.Name, What: s.What, Skipped: strings.TrimPrefix(reason, strategy.ErrSkip.Error()+": ")}
+			res = Result{Strategy: s.Name, What: s.What, Skipped: skipReason(err)}
 		}
 		rep.Results = append(rep.Results, res)
 	}
@@ -222,6 +243,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprint(cfg.Progress, "\r\033[K")
 	}
 	return rep, nil
+}
+
+// skipReason is the Result.Skipped of a run that failed with err.
+func skipReason(err error) string {
+	reason := err.Error()
+	if !errors.Is(err, strategy.ErrSkip) {
+		reason = "failed: " + reason
+	}
+	return strings.TrimPrefix(reason, strategy.ErrSkip.Error()+": ")
 }
 
 // slices of the time line per run

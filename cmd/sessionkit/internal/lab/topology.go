@@ -52,6 +52,9 @@ type labNode struct {
 	mu   sync.Mutex
 	srv  *http.Server
 	kill func() // drops the node's sessions
+	// app is the handler srv serves, swapped when the node switches
+	// strategy (lab --migrate) without dropping a connection.
+	app atomic.Pointer[http.Handler]
 }
 
 func startTopology(ctx context.Context, s strategy.Strategy, tb *strategy.Testbed, n int, log *slog.Logger) (*topology, error) {
@@ -96,12 +99,10 @@ func startTopology(ctx context.Context, s strategy.Strategy, tb *strategy.Testbe
 	return t, nil
 }
 
-// start starts (or restarts) node i: a fresh Manager on the sessions the
-// testbed opens for it.
-func (t *topology) start(ctx context.Context, i int) error {
-	nd := t.nodes[i]
-	sess, err := t.tb.Open(ctx, i, strategy.Node{
-		Name:     nd.name,
+// node returns the strategy.Node that node i opens its sessions with.
+func (t *topology) node(i int) strategy.Node {
+	return strategy.Node{
+		Name:     t.nodes[i].name,
 		Lifetime: lifetime,
 		Timeout:  storeTimeout,
 		Breaker:  breaker.Config{OpenFor: breakerOpenFor},
@@ -112,14 +113,15 @@ func (t *topology) start(ctx context.Context, i int) error {
 				return call(ctx)
 			})
 		},
-	})
-	if err != nil {
-		return err
 	}
-	kill := sess.Kill
+}
+
+// app returns the reference app of node nd on st or tokens, taking over
+// the sessions of prev if set.
+func (t *topology) app(nd *labNode, strat string, st store.Store, tokens session.TokenCodec, prev *session.Previous) (http.Handler, error) {
 	m, err := session.New(session.Config{
-		Store:  sess.Store,
-		Tokens: sess.Tokens,
+		Store:  st,
+		Tokens: tokens,
 		// The virtual users speak plain HTTP on loopback, and Go's cookie
 		// jar sends Secure cookies over HTTPS only.
 		Transport:    session.Cookie{Insecure: true},
@@ -128,16 +130,30 @@ func (t *topology) start(ctx context.Context, i int) error {
 		Lifetime:     lifetime,
 		ErrorHandler: refapp.NewErrorHandler(t.log),
 		Logger:       t.log,
+		Previous:     prev,
 	})
 	if err != nil {
-		kill()
+		return nil, err
+	}
+	return refapp.New(refapp.Config{Node: nd.name, Strategy: strat, Manager: m, Logger: t.log})
+}
+
+// start starts (or restarts) node i: a fresh Manager on the sessions the
+// testbed opens for it.
+func (t *topology) start(ctx context.Context, i int) error {
+	nd := t.nodes[i]
+	sess, err := t.tb.Open(ctx, i, t.node(i))
+	if err != nil {
 		return err
 	}
-	app, err := refapp.New(refapp.Config{Node: nd.name, Strategy: t.strat.Name, Manager: m, Logger: t.log})
+	kill := sess.Kill
+	app, err := t.app(nd, t.strat.Name, sess.Store, sess.Tokens, nil)
 	if err != nil {
 		kill()
 		return err
 	}
+	app = sess.Handler(app)
+	nd.app.Store(&app)
 	var ln net.Listener
 	// The port was ours a moment ago (or until the kill); another socket
 	// may hold it briefly.
@@ -151,7 +167,9 @@ func (t *topology) start(ctx context.Context, i int) error {
 		kill()
 		return err
 	}
-	srv := &http.Server{Handler: sess.Handler(app), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*nd.app.Load()).ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	nd.mu.Lock()
 	nd.srv, nd.kill = srv, kill

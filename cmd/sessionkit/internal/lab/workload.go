@@ -25,6 +25,12 @@ type counters struct {
 	updatesLost  atomic.Int64
 	wireBytes    atomic.Int64
 
+	// oneAtATime, set for a migration run, has the users add one item at
+	// a time, never three at once: the token strategy loses concurrent
+	// adds by design (its own row shows it), and a migration's losses
+	// must be the switch's alone.
+	oneAtATime bool
+
 	// idle, while set, keeps every third user (the idlers) from sending
 	// requests: the evict fault's users who stepped away, whose sessions
 	// nobody reads while the store is under memory pressure.
@@ -257,6 +263,8 @@ func (u *user) run(ctx context.Context) {
 		}
 		switch r := u.rng.IntN(100); {
 		case r < 40:
+			u.add(ctx, 1)
+		case r < 55 && u.c.oneAtATime:
 			u.add(ctx, 1)
 		case r < 55:
 			u.add(ctx, 3)
