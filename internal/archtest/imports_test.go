@@ -45,7 +45,7 @@ var rules = map[string]rule{
 		"balancer", "cmd/sessionkit/internal/lab", "cmd/sessionkit/internal/strategy", "token"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/valyala/fasthttp"}},
-	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker",
+	"cmd/sessionkit/internal/lab": {own: []string{"balancer", "internal/refapp", "session", "store", "store/breaker", "store/migrate",
 		"cmd/sessionkit/internal/strategy"}},
 	"cmd/sessionkit/internal/strategy": {own: []string{"session", "store", "store/breaker", "store/memstore",
 		"store/redisstore", "store/pgstore", "store/memcachedstore", "store/natsstore", "store/olricstore", "token"},
