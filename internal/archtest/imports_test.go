@@ -41,7 +41,7 @@ var rules = map[string]rule{
 	"token": {own: []string{"session", "session/sid", "store"},
 		thirdParty: []string{"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto/..."}},
 	"internal/refapp": {own: []string{"session", "session/sid", "store"}},
-	"cmd/sessionkit/internal/cli": {own: []string{"session", "session/sid", "store/breaker", "store/migrate", "internal/refapp", "sessionmetrics",
+	"cmd/sessionkit/internal/cli": {own: []string{"session", "session/sid", "store", "store/breaker", "store/migrate", "internal/refapp", "sessionmetrics",
 		"balancer", "cmd/sessionkit/internal/lab", "cmd/sessionkit/internal/strategy", "token"},
 		thirdParty: []string{"github.com/prometheus/client_golang/..."}},
 	"balancer": {own: []string{"session/sid"}, thirdParty: []string{"github.com/valyala/fasthttp"}},

@@ -834,3 +834,33 @@ func (h expHeap) minExcept(self *entry) *entry {
 	}
 	return h[1]
 }
+
+// ScanKeys calls fn with the key of every live record, in no order, until
+// fn returns false. Records saved or deleted meanwhile may or may not be
+// seen. It holds one shard's read lock at a time, and not while fn runs.
+func (s *Store) ScanKeys(ctx context.Context, fn func(key string) bool) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sh := &s.shards[i]
+		now := s.now()
+		sh.mu.RLock()
+		keys := make([]string, 0, len(sh.m))
+		for k, e := range sh.m {
+			if e.expires.After(now) {
+				keys = append(keys, k)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, k := range keys {
+			if !fn(k) {
+				return nil
+			}
+		}
+	}
+	return nil
+}

@@ -54,6 +54,12 @@ type Stats struct {
 // Store is a store.Store that reads through to an old store and writes to
 // a new one (see the package documentation). Safe for concurrent use.
 type Store struct {
+	// Scanner, if set before the store is used, lists the old store's keys
+	// for Remaining instead of the old store itself: for an old store
+	// reached through a wrapper (a circuit breaker) that hides its
+	// ScanKeys.
+	Scanner KeyScanner
+
 	from, to store.Store
 	copied   atomic.Int64
 	undone   atomic.Int64
@@ -87,6 +93,55 @@ func New(from, to store.Store) (store.Store, *Store) {
 		}{s, mu}, s
 	}
 	return s, s
+}
+
+// KeyScanner is implemented by stores that can list their live keys
+// (memstore, redisstore on a standalone server or a Sentinel master,
+// pgstore): Remaining needs it of the old store.
+type KeyScanner interface {
+	// ScanKeys calls fn with the key of every live record, in no order,
+	// until fn returns false.
+	ScanKeys(ctx context.Context, fn func(key string) bool) error
+}
+
+// Remaining returns how many sessions live only in the old store: not moved
+// yet. When it reaches 0, and stays there, the old store can go. It reads
+// every key of the old store and looks up each in the new one (and again in
+// the old one, so that a record that ended meanwhile does not count), so
+// its cost grows with the old store: an operator's query, run every minute
+// or so, not per request. It returns an error wrapping store.ErrUnsupported
+// if the old store is not a KeyScanner.
+func (s *Store) Remaining(ctx context.Context) (int, error) {
+	sc, ok := s.from.(KeyScanner)
+	if s.Scanner != nil {
+		sc, ok = s.Scanner, true
+	}
+	if !ok {
+		return 0, fmt.Errorf("migrate: counting the sessions left in the old store (%T): %w", s.from, store.ErrUnsupported)
+	}
+	n := 0
+	var ferr error
+	err := sc.ScanKeys(ctx, func(key string) bool {
+		_, err := s.to.Load(ctx, key)
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalidKey) {
+			ferr = fmt.Errorf("migrate: look a session up in the new store: %w", err)
+			return false
+		}
+		if _, err := s.from.Load(ctx, key); err == nil {
+			n++
+		}
+		return true
+	})
+	if ferr != nil {
+		return n, ferr
+	}
+	if err != nil {
+		return n, fmt.Errorf("migrate: scan the old store: %w", err)
+	}
+	return n, nil
 }
 
 // Stats returns the counts since New.

@@ -213,3 +213,39 @@ func (o *onSave) Save(ctx context.Context, key string, rec store.Record) (uint64
 	o.once.Do(o.before)
 	return o.Store.Save(ctx, key, rec)
 }
+
+// TestMigrate_remaining: Remaining counts the sessions that live only in
+// the old store, as they move and end.
+func TestMigrate_remaining(t *testing.T) {
+	old, nu := newMem(t, nil), newMem(t, nil)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	for i := range 5 {
+		old.Save(ctx, fmt.Sprint("k", i), store.Record{Data: []byte("x"), Expires: exp})
+	}
+	old.Save(ctx, "gone", store.Record{Data: []byte("x"), Expires: time.Now().Add(-time.Second)})
+	nu.Save(ctx, "new", store.Record{Data: []byte("x"), Expires: exp})
+	st, mig := migrate.New(old, nu)
+	remaining := func(want int) {
+		t.Helper()
+		if n, err := mig.Remaining(ctx); err != nil || n != want {
+			t.Errorf("Remaining: %d, %v; want %d", n, err, want)
+		}
+	}
+	remaining(5)
+	st.Load(ctx, "k0")
+	st.Load(ctx, "k1")
+	remaining(3)
+	st.Delete(ctx, "k2", 0)
+	remaining(2)
+
+	// Through a wrapper that hides ScanKeys: unsupported, unless Scanner is set.
+	_, hidden := migrate.New(struct{ store.Store }{old}, nu)
+	if _, err := hidden.Remaining(ctx); !errors.Is(err, store.ErrUnsupported) {
+		t.Errorf("Remaining of an old store that cannot list its keys: %v; want ErrUnsupported", err)
+	}
+	hidden.Scanner = old
+	if n, err := hidden.Remaining(ctx); err != nil || n != 2 {
+		t.Errorf("Remaining with Scanner: %d, %v; want 2", n, err)
+	}
+}

@@ -133,6 +133,7 @@ type Store struct {
 // per-connection statement cache sees the same strings every time.
 type queries struct {
 	load, loadMany, insert, update, deleteAny, deleteVersion, touchAny, touchVersion, listUser, deleteUser, sweep string
+	scanKeys                                                                                                      string
 }
 
 func buildQueries(t string) queries {
@@ -156,6 +157,7 @@ func buildQueries(t string) queries {
 		// version, returned), both decided under the row lock.
 		touchVersion: `UPDATE ` + t + ` SET expires_at = CASE WHEN version = $2 THEN $3 ELSE expires_at END` +
 			` WHERE key = $1 AND expires_at > $4 RETURNING version`,
+		scanKeys: `SELECT key FROM ` + t + ` WHERE expires_at > $1`,
 		listUser: `SELECT key, data, version, expires_at FROM ` + t +
 			` WHERE user_id = $1 AND expires_at > $2`,
 		// The rows are locked in key order, as batched Saves lock theirs,
@@ -447,6 +449,34 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 	}
 	if uint64(got) != version {
 		return fmt.Errorf("pgstore: touch: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// ScanKeys calls fn with the key of every live record, in no order, until
+// fn returns false: one query whose rows are read as fn asks for them (no
+// Config.Timeout: the scan of a large table may take longer). Records saved
+// or deleted meanwhile may or may not be seen.
+func (s *Store) ScanKeys(ctx context.Context, fn func(key string) bool) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	rows, err := s.pool.Query(ctx, s.q.scanKeys, s.now())
+	if err != nil {
+		return fmt.Errorf("pgstore: scan keys: %w", err)
+	}
+	defer rows.Close()
+	var key []byte
+	for rows.Next() {
+		if err := rows.Scan(&key); err != nil {
+			return fmt.Errorf("pgstore: scan keys: %w", err)
+		}
+		if !fn(string(key)) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: scan keys: %w", err)
 	}
 	return nil
 }

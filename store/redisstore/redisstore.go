@@ -322,6 +322,52 @@ func (s *Store) indexKey(userID string) string {
 	return s.prefix + "u:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
 }
 
+// ScanKeys calls fn with the key of every record, in no order, until fn
+// returns false, with SCAN over the records' names (never KEYS): on a
+// standalone server or a Sentinel master; a Redis Cluster's nodes are not
+// walked, and it returns store.ErrUnsupported there. Records saved or
+// deleted meanwhile may or may not be seen. Each SCAN call is bounded as
+// other calls are; the whole walk only by ctx.
+func (s *Store) ScanKeys(ctx context.Context, fn func(key string) bool) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if len(s.c.Nodes()) > 1 {
+		return fmt.Errorf("redisstore: scan keys of a cluster: %w", store.ErrUnsupported)
+	}
+	match := s.prefix + "s:{*}"
+	var cursor uint64
+	for {
+		cctx, cancel := s.opCtx(ctx)
+		e, err := s.c.Do(cctx, s.c.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
+		cancel()
+		if err != nil {
+			return s.fail("scan keys", err)
+		}
+		for _, name := range e.Elements {
+			key, ok := untag(strings.TrimSuffix(strings.TrimPrefix(name, s.prefix+"s:{"), "}"))
+			if ok && !fn(key) {
+				return nil
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// untag is tag's inverse; ok is false for a name tag never makes.
+func untag(t string) (string, bool) {
+	if !strings.HasPrefix(t, "~") {
+		return t, isPlainTag(t)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t[1:])
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
+}
+
 // tag returns the form of key used between the braces of its record name: key
 // itself when it is printable ASCII without spaces or braces and does not
 // start with '~'; otherwise '~' followed by key in unpadded base64url. The

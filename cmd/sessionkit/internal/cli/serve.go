@@ -19,6 +19,7 @@ import (
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/session/sid"
 	"github.com/sessionkit/sessionkit/sessionmetrics"
+	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/migrate"
 )
@@ -289,6 +290,52 @@ func checkMigrateFrom(cfg *serveConfig) string {
 	return ""
 }
 
+// remainingEvery is how often serve counts the sessions left in the old
+// store (--migrate-from): a scan of the old store, too costly per scrape.
+const remainingEvery = time.Minute
+
+// registerMigrate exports the store/migrate wrapper's counts: the copies,
+// and the sessions left in the old store, counted every remainingEvery
+// until ctx ends (absent from /metrics until the first count, and for an
+// old store that cannot list its keys).
+func registerMigrate(ctx context.Context, reg *prometheus.Registry, mig *migrate.Store, logger *slog.Logger) error {
+	if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sessionkit_migrate_copied_total",
+		Help: "Sessions copied from the old store (--migrate-from) into the new one.",
+	}, func() float64 { return float64(mig.Stats().Copied) })); err != nil {
+		return err
+	}
+	left := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sessionkit_migrate_remaining_sessions",
+		Help: "Sessions that live only in the old store (--migrate-from), counted every minute: at 0 it can go.",
+	})
+	go func() {
+		registered := false
+		for {
+			n, err := mig.Remaining(ctx)
+			switch {
+			case errors.Is(err, store.ErrUnsupported):
+				logger.Info("serve: the old store cannot list its keys; sessionkit_migrate_remaining_sessions is not exported", "err", err)
+				return
+			case err != nil && ctx.Err() == nil:
+				logger.Warn("serve: counting the sessions left in the old store failed", "err", err)
+			case err == nil:
+				left.Set(float64(n))
+				if !registered {
+					registered = reg.Register(left) == nil
+				}
+				logger.Info("serve: sessions left in the old store", "remaining", n, "copied", mig.Stats().Copied)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(remainingEvery):
+			}
+		}
+	}()
+	return nil
+}
+
 // runServe is "sessionkit serve".
 func runServe(ctx context.Context, s *sys, args []string) int {
 	cfg, code, ok := parseServe(s, args)
@@ -348,10 +395,10 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		default: // a store to another
 			var mig *migrate.Store
 			st, mig = migrate.New(old.Store, sess.Store)
-			if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "sessionkit_migrate_copied_total",
-				Help: "Sessions copied from the old store (--migrate-from) into the new one.",
-			}, func() float64 { return float64(mig.Stats().Copied) })); err != nil {
+			if old.Scanner != nil {
+				mig.Scanner = old.Scanner
+			}
+			if err := registerMigrate(ctx, reg, mig, logger); err != nil {
 				return fail("%v", err)
 			}
 		}

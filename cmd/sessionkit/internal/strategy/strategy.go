@@ -181,6 +181,12 @@ type Sessions struct {
 	// Memstore is the memory strategy's store itself, for its metrics
 	// (sessionmetrics.WatchMemstore); nil for the other strategies.
 	Memstore *memstore.Store
+	// Scanner lists the live keys of the store itself (behind Store's
+	// wrappers), for counting the sessions left in an old store (serve
+	// --migrate-from); nil when the store cannot list them.
+	Scanner interface {
+		ScanKeys(ctx context.Context, fn func(key string) bool) error
+	}
 
 	routes map[string]http.Handler // by exact path
 	logger *slog.Logger
@@ -237,6 +243,11 @@ func stored(n *Node, st store.Store, guard bool, stop func(log *slog.Logger)) (*
 		}
 	}
 	s := &Sessions{Store: n.wrap(st), logger: n.logger(), shut: shut}
+	if sc, ok := st.(interface {
+		ScanKeys(ctx context.Context, fn func(key string) bool) error
+	}); ok {
+		s.Scanner = sc
+	}
 	if guard {
 		b, err := breaker.New(n.Breaker)
 		if err != nil {
