@@ -290,6 +290,17 @@ func checkMigrateFrom(cfg *serveConfig) string {
 	return ""
 }
 
+// breakerWatch returns the OnStateChange of the circuit breaker in front
+// of the store of strategy name (what, for the log): the state goes to the
+// metrics and each change to the log.
+func breakerWatch(sm *sessionmetrics.Metrics, logger *slog.Logger, name, what string) func(from, to breaker.State) {
+	hook := sm.BreakerHook(name)
+	return func(from, to breaker.State) {
+		hook(from, to)
+		logger.Warn("serve: "+what+" circuit "+to.String(), "from", from.String(), "strategy", name)
+	}
+}
+
 // remainingEvery is how often serve counts the sessions left in the old
 // store (--migrate-from): a scan of the old store, too costly per scrape.
 const remainingEvery = time.Minute
@@ -360,11 +371,7 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	if cfg.strat.Breaker {
 		// Shared stores go behind a circuit breaker, so that an outage
 		// costs requests microseconds, not timeouts, and ends by itself.
-		hook := sm.BreakerHook(cfg.strategy)
-		node.Breaker.OnStateChange = func(from, to breaker.State) {
-			hook(from, to)
-			logger.Warn("serve: session store circuit "+to.String(), "from", from.String(), "strategy", cfg.strategy)
-		}
+		node.Breaker.OnStateChange = breakerWatch(sm, logger, cfg.strategy, "session store")
 	}
 	sess, err := cfg.strat.Open(ctx, node)
 	if err != nil {
@@ -375,12 +382,9 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 	var previous *session.Previous
 	if cfg.migrateFrom != "" {
 		oldNode := node
+		oldNode.Breaker.OnStateChange = nil
 		if cfg.from.Breaker {
-			hook := sm.BreakerHook(cfg.migrateFrom)
-			oldNode.Breaker.OnStateChange = func(from, to breaker.State) {
-				hook(from, to)
-				logger.Warn("serve: old session store circuit "+to.String(), "from", from.String(), "strategy", cfg.migrateFrom)
-			}
+			oldNode.Breaker.OnStateChange = breakerWatch(sm, logger, cfg.migrateFrom, "old session store")
 		}
 		old, err := cfg.from.Open(ctx, oldNode)
 		if err != nil {

@@ -245,6 +245,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// startUsers starts cfg.Users virtual users on url, in goroutines added to
+// wg, until ctx ends.
+func startUsers(ctx context.Context, cfg Config, url string, tr *http.Transport, c *counters, wg *sync.WaitGroup) {
+	for i := range cfg.Users {
+		u := newUser(i, url, tr, c, cfg.Seed)
+		wg.Go(func() { u.run(ctx) })
+	}
+}
+
 // skipReason is the Result.Skipped of a run that failed with err.
 func skipReason(err error) string {
 	reason := err.Error()
@@ -306,10 +315,7 @@ func runStrategy(ctx context.Context, cfg Config, s strategy.Strategy) (Result, 
 	defer stop()
 
 	var wg sync.WaitGroup
-	for i := range cfg.Users {
-		u := newUser(i, topo.url, tr, c, cfg.Seed)
-		wg.Go(func() { u.run(runCtx) })
-	}
+	startUsers(runCtx, cfg, topo.url, tr, c, &wg)
 	events := schedule(runCtx, cfg, topo, tb, c, proxies, start, &wg)
 	progress(runCtx, cfg, s.Name, start, c)
 	wg.Wait()

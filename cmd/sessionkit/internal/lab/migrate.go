@@ -84,10 +84,7 @@ func runMigration(ctx context.Context, cfg Config, from, to strategy.Strategy) (
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var wg sync.WaitGroup
-	for i := range cfg.Users {
-		u := newUser(i, topo.url, tr, c, cfg.Seed)
-		wg.Go(func() { u.run(runCtx) })
-	}
+	startUsers(runCtx, cfg, topo.url, tr, c, &wg)
 	var events []Event
 	var closers []func()
 	defer func() {
