@@ -328,3 +328,25 @@ func TestRecordFormat1(t *testing.T) {
 		t.Error("RecordFormat 2 accepted")
 	}
 }
+
+// The default error handler answers a session larger than the store holds
+// with 413 (sending it again will not help), not 503.
+func TestErrorHandler_tooLarge(t *testing.T) {
+	mem, err := memstore.New(memstore.Config{MaxBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	m, err := session.New(session.Config{Store: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		session.From(r).Set("big", strings.Repeat("x", 500))
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/", nil))
+	if w.Code != http.StatusRequestEntityTooLarge || w.Header().Get("Retry-After") != "" {
+		t.Errorf("a session over the store's limit: %d, Retry-After %q; want 413 without Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+}

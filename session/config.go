@@ -90,7 +90,9 @@ type Config struct {
 	// error, such as store.ErrUnavailable from an open circuit breaker),
 	// ErrTooManyConflicts or ErrNoManager. Default: log the error and answer 503
 	// with Retry-After (the breaker's, or 1 second) and a short text body
-	// for store failures and conflicts, 500 otherwise.
+	// for store failures and conflicts, 409 for ErrTooManySessions, 413 for
+	// a session larger than the store holds (store.ErrTooLarge), 500
+	// otherwise.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	// FailOpen keeps the site up while the store is down: a request whose

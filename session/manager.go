@@ -167,6 +167,10 @@ func (m *Manager) handleError(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case errors.Is(err, ErrTooManyConflicts):
 		status, msg = http.StatusServiceUnavailable, "session changed concurrently, please retry"
+	case errors.Is(err, store.ErrTooLarge):
+		// The session outgrew what the store holds: sending it again
+		// will not help.
+		status, msg = http.StatusRequestEntityTooLarge, "session too large for the session store"
 	case errors.Is(err, ErrStore):
 		status, msg = http.StatusServiceUnavailable, "session store unavailable, please retry"
 	case errors.Is(err, ErrTooManySessions):

@@ -2,11 +2,13 @@ package refapp_test
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/sessionkit/sessionkit/session"
 	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/memstore"
 )
 
 // devices is GET /sessions' answer.
@@ -140,5 +142,31 @@ func TestSessions_noUserIndex(t *testing.T) {
 		if rec := c.do(n, r[0], r[1], ""); rec.Code != 501 {
 			t.Errorf("%s %s without a per-user index: %d %s; want 501", r[0], r[1], rec.Code, rec.Body)
 		}
+	}
+}
+
+// A cart that outgrows what the store holds (memstore's MaxBytes here;
+// Memcached's item size in production) is answered 413, not as an outage
+// (503), and the stored cart is unchanged.
+func TestCart_tooLargeForTheStore(t *testing.T) {
+	small, err := memstore.New(memstore.Config{Now: fixedNow, CleanupInterval: -1, MaxBytes: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { small.Close() })
+	n := newNode(t, small, "n1", nil)
+	c := newClient(t)
+	c.login(n, "alice")
+	item := strings.Repeat("x", 100)
+	var rec *httptest.ResponseRecorder
+	for range 5 {
+		rec = c.do(n, "POST", "/cart", `{"item":"`+item+`"}`)
+		if rec.Code != 200 {
+			break
+		}
+	}
+	expect(t, "a cart over the store's limit", rec, 413, `{"error":"session too large for the session store: keep less in it"}`)
+	if rec.Header().Get("Retry-After") != "" {
+		t.Error("a 413 with Retry-After")
 	}
 }

@@ -67,7 +67,9 @@
 //	404  an unknown path; DELETE /sessions/{handle} with a handle that names
 //	     no live session of the user (nothing changes)
 //	405  a known path with another method; the Allow header lists the right ones
-//	413  a body larger than MaxBodyBytes
+//	413  a body larger than MaxBodyBytes; a session grown larger than the
+//	     session store holds (store.ErrTooLarge: Memcached's item size,
+//	     memstore's MaxBytes)
 //	415  a body whose Content-Type is set and is not application/json
 //	409  POST /login beyond the user's session limit, with the refuse policy
 //	501  POST /logout-all, GET /sessions, DELETE /sessions/{handle} and POST

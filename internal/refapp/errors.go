@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store"
 )
 
 // Messages of the error answers that do not come from the request.
@@ -26,6 +27,8 @@ const (
 //	503 {"error":"session changed concurrently, retry"} for session.ErrTooManyConflicts
 //	409 {"error":"too many sessions for this user ..."}  for session.ErrTooManySessions
 //	413 {"error":"session too large for its token ..."}  for session.ErrTokenTooLarge
+//	413 {"error":"session too large for the session store ..."} for store.ErrTooLarge
+//	    (a store with an item size limit, such as Memcached's, or memstore's MaxBytes)
 //	500 {"error":"internal error"}                        otherwise
 //
 // 413 is for the token strategy: the request asked the session to hold more
@@ -39,6 +42,8 @@ const (
 func ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	retryAfter := strconv.Itoa(int(session.RetryAfter(err) / time.Second))
 	switch {
+	case errors.Is(err, store.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "session too large for the session store: keep less in it")
 	case errors.Is(err, session.ErrStore):
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusServiceUnavailable, msgStore)

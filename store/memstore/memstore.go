@@ -27,8 +27,9 @@ const (
 const sweepBatch = 128
 
 // ErrTooLarge is returned by Save for a record whose size
-// (len(key)+len(Data)+len(UserID)) exceeds Config.MaxBytes.
-var ErrTooLarge = errors.New("memstore: record larger than MaxBytes")
+// (len(key)+len(Data)+len(UserID)) exceeds Config.MaxBytes. It wraps
+// store.ErrTooLarge.
+var ErrTooLarge = fmt.Errorf("memstore: record larger than MaxBytes: %w", store.ErrTooLarge)
 
 var (
 	errClosed       = fmt.Errorf("memstore: %w", store.ErrClosed)
