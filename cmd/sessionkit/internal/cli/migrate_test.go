@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
@@ -16,16 +15,7 @@ import (
 // it ends the session on the Redis node too.
 func TestServe_migrateFrom(t *testing.T) {
 	redis := "redis://" + testenv.TCPAddr(t, "SESSIONKIT_REDIS_ADDR", "127.0.0.1:6379") + "/0?key_prefix=sktest" + rand.Text()[:8] + ":"
-	pg := os.Getenv("SESSIONKIT_POSTGRES_URL")
-	if pg == "" {
-		pg = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	u, err := url.Parse(pg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SESSIONKIT_TEST_POSTGRES_ADDR", u.Host)
-	testenv.TCPAddr(t, "SESSIONKIT_TEST_POSTGRES_ADDR", "127.0.0.1:5432")
+	pg := postgresURL(t)
 
 	old := startServe(t, nil, "serve", "--strategy", "redis", "--redis", redis, "--addr", "127.0.0.1:0",
 		"--insecure-cookie", "--node", "t1")

@@ -3,9 +3,7 @@ package cli_test
 import (
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/sessionkit/sessionkit/internal/testenv"
@@ -27,50 +25,40 @@ func TestBalance_stickyMemoryToRedis(t *testing.T) {
 	b := startBalance(t, nil, append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, backends...)...)
 
 	const users = 12
-	old := make([]*http.Client, users)
+	old := make([]func(path, body string) *http.Response, users)
 	home := make([]string, users)
 	for u := range old {
-		old[u] = newJarClient(t)
-		if code, node := post(t, old[u], b.url+"/login", fmt.Sprintf(`{"user":"old%d"}`, u)); code != 200 {
-			t.Fatalf("login: %d", code)
-		} else {
-			home[u] = node
+		old[u] = userPoster(t, b.url)
+		resp := old[u]("/login", fmt.Sprintf(`{"user":"old%d"}`, u))
+		if resp.StatusCode != 200 {
+			t.Fatalf("login: %d", resp.StatusCode)
 		}
-		post(t, old[u], b.url+"/cart", `{"item":"a"}`)
+		home[u] = resp.Header.Get("X-Node")
+		old[u]("/cart", `{"item":"a"}`)
 	}
+	admin := userPoster(t, b.admin)
 	for _, n := range []string{"n3", "n4"} {
 		s := startServe(t, nil, "serve", "--strategy", "redis", "--redis", redis, "--node", n, "--addr", "127.0.0.1:0", "--insecure-cookie")
-		if code, _ := post(t, http.DefaultClient, b.admin+"/nodes", `{"name":"`+n+`","url":"`+s.url+`"}`); code/100 != 2 {
+		if code := admin("/nodes", `{"name":"`+n+`","url":"`+s.url+`"}`).StatusCode; code/100 != 2 {
 			t.Fatalf("adding %s: %d", n, code)
 		}
 	}
 	for _, n := range []string{"n1", "n2"} {
-		if code, _ := post(t, http.DefaultClient, b.admin+"/nodes/"+n+"/drain", `{"timeout":"1h"}`); code/100 != 2 {
+		if code := admin("/nodes/"+n+"/drain", `{"timeout":"1h"}`).StatusCode; code/100 != 2 {
 			t.Fatalf("draining %s: %d", n, code)
 		}
 	}
-	for u, c := range old {
-		code, node := post(t, c, b.url+"/cart", `{"item":"b"}`)
+	for u, user := range old {
+		resp := user("/cart", `{"item":"b"}`)
+		code, node := resp.StatusCode, resp.Header.Get("X-Node")
 		if code != 200 || node != home[u] {
 			t.Errorf("old user %d (on %s) while %s drains: %d from %s; want 200 from its node", u, home[u], home[u], code, node)
 		}
 	}
 	for u := range users {
-		c := newJarClient(t)
-		if code, node := post(t, c, b.url+"/login", fmt.Sprintf(`{"user":"new%d"}`, u)); code != 200 || (node != "n3" && node != "n4") {
+		resp := userPoster(t, b.url)("/login", fmt.Sprintf(`{"user":"new%d"}`, u))
+		if code, node := resp.StatusCode, resp.Header.Get("X-Node"); code != 200 || (node != "n3" && node != "n4") {
 			t.Errorf("new user %d: %d on %s; want a Redis node", u, code, node)
 		}
 	}
-}
-
-// post sends a JSON body and returns the status and the X-Node.
-func post(t *testing.T, c *http.Client, url, body string) (int, string) {
-	t.Helper()
-	resp, err := c.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get("X-Node")
 }

@@ -174,7 +174,7 @@ func (t *topology) migrate(ctx context.Context, from, to strategy.Strategy, oldT
 		case nu.Tokens != nil:
 			prev = &session.Previous{Store: old.Store}
 		default:
-			st, _ = migrate.New(noClose{old.Store}, noClose{nu.Store})
+			st, _ = migrate.New(old.Store, nu.Store) // never closed: the sessions' Kill closes both
 		}
 		app, err := t.app(nd, to.Name, st, nu.Tokens, prev)
 		if err != nil {
@@ -203,31 +203,4 @@ func (t *topology) serve(nd *labNode, h http.Handler) error {
 	nd.srv = srv
 	nd.mu.Unlock()
 	return nil
-}
-
-// noClose is a store whose Close does nothing: the sessions that opened
-// it close it. It keeps the capabilities store/migrate uses.
-type noClose struct{ store.Store }
-
-func (noClose) Close() error { return nil }
-
-func (n noClose) Touch(ctx context.Context, key string, version uint64, expires time.Time) error {
-	if t, ok := n.Store.(store.Toucher); ok {
-		return t.Touch(ctx, key, version, expires)
-	}
-	return store.ErrUnsupported
-}
-
-func (n noClose) ListUser(ctx context.Context, userID string) ([]store.Entry, error) {
-	if u, ok := n.Store.(store.UserIndex); ok {
-		return u.ListUser(ctx, userID)
-	}
-	return nil, store.ErrUnsupported
-}
-
-func (n noClose) DeleteUser(ctx context.Context, userID string) (int, error) {
-	if u, ok := n.Store.(store.UserIndex); ok {
-		return u.DeleteUser(ctx, userID)
-	}
-	return 0, store.ErrUnsupported
 }
