@@ -132,8 +132,9 @@ type Notifier interface {
 	// until the returned function returns; fn is not called after that.
 	// fn is called from the store's goroutines, possibly concurrently; it
 	// must not block and must not call the store. OpSave and OpDelete are
-	// always reported; each store documents which other events it reports
-	// and whether they are exact or best-effort.
+	// always reported, and OpReset whenever the feed may have missed some;
+	// each store documents which other events it reports and whether they
+	// are exact or best-effort.
 	Subscribe(fn func(Event)) (unsubscribe func())
 }
 
@@ -147,6 +148,12 @@ const (
 	OpDelete               // a record was deleted by a caller
 	OpExpire               // a record expired and was removed
 	OpEvict                // a live record was removed to make room
+	// OpReset says that changes may have gone unreported: the store's
+	// change feed broke (a lost connection, a watch that ended) and was
+	// set up again, or could not be. Key is empty. A near cache drops
+	// everything it holds when it sees one. A store that can lose its feed
+	// reports OpReset each time it does, before any event of the new feed.
+	OpReset
 )
 
 func (o Op) String() string {
@@ -161,6 +168,8 @@ func (o Op) String() string {
 		return "expire"
 	case OpEvict:
 		return "evict"
+	case OpReset:
+		return "reset"
 	}
 	return "unknown"
 }

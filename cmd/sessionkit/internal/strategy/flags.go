@@ -62,6 +62,10 @@ type Settings struct {
 	// removes a silent member (--remove-dead-after); default
 	// natsstore.DefaultRemoveDeadAfter, 0 never.
 	RemoveDeadAfter time.Duration
+
+	// NearCache keeps recently used sessions in the node's memory, kept
+	// coherent by the store's change feed (--near-cache); default false.
+	NearCache bool
 }
 
 // FlagSet is where a Flag declares itself: the part of serve's flag set
@@ -71,6 +75,7 @@ type FlagSet interface {
 	String(p *string, name, def, usage string)
 	Int(p *int, name string, def int, usage string)
 	Duration(p *time.Duration, name string, def time.Duration, usage string)
+	Bool(p *bool, name string, def bool, usage string)
 }
 
 // Flag is one of serve's flags that a strategy reads.
@@ -120,6 +125,7 @@ type defaults struct{}
 func (defaults) String(p *string, _, def, _ string)                               { *p = def }
 func (defaults) Int(p *int, _ string, def int, _ string)                          { *p = def }
 func (defaults) Duration(p *time.Duration, _ string, def time.Duration, _ string) { *p = def }
+func (defaults) Bool(p *bool, _ string, def bool, _ string)                       { *p = def }
 
 // FlagError is a flag's value that Check refuses: serve reports it with
 // the flag's name, or the environment variable it came from.
@@ -130,3 +136,14 @@ type FlagError struct {
 }
 
 func (e *FlagError) Error() string { return fmt.Sprintf("invalid --%s %q: %s", e.Flag, e.Value, e.Why) }
+
+// nearCacheFlag is --near-cache, read by the strategies whose store reports
+// its changes.
+var nearCacheFlag = &Flag{Name: "near-cache", When: "--strategy redis, nats or postgres",
+	define: func(fs FlagSet, name string, s *Settings) {
+		fs.Bool(&s.NearCache, name, false,
+			"keep recently used sessions in this node's memory, kept coherent by the\n"+
+				"        store's change feed, so that most reads make no round trip to the store;\n"+
+				"        a logout on another node is honoured within the feed's delay (at most\n"+
+				"        1s if the feed breaks silently)")
+	}}
