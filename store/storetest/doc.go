@@ -42,7 +42,8 @@
 // The concurrency tests then spread their writers over the two, and the
 // Coherence test checks that a create, a replace, a delete and a
 // DeleteUser made through one are seen through the other, which has just
-// read the key, within CoherenceBound (2 s), polling; it logs the delays.
+// read the key, within CoherenceBound (2 s), polling, and logs the delays
+// (for a delete, over 200 trials: the logout a near cache must honour).
 // It is how a store with a near cache, one cache per node, is held to the
 // contract. With a Peer, a store.Notifier must say in Options.FeedResets
 // when it reports store.OpReset.

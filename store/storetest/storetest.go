@@ -1297,6 +1297,35 @@ func (su *suite) testCoherence(t *testing.T) {
 		t.Logf("seen through the peer after a create: %v; a replace: %v; a delete: %v", created, replaced, deleted)
 	})
 
+	// A logout: one store deletes a session the other has just read, and
+	// the other must answer not found within the bound; 200 trials, whose
+	// delays (from the Delete's return to the first not-found) are logged.
+	t.Run("Logout", func(t *testing.T) {
+		e := su.newEnv(t)
+		nodes := e.nodes()
+		var deleted delays
+		for i := range 200 {
+			w, r := nodes[i%2], nodes[(i+1)%2]
+			key := fmt.Sprintf("logout/%d", i)
+			v, err := w.Save(e.ctx, key, e.rec("x", ""))
+			if err != nil {
+				t.Fatalf("Save(%q, new): %v", key, err)
+			}
+			if _, err := seenWithin(e.ctx, r, key, time.Now(), hasVersion(v)); err != nil {
+				t.Fatalf("new record saved through store %d, read through the other: %v", i%2+1, err)
+			}
+			if err := w.Delete(e.ctx, key, v); err != nil {
+				t.Fatalf("Delete(%q, %d): %v", key, v, err)
+			}
+			d, err := seenWithin(e.ctx, r, key, time.Now(), notFound)
+			if err != nil {
+				t.Fatalf("trial %d: record deleted through store %d, read through the other: %v; want %v", i, i%2+1, err, store.ErrNotFound)
+			}
+			deleted = append(deleted, d)
+		}
+		t.Logf("a delete through one store seen through the other after: %v", deleted)
+	})
+
 	t.Run("DeleteUser", func(t *testing.T) {
 		e := su.newEnv(t)
 		nodes := e.nodes()
