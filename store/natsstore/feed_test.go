@@ -108,7 +108,9 @@ func TestFeed_nodeRestart(t *testing.T) {
 	}
 
 	node.Shutdown()
-	lost := evs.waitFor(i, 5*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset })
+	// The client may take a few seconds to notice that the server is
+	// gone (5 s in some runs on a loaded machine).
+	lost := evs.waitFor(i, 15*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset })
 	if lost < 0 {
 		t.Fatalf("events after the server's shutdown: got %v; want an OpReset", evs.list())
 	}
