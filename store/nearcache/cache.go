@@ -189,6 +189,21 @@ func (c *Cache) Get(key string) (store.Record, bool) {
 	return rec, ok
 }
 
+// Peek returns key's cached record as Get does, without counting a hit
+// or a miss and without marking it recently used: for an owner that
+// re-inserts a record it changed (a touch).
+func (c *Cache) Peek(key string) (store.Record, bool) {
+	s, _ := c.locate(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.m[key]; e != nil {
+		if now := c.now(); now.Sub(e.born) < c.maxAge && now.Before(e.rec.Expires) {
+			return e.rec, true
+		}
+	}
+	return store.Record{}, false
+}
+
 // Begin captures key's guard. Call it before sending the read or write
 // whose result may be inserted (for a write, after the Invalidate that
 // announces it): Insert then refuses that result if key was invalidated,
