@@ -310,6 +310,13 @@ func (c *Cache) ObserveDelay(d time.Duration) {
 	c.delayMu.Unlock()
 }
 
+// Reporter is implemented by stores that have a near cache (redisstore
+// with Config.NearCache, and Wrap's Store): ok is false when this one has
+// none. sessionmetrics.WatchNearCache exports what it reports.
+type Reporter interface {
+	NearCacheStats() (st Stats, ok bool)
+}
+
 // Stats are a Cache's counters since New, and its present size.
 type Stats struct {
 	Hits          uint64 // Gets that returned a record
