@@ -21,11 +21,17 @@ package bench
 // idle timeout: at most once every 3 minutes per session, and never within
 // these runs, which use fresh sessions).
 //
+// On Redis, impl=sessionkit-nearcache is sessionkit with redisstore's
+// near cache: its read-only request is served from the node's memory (the
+// session was read or written by this node before), its read+write
+// request sends one script call.
+//
 // Sub-benchmarks are named conc=N/impl=X, so that `benchstat -col /impl`
 // puts the impls side by side with one row per concurrency.
 //
-// conc=1 is one session used by one goroutine (b.Loop); conc=64 is 64
-// goroutines (b.RunParallel with SetParallelism(ceil(64/GOMAXPROCS))),
+// conc=1 is one session used by one goroutine (b.Loop); conc=16 and
+// conc=64 are 16 and 64 goroutines (b.RunParallel with
+// SetParallelism(ceil(N/GOMAXPROCS))),
 // each with its own session, made before the timer starts: many users, not
 // one hot session, so no run measures compare-and-set retries.
 //
@@ -255,8 +261,8 @@ type workload func(stack) http.Handler
 func readWrite(s stack) http.Handler { return s.readWrite }
 func readOnly(s stack) http.Handler  { return s.readOnly }
 
-// benchStores runs the handler of every stack that work picks at conc=1
-// and conc=64, each goroutine on its own session.
+// benchStores runs the handler of every stack that work picks at conc=1,
+// 16 and 64, each goroutine on its own session.
 func benchStores(b *testing.B, stacks []stack, work workload) {
 	p, goroutines := parallelism(highConc)
 	cookies := make([][]string, len(stacks))
@@ -265,7 +271,7 @@ func benchStores(b *testing.B, stacks []stack, work workload) {
 			cookies[i] = append(cookies[i], login(b, s))
 		}
 	}
-	for _, conc := range []int{1, highConc} {
+	for _, conc := range []int{1, 16, highConc} {
 		for i, s := range stacks {
 			b.Run(fmt.Sprintf("conc=%d/impl=%s", conc, s.name), func(b *testing.B) {
 				if conc == 1 {
@@ -368,8 +374,23 @@ func redisStacks(b *testing.B) []stack {
 		cn.Close()
 	}
 
+	// sessionkit with a near cache (redisstore.Config.NearCache), behind
+	// the breaker as serve runs it: a warm read sends nothing, a
+	// read+write one EVALSHA.
+	nc, err := redisstore.New(ctx, redisstore.Config{Addrs: []string{addr}, KeyPrefix: prefix + "nc:",
+		NearCache: &redisstore.NearCache{}})
+	if err != nil {
+		b.Fatalf("redisstore with a near cache: %v", err)
+	}
+	b.Cleanup(func() { nc.Close() })
+	br, err := breaker.New(breaker.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+
 	stacks := []stack{floor}
 	stacks = append(stacks, sessionkitStacks(b, rs)...)
+	stacks = append(stacks, managerStack(b, "sessionkit-nearcache", breaker.Wrap(nc, br)))
 	return append(stacks, scsManagerStack(scsredis.NewWithPrefix(pool, prefix+"scs:")))
 }
 

@@ -25,6 +25,15 @@
 //	sessionkit_memstore_bytes{store}                 gauge
 //	sessionkit_memstore_evictions_total{store}       counter
 //	sessionkit_memstore_expirations_total{store}     counter
+//	sessionkit_nearcache_hits_total{store}           counter
+//	sessionkit_nearcache_misses_total{store}         counter
+//	sessionkit_nearcache_invalidations_total{store}  counter
+//	sessionkit_nearcache_flushes_total{store}        counter
+//	sessionkit_nearcache_evictions_total{store}      counter
+//	sessionkit_nearcache_rejected_total{store}       counter
+//	sessionkit_nearcache_entries{store}              gauge
+//	sessionkit_nearcache_bytes{store}                gauge
+//	sessionkit_nearcache_invalidation_delay_seconds{store,quantile} gauge: 0.5, 0.99, 1 (max)
 //
 // event is one of session.EventKind's names: created, renewed, destroyed,
 // expired, user_revoked, conflict_retried, conflict_gave_up, degraded,

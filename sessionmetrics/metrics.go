@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
+	"github.com/sessionkit/sessionkit/store/nearcache"
 )
 
 // DefaultNamespace is the prefix of every metric name unless
@@ -327,6 +329,75 @@ func (c *memstoreCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
 	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
 	ch <- prometheus.MustNewConstMetric(c.expirations, prometheus.CounterValue, float64(st.Expirations))
+}
+
+// WatchNearCache registers a collector that reads r.NearCacheStats() at
+// every scrape and exports it as nearcache_hits_total,
+// nearcache_misses_total, nearcache_invalidations_total,
+// nearcache_flushes_total, nearcache_evictions_total,
+// nearcache_rejected_total, nearcache_entries, nearcache_bytes and
+// nearcache_invalidation_delay_seconds{quantile} (0.5, 0.99 and 1 for
+// the largest seen), labelled store=name. It returns an error if a near
+// cache of the same name is already watched on the Registerer. A scrape
+// while r reports no near cache exports nothing.
+func (m *Metrics) WatchNearCache(name string, r nearcache.Reporter) error {
+	if r == nil {
+		return errors.New("sessionmetrics: WatchNearCache with a nil store")
+	}
+	labels := prometheus.Labels{"store": name}
+	desc := func(n, help string, vars ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(m.ns, "nearcache", n), help, vars, labels)
+	}
+	c := &nearCacheCollector{r: r,
+		hits:          desc("hits_total", "Session reads the near cache answered with no store round trip."),
+		misses:        desc("misses_total", "Session reads the near cache could not answer (sent to the store)."),
+		invalidations: desc("invalidations_total", "Keys dropped from the near cache because they changed, here or on another node."),
+		flushes:       desc("flushes_total", "Times the near cache was emptied because its change feed broke."),
+		evictions:     desc("evictions_total", "Entries dropped to stay within the near cache's bounds."),
+		rejected:      desc("rejected_total", "Reads not cached because their key changed while they travelled."),
+		entries:       desc("entries", "Records held by the near cache."),
+		bytes:         desc("bytes", "Size of the records held by the near cache (key, user, data and overhead)."),
+		delay: desc("invalidation_delay_seconds", "Measured delay from a change acknowledged by the store to its invalidation here: "+
+			"quantiles over the last 256 probes, 1 for the largest seen.", "quantile"),
+	}
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("sessionmetrics: watching near cache %q: %w", name, err)
+	}
+	return nil
+}
+
+type nearCacheCollector struct {
+	r                                                                                nearcache.Reporter
+	hits, misses, invalidations, flushes, evictions, rejected, entries, bytes, delay *prometheus.Desc
+}
+
+func (c *nearCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.invalidations, c.flushes, c.evictions, c.rejected, c.entries, c.bytes, c.delay} {
+		ch <- d
+	}
+}
+
+func (c *nearCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st, ok := c.r.NearCacheStats()
+	if !ok {
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(c.hits, st.Hits)
+	counter(c.misses, st.Misses)
+	counter(c.invalidations, st.Invalidations)
+	counter(c.flushes, st.Flushes)
+	counter(c.evictions, st.Evictions)
+	counter(c.rejected, st.Rejected)
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
+	if st.Delay.Count > 0 {
+		for q, d := range map[string]time.Duration{"0.5": st.Delay.P50, "0.99": st.Delay.P99, "1": st.Delay.Max} {
+			ch <- prometheus.MustNewConstMetric(c.delay, prometheus.GaugeValue, d.Seconds(), q)
+		}
+	}
 }
 
 // validName reports whether s is a valid Prometheus metric name in the

@@ -23,6 +23,7 @@ import (
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
+	"github.com/sessionkit/sessionkit/store/nearcache"
 )
 
 // clock is the tests' fake clock.
@@ -633,5 +634,67 @@ func TestMetrics_observerAllocs(t *testing.T) {
 		sm.SessionEvent(ctx, ev)
 	}); n != 0 {
 		t.Errorf("StoreCall and SessionEvent allocate %v times; want 0", n)
+	}
+}
+
+// cacheReporter reports a nearcache.Cache's stats, as a store with a near
+// cache does.
+type cacheReporter struct{ c *nearcache.Cache }
+
+func (r cacheReporter) NearCacheStats() (nearcache.Stats, bool) {
+	if r.c == nil {
+		return nearcache.Stats{}, false
+	}
+	return r.c.Stats(), true
+}
+
+// TestMetrics_WatchNearCache exports a near cache's counters after known
+// traffic: one miss, an insert, two hits, an invalidation, a refused
+// insert, and two measured delays.
+func TestMetrics_WatchNearCache(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	sm, err := sessionmetrics.New(reg, sessionmetrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock()
+	c, err := nearcache.New(nearcache.Config{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sm.WatchNearCache("redis", cacheReporter{c}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sm.WatchNearCache("redis", cacheReporter{c}); err == nil {
+		t.Error("a second WatchNearCache of the same name: got nil error")
+	}
+	rec := store.Record{Data: []byte("data"), Version: 1, Expires: clk.Now().Add(time.Hour), UserID: "u"}
+	c.Get("k")
+	c.Insert("k", rec, c.Begin("k"))
+	c.Get("k")
+	c.Get("k")
+	tok := c.Begin("j")
+	c.Invalidate("j")
+	c.Insert("j", rec, tok)
+	c.ObserveDelay(time.Millisecond)
+	c.ObserveDelay(3 * time.Millisecond)
+	l := `{store="redis"}`
+	checkSamples(t, samples(t, reg), map[string]float64{
+		"sessionkit_nearcache_hits_total" + l:                                            2,
+		"sessionkit_nearcache_misses_total" + l:                                          1,
+		"sessionkit_nearcache_invalidations_total" + l:                                   1,
+		"sessionkit_nearcache_rejected_total" + l:                                        1,
+		"sessionkit_nearcache_entries" + l:                                               1,
+		"sessionkit_nearcache_bytes" + l:                                                 float64(1 + 1 + 4 + nearcache.EntryOverhead),
+		`sessionkit_nearcache_invalidation_delay_seconds{quantile="0.5",store="redis"}`:  0.001,
+		`sessionkit_nearcache_invalidation_delay_seconds{quantile="0.99",store="redis"}`: 0.001,
+		`sessionkit_nearcache_invalidation_delay_seconds{quantile="1",store="redis"}`:    0.003,
+	}, "sessionkit_nearcache_hits_total", "sessionkit_nearcache_flushes_total", "sessionkit_nearcache_evictions_total")
+	// A store without a near cache exports nothing.
+	reg2 := prometheus.NewPedanticRegistry()
+	sm2, _ := sessionmetrics.New(reg2, sessionmetrics.Options{})
+	sm2.WatchNearCache("none", cacheReporter{})
+	if n := testutil.CollectAndCount(reg2, "sessionkit_nearcache_hits_total"); n != 0 {
+		t.Errorf("%d near cache series for a store without one", n)
 	}
 }

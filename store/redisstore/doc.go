@@ -12,10 +12,9 @@
 // wait for a free connection, which is what a session store under many
 // concurrent requests needs. It speaks RESP3, and one client type serves
 // standalone, Sentinel (following failovers) and Cluster (routing each
-// command by hash slot, following MOVED and ASK). It also offers
-// server-assisted client-side caching, which a later near cache could use;
-// this store does not (a cached Load could hand out a stale version and
-// make compare-and-set retry), and turns it off.
+// command by hash slot, following MOVED and ASK). Its push channel
+// (OnInvalidations) feeds the store's near cache; its own client-side
+// cache (DoCache) is not used (see "Near cache").
 //
 // # Configuration
 //
@@ -196,8 +195,58 @@
 // need server configuration that managed services often forbid, must be
 // subscribed on every node of a cluster, are lost while a subscriber is
 // disconnected, and carry no version; publishing from the scripts would
-// cost every write a fan-out. A near cache should use rueidis's
-// server-assisted client-side caching instead.
+// cost every write a fan-out. The near cache uses server-assisted
+// client-side caching instead.
+//
+// # Near cache
+//
+// With Config.NearCache, each Store keeps the records it read or wrote
+// recently in its own memory (package nearcache: bounded by entries and
+// bytes, least recently used evicted first), and Redis tells it when one
+// of them changes: the connection runs CLIENT TRACKING ON OPTOUT NOLOOP
+// (RESP3; Redis 6 or later), so Redis remembers every key the store reads
+// and pushes an invalidation when another client changes it. Then:
+//
+//   - a Load of a cached record sends nothing; a miss sends one GET and
+//     caches what it read;
+//   - a Save of a replaced record sends one EVALSHA, as without the cache,
+//     and caches what it wrote: a request that reads and writes its
+//     session costs one round trip instead of two;
+//   - a Touch keeps the cached record with its new expiry; Delete and
+//     DeleteUser drop what they delete.
+//
+// Coherence. A change made by another node is reported to this one by
+// Redis, after the change and on the connection the read came on, in
+// order; a logout on another node is honoured here within that delay
+// (NearCacheStats().Delay measures it every NearCache.ProbeInterval:
+// typically well under a millisecond on a LAN). Reads that raced with a
+// change are never cached (nearcache.Cache.Begin and Insert). Writes still
+// compare and set in Redis: a write based on a copy that another node's
+// change has made stale fails with store.ErrConflict, which drops the copy,
+// and the session Manager reloads from Redis and re-applies; no update is
+// lost. When a connection closes (network, failover, CLIENT KILL), the
+// tracking it held is gone and the whole cache is dropped; an entry is
+// never served more than NearCache.MaxAge (1 s) after the read or write
+// that produced it, which bounds what a loss nobody noticed could cost.
+//
+// Why not rueidis's own client-side cache (DoCache): Redis sends a
+// client's invalidation for its own write after the write's reply, so the
+// next cached read after a write could hand out the old version (measured:
+// a third of them, each ending in a conflict), and it cannot hold what the
+// store wrote. docs/design/redis-near-cache.md has the measurements. Two
+// details follow from NOLOOP: the store's own changes are not reported to
+// it (it applies them to its cache itself), and Redis stops tracking a key
+// a client changed, so the compare-and-set and touch scripts end with a
+// read of the key (EXISTS) that re-arms the tracking, atomically with the
+// write. The store uses one connection per server with a near cache (a
+// change made on a second connection would invalidate what the first one
+// cached); rueidis pipelines concurrent calls on it.
+//
+// Costs: Redis keeps a tracking table entry per key and tracking
+// connection (tracking-table-max-keys, default 1,000,000: beyond it, Redis
+// evicts entries and sends invalidations, which cost misses, never stale
+// reads); the probe costs three commands per ProbeInterval. A record whose
+// session was only created (SET NX) is cached at its first read.
 //
 // # Lifetime
 //

@@ -100,3 +100,79 @@ func TestManager_roundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestManager_roundTrips_nearCache counts, with MONITOR on a server of its
+// own, what whole requests through the session Manager send with a near
+// cache: a read of a warm session sends nothing, a change one EVALSHA (no
+// GET before it), a touch one EVALSHA.
+func TestManager_roundTrips_nearCache(t *testing.T) {
+	t.Parallel()
+	srv := startStandalone(t)
+	admin := adminClient(t, srv.addr())
+	const prefix = "mnc:"
+	st := newStore(t, redisstore.Config{Addrs: []string{srv.addr()}, KeyPrefix: prefix,
+		NearCache: &redisstore.NearCache{ProbeInterval: -1}})
+	mon := startMonitor(t, srv.addr())
+	now := time.Now()
+	m, err := session.New(session.Config{Store: st, Now: func() time.Time { return now }, TouchInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		switch r.URL.Path {
+		case "/login":
+			s.Login("alice")
+		case "/add":
+			session.Update(s, "cart", func(items []string) []string { return append(items, "x") })
+		case "/read":
+			cart, _ := session.Value[[]string](s, "cart")
+			json.NewEncoder(w).Encode(cart)
+		}
+	}))
+	cookie := ""
+	serve := func(path string) string {
+		t.Helper()
+		r := httptest.NewRequest("GET", path, nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("%s: status %d %s", path, w.Code, w.Body)
+		}
+		for _, c := range w.Result().Cookies() {
+			cookie = c.Name + "=" + c.Value
+		}
+		return strings.TrimSpace(w.Body.String())
+	}
+	serve("/login")
+	serve("/add")
+	serve("/add") // both scripts loaded, the index raised, the session cached
+	st.Touch(t.Context(), "warm-up", 0, time.Now().Add(time.Minute))
+	mon.take(t, admin, prefix)
+
+	for _, tc := range []struct {
+		path    string
+		advance time.Duration
+		want    string // commands sent, sorted
+		body    string
+	}{
+		{"/read", 0, "", `["x","x"]`},
+		{"/read", 0, "", `["x","x"]`},
+		{"/add", 0, "EVALSHA", ""},
+		{"/read", 0, "", `["x","x","x"]`},
+		{"/read", 2 * time.Minute, "EVALSHA", `["x","x","x"]`}, // the touch
+		{"/read", 0, "", `["x","x","x"]`},
+		{"/add", 0, "EVALSHA", ""},
+	} {
+		now = now.Add(tc.advance)
+		body := serve(tc.path)
+		got := mon.take(t, admin, prefix)
+		slices.Sort(got)
+		if strings.Join(got, " ") != tc.want || body != tc.body {
+			t.Errorf("%s (+%v): sent %v, answered %s; want %q, %s", tc.path, tc.advance, got, body, tc.want, tc.body)
+		}
+	}
+}

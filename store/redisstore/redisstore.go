@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -20,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/nearcache"
 )
 
 // Defaults of Config.
@@ -115,6 +117,11 @@ type Config struct {
 	// TLS, if not nil, is the TLS configuration for the Redis servers and
 	// the Sentinels. New clones it.
 	TLS *tls.Config
+
+	// NearCache, if not nil, gives the store a near cache (see NearCache
+	// and the package doc). It needs Redis 6 or later (RESP3 and CLIENT
+	// TRACKING) and New: NewFromClient refuses it. New copies it.
+	NearCache *NearCache
 }
 
 // Store is a session store on Redis: standalone, Sentinel or Cluster.
@@ -129,6 +136,13 @@ type Store struct {
 	// With New the client enforces Config.Timeout, and it is 0.
 	callTimeout time.Duration
 	closed      atomic.Bool
+
+	nc *near // nil: no near cache
+
+	// The compare-and-set and touch scripts: with a near cache, the
+	// versions that end with a read of the key, which re-arms its
+	// tracking (see the package doc).
+	save, touch *script
 }
 
 // New connects to Redis as cfg says, checks the connection with a PING
@@ -183,19 +197,55 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			TopologyRefreshInterval: sentinelRefresh,
 		}
 	}
+	var nc *near
+	if cfg.NearCache != nil {
+		if nc, err = newNear(cfg.NearCache, cfg.KeyPrefix); err != nil {
+			return nil, err
+		}
+		// Tracking of every read (OPTOUT), except of the changes this
+		// connection makes itself (NOLOOP), which the store applies to its
+		// cache as it makes them; one connection per server, since a
+		// change made on a second connection would come back as an
+		// invalidation of what the first one cached.
+		opt.DisableCache = false
+		opt.ClientTrackingOptions = []string{"OPTOUT", "NOLOOP"}
+		opt.OnInvalidations = nc.onInvalidations
+		opt.PipelineMultiplex = -1
+		opt.CacheSizeEachConn = 1 // rueidis's own cache (DoCache) is never used
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: connect: %w", err)
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
+		if nc != nil && errors.Is(err, rueidis.ErrNoCache) {
+			return nil, fmt.Errorf("redisstore: the near cache needs Redis 6 or later with RESP3 (CLIENT TRACKING), which %s does not offer: %w", describe(cfg), err)
+		}
 		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
 	}
-	s := &Store{c: c, owned: true, prefix: cfg.KeyPrefix}
+	s := newStore(c, cfg.KeyPrefix, nc)
+	s.owned = true
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()
 		return nil, s.fail("ping "+describe(cfg), err)
 	}
+	if nc != nil {
+		every := cmp.Or(cfg.NearCache.ProbeInterval, DefaultProbeInterval)
+		if every > 0 {
+			nc.wg.Add(1)
+			go s.probeLoop(every)
+		}
+	}
 	return s, nil
+}
+
+// newStore returns a Store on c, with the near cache nc if not nil.
+func newStore(c rueidis.Client, prefix string, nc *near) *Store {
+	s := &Store{c: c, prefix: prefix, nc: nc, save: luaSave, touch: luaTouch}
+	if nc != nil {
+		s.save, s.touch = luaSaveTracked, luaTouchTracked
+	}
+	return s
 }
 
 // NewFromClient returns a Store that uses c, a client the caller made and
@@ -217,11 +267,16 @@ func NewFromClient(c rueidis.Client, cfg Config) (*Store, error) {
 		cfg.Username != "" || cfg.Password != "" || cfg.DB != 0 || cfg.DialTimeout != 0 || cfg.TLS != nil {
 		return nil, errors.New("redisstore: NewFromClient uses only KeyPrefix and Timeout of Config; configure the connection on the client")
 	}
+	if cfg.NearCache != nil {
+		return nil, errors.New("redisstore: a near cache needs New: the store must own its connections' tracking mode and invalidation callback")
+	}
 	cfg, err := cfg.normalized()
 	if err != nil {
 		return nil, err
 	}
-	return &Store{c: c, prefix: cfg.KeyPrefix, callTimeout: max(cfg.Timeout, 0)}, nil
+	s := newStore(c, cfg.KeyPrefix, nil)
+	s.callTimeout = max(cfg.Timeout, 0)
+	return s, nil
 }
 
 // normalized returns a copy of cfg with defaults filled in, or an error.
@@ -429,6 +484,14 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if s.closed.Load() {
 		return store.Record{}, errClosed
 	}
+	var tok nearcache.Token
+	if s.nc != nil {
+		dk := s.dataKey(key)
+		if rec, ok := s.nc.c.Get(dk); ok {
+			return rec, nil
+		}
+		tok = s.nc.c.Begin(dk)
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	rec, ok, err := readRecord(s.c.Do(ctx, s.get(key)))
@@ -437,6 +500,9 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	}
 	if !ok {
 		return store.Record{}, store.ErrNotFound
+	}
+	if s.nc != nil {
+		s.nc.c.Insert(s.dataKey(key), rec, tok)
 	}
 	return rec, nil
 }
@@ -468,6 +534,7 @@ func readRecord(r rueidis.RedisResult) (rec store.Record, ok bool, err error) {
 // entry already covers the new expiry; three calls when it changes user or
 // outgrows its index horizon. Expires is kept to the millisecond.
 func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64, error) {
+	cached := false // with a near cache: the saved record is in it
 	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
@@ -508,6 +575,20 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 	// index first instead of asking the script.
 	indexFirst := rec.Version == 0 && rec.UserID != ""
 	dk := s.dataKey(key)
+	var tok nearcache.Token
+	if s.nc != nil {
+		// Reads of key in flight, and this node's cached copy, predate
+		// this write: none of them may be served after it. A new record
+		// is not cached (SET NX does not arm its tracking); its first
+		// Load is.
+		s.nc.c.Invalidate(dk)
+		tok = s.nc.c.Begin(dk)
+		defer func() {
+			if !cached {
+				s.nc.c.Invalidate(dk)
+			}
+		}()
+	}
 	for range maxRetries {
 		if indexFirst {
 			h := horizon(exp)
@@ -532,12 +613,16 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 			}
 			return next, nil
 		}
-		r, err := luaSave.exec(ctx, s.c, dk, args...).AsInt64()
+		r, err := s.save.exec(ctx, s.c, dk, args...).AsInt64()
 		if err != nil {
 			return 0, s.fail("save", err)
 		}
 		switch r {
 		case 1:
+			if s.nc != nil {
+				cached = s.nc.c.Insert(dk, store.Record{Data: rec.Data, Version: next,
+					Expires: time.UnixMilli(exp), UserID: rec.UserID}, tok)
+			}
 			return next, nil
 		case 0:
 			return 0, store.ErrConflict
@@ -567,6 +652,14 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	if s.nc != nil {
+		// This connection's own deletes are not reported back to it
+		// (NOLOOP): drop the key before, and after in case a read in
+		// flight raced.
+		dk := s.dataKey(key)
+		s.nc.c.Invalidate(dk)
+		defer s.nc.c.Invalidate(dk)
+	}
 	if version == 0 {
 		if err := s.c.Do(ctx, s.c.B().Unlink().Key(s.dataKey(key)).Build()).Error(); err != nil {
 			return s.fail("delete", err)
@@ -617,8 +710,25 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 		want = string(b[msDigits : msDigits+versionDigits])
 	}
 	args := []string{string(b[:msDigits]), want, "", "0", strconv.FormatInt(exp, 10)}
+	var (
+		tok    nearcache.Token
+		copied store.Record // the cached record, to keep cached with its new expiry
+		recopy bool         // copied is the version touched
+		kept   bool         // copied, with its new expiry, is cached
+	)
+	if s.nc != nil {
+		copied, recopy = s.nc.c.Peek(dk)
+		recopy = recopy && version != 0 && copied.Version == version
+		s.nc.c.Invalidate(dk)
+		tok = s.nc.c.Begin(dk)
+		defer func() {
+			if !kept {
+				s.nc.c.Invalidate(dk)
+			}
+		}()
+	}
 	for range maxRetries {
-		msg, err := luaTouch.exec(ctx, s.c, dk, args...).ToMessage()
+		msg, err := s.touch.exec(ctx, s.c, dk, args...).ToMessage()
 		if err != nil {
 			return s.fail("touch", err)
 		}
@@ -638,6 +748,10 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 		}
 		switch r {
 		case 1:
+			if recopy {
+				copied.Expires = time.UnixMilli(exp)
+				kept = s.nc.c.Insert(dk, copied, tok)
+			}
 			return nil
 		case 0:
 			return store.ErrNotFound
@@ -720,6 +834,16 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 	for i, k := range keys {
 		dks[i] = s.dataKey(k)
 	}
+	if s.nc != nil {
+		for _, dk := range dks {
+			s.nc.c.Invalidate(dk)
+		}
+		defer func() {
+			for _, dk := range dks {
+				s.nc.c.Invalidate(dk)
+			}
+		}()
+	}
 	n := 0
 	var first error
 	for _, r := range luaDeleteUser.execEach(ctx, s.c, dks, userID) {
@@ -744,6 +868,10 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.nc != nil {
+		close(s.nc.stop)
+		s.nc.wg.Wait()
 	}
 	if s.owned {
 		s.c.Close()

@@ -112,6 +112,16 @@ func TestConformance(t *testing.T) {
 	runSuite(t, redisstore.Config{Addrs: []string{addr}}, func(prefix string) { dropPrefix(t, admin, prefix) })
 }
 
+// TestConformance_nearCache runs the suite against stores with a near
+// cache: every answer must be the one the store without it gives.
+func TestConformance_nearCache(t *testing.T) {
+	t.Parallel()
+	addr := redisAddr(t)
+	admin := adminClient(t, addr)
+	runSuite(t, redisstore.Config{Addrs: []string{addr}, NearCache: &redisstore.NearCache{}},
+		func(prefix string) { dropPrefix(t, admin, prefix) })
+}
+
 // TestCluster runs the suite against a 3-master Redis Cluster the test
 // starts, after checking that records and indexes really spread over the
 // three nodes (so that no script or command spans two slots).
@@ -161,6 +171,9 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	runSuite(t, redisstore.Config{Addrs: addrs}, nil)
+	t.Run("NearCache", func(t *testing.T) {
+		runSuite(t, redisstore.Config{Addrs: addrs, NearCache: &redisstore.NearCache{}}, nil)
+	})
 }
 
 // TestSentinel runs the suite through a Sentinel the test starts, in front

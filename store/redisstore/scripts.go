@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -164,6 +165,25 @@ func newScript(src string) *script {
 	sum := sha1.Sum([]byte(src))
 	return &script{lua: rueidis.NewLuaScript(src), src: src, sha: hex.EncodeToString(sum[:])}
 }
+
+// tracked returns src, a script that ends by writing KEYS[1] and
+// returning 1, with a read of KEYS[1] before that return: with a near
+// cache, Redis then tracks the key for the calling connection again (its
+// own write, not reported to it under NOLOOP, dropped its tracking), so
+// that the next change another node makes is reported. The read costs
+// one dictionary lookup inside the script, and nothing on the wire.
+func tracked(src string) string {
+	const end = "\nreturn 1\n"
+	if !strings.HasSuffix(src, end) {
+		panic("redisstore: a tracked script must end with return 1")
+	}
+	return strings.TrimSuffix(src, end) + "\nredis.call('EXISTS', KEYS[1])" + end
+}
+
+var (
+	luaSaveTracked  = newScript(tracked(scriptSave))
+	luaTouchTracked = newScript(tracked(scriptTouch))
+)
 
 var (
 	luaSave          = newScript(scriptSave)

@@ -33,6 +33,9 @@ import (
 //	master=NAME           the master set (sentinel forms only)
 //	sentinel_username=U   Config.SentinelUsername (sentinel forms only)
 //	sentinel_password=P   Config.SentinelPassword (sentinel forms only)
+//	near_cache=B          true: a near cache (Config.NearCache) with its defaults
+//	near_cache_max_age=D  NearCache.MaxAge (implies near_cache=true)
+//	near_cache_max_entries=N  NearCache.MaxEntries (implies near_cache=true)
 //
 // For example "redis://127.0.0.1:6379/0", "rediss://:secret@cache.example:6380",
 // "redis://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000" (a cluster) and
@@ -116,7 +119,7 @@ func ParseURL(s string) (Config, error) {
 	}
 	for name := range q {
 		switch name {
-		case "db", "key_prefix", "timeout", "dial_timeout":
+		case "db", "key_prefix", "timeout", "dial_timeout", "near_cache", "near_cache_max_age", "near_cache_max_entries":
 		case "master", "sentinel_username", "sentinel_password":
 			if !sentinel {
 				return fail("option %s is only for the sentinel schemes", name)
@@ -188,6 +191,9 @@ func ParseURL(s string) (Config, error) {
 			return fail("option %s: %v", d.name, err)
 		}
 	}
+	if err := parseNearCache(get, &cfg); err != nil {
+		return fail("%v", err)
+	}
 	if cfg.SentinelUsername, _, err = get("sentinel_username"); err != nil {
 		return fail("%v", err)
 	}
@@ -248,4 +254,42 @@ func redactErr(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// parseNearCache reads the near_cache options of a URL into cfg.
+func parseNearCache(get func(string) (string, bool, error), cfg *Config) error {
+	var nc NearCache
+	on := false
+	if v, ok, err := get("near_cache"); err != nil {
+		return err
+	} else if ok {
+		if on, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("option near_cache: %q is not true or false", v)
+		}
+		if !on {
+			return nil
+		}
+	}
+	if v, ok, err := get("near_cache_max_age"); err != nil {
+		return err
+	} else if ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("option near_cache_max_age: %q is not a positive duration", v)
+		}
+		nc.MaxAge, on = d, true
+	}
+	if v, ok, err := get("near_cache_max_entries"); err != nil {
+		return err
+	} else if ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("option near_cache_max_entries: %q is not a positive integer", v)
+		}
+		nc.MaxEntries, on = n, true
+	}
+	if on {
+		cfg.NearCache = &nc
+	}
+	return nil
 }

@@ -40,6 +40,10 @@ func TestParseURL(t *testing.T) {
 			redisstore.Config{Addrs: []string{"s1:26379"}, SentinelMaster: "mymaster", DB: 1}, false},
 		{"SentinelTLS", "rediss-sentinel://s1/m", redisstore.Config{Addrs: []string{"s1:26379"}, SentinelMaster: "m"}, true},
 		{"UpperScheme", "REDIS://h", redisstore.Config{Addrs: []string{"h:6379"}}, false},
+		{"NearCache", "redis://h?near_cache=true", redisstore.Config{Addrs: []string{"h:6379"}, NearCache: &redisstore.NearCache{}}, false},
+		{"NearCacheOff", "redis://h?near_cache=false", redisstore.Config{Addrs: []string{"h:6379"}}, false},
+		{"NearCacheSettings", "redis://h?near_cache_max_age=250ms&near_cache_max_entries=5000",
+			redisstore.Config{Addrs: []string{"h:6379"}, NearCache: &redisstore.NearCache{MaxAge: 250 * time.Millisecond, MaxEntries: 5000}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := redisstore.ParseURL(tc.url)
@@ -64,6 +68,8 @@ func TestParseURL_errors(t *testing.T) {
 		"redis://h/1?db=2", "redis://h?db=1&db=2", "redis://h?bogus=1", "redis://h?master=m",
 		"redis://h?timeout=soon", "redis://h?key_prefix={x}", "redis://h#frag", "redis-sentinel://s1",
 		"redis-sentinel://s1/a?master=b", "redis-sentinel://s1/m/1/2", "redis://h%zz", "redis://a b",
+		"redis://h?near_cache=maybe", "redis://h?near_cache_max_age=-1s", "redis://h?near_cache_max_entries=0",
+		"redis://h?near_cache=1&near_cache=1",
 	} {
 		if cfg, err := redisstore.ParseURL(u); err == nil {
 			t.Errorf("ParseURL(%q): got %+v, nil error; want an error", u, cfg)
@@ -89,7 +95,7 @@ func TestParseURL_noPasswordInErrors(t *testing.T) {
 func FuzzParseURL(f *testing.F) {
 	for _, s := range []string{
 		"redis://127.0.0.1:6379/0", "rediss://u:p@h:1?timeout=1s", "redis://a,b:2,[::1]:3",
-		"redis-sentinel://s1,s2/m/1?sentinel_password=x", "rediss-sentinel://s?master=m", "redis://h?db=1",
+		"redis-sentinel://s1,s2/m/1?sentinel_password=x", "rediss-sentinel://s?master=m", "redis://h?db=1", "redis://h?near_cache_max_age=1s&near_cache=1",
 	} {
 		f.Add(s)
 	}

@@ -288,7 +288,7 @@ func TestStrategies_registry(t *testing.T) {
 		t.Errorf("serve --help lists the strategies %q; want %q", m, strings.Join(names, ", "))
 	}
 	for _, fl := range strategy.Flags() {
-		if !strings.Contains(help, "\n  --"+fl.Name+" ") {
+		if !strings.Contains(help, "\n  --"+fl.Name+" ") && !strings.Contains(help, "\n  --"+fl.Name+"\n") {
 			t.Errorf("serve --help does not declare --%s", fl.Name)
 		}
 	}

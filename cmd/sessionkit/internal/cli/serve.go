@@ -408,6 +408,11 @@ func runServe(ctx context.Context, s *sys, args []string) int {
 		}
 		logger.Info("serve: moving sessions from the old store as they are used", "from", cfg.migrateFrom, "to", cfg.strategy)
 	}
+	if sess.NearCache != nil {
+		if err := sm.WatchNearCache(cfg.strategy, sess.NearCache); err != nil {
+			return fail("%v", err)
+		}
+	}
 	if sess.Memstore != nil {
 		if err := sm.WatchMemstore(cfg.strategy, sess.Memstore); err != nil {
 			return fail("%v", err)

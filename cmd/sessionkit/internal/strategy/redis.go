@@ -18,7 +18,7 @@ var redisStrategy = Strategy{
 	What:    "centralized: redisstore on one Redis, behind a circuit breaker",
 	Shared:  true,
 	Breaker: true,
-	Flags:   []*Flag{redisFlag},
+	Flags:   []*Flag{redisFlag, nearCacheFlag},
 	open: func(ctx context.Context, n *Node) (*Sessions, error) {
 		rc, err := redisstore.ParseURL(n.Settings.RedisURL)
 		if err != nil {
@@ -43,6 +43,9 @@ var redisFlag = &Flag{Name: "redis", When: "--strategy redis, or --strategy toke
 func openRedis(ctx context.Context, n *Node, rc redisstore.Config) (*Sessions, error) {
 	if n.Timeout > 0 {
 		rc.Timeout = n.Timeout
+	}
+	if n.Settings.NearCache {
+		rc.NearCache = &redisstore.NearCache{}
 	}
 	st, err := redisstore.New(ctx, rc)
 	if err != nil {

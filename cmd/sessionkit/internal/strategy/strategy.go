@@ -16,6 +16,7 @@ import (
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/memstore"
+	"github.com/sessionkit/sessionkit/store/nearcache"
 )
 
 // registry is every strategy, in the order serve lists them and the lab
@@ -187,6 +188,9 @@ type Sessions struct {
 	Scanner interface {
 		ScanKeys(ctx context.Context, fn func(key string) bool) error
 	}
+	// NearCache reports the node's near cache (--near-cache), for its
+	// metrics (sessionmetrics.WatchNearCache); nil without one.
+	NearCache nearcache.Reporter
 
 	routes map[string]http.Handler // by exact path
 	logger *slog.Logger
@@ -247,6 +251,11 @@ func stored(n *Node, st store.Store, guard bool, stop func(log *slog.Logger)) (*
 		ScanKeys(ctx context.Context, fn func(key string) bool) error
 	}); ok {
 		s.Scanner = sc
+	}
+	if r, ok := st.(nearcache.Reporter); ok {
+		if _, on := r.NearCacheStats(); on {
+			s.NearCache = r
+		}
 	}
 	if guard {
 		b, err := breaker.New(n.Breaker)
