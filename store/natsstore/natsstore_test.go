@@ -80,7 +80,7 @@ const feedResets = "when the connection is lost, comes back or is closed, or the
 // own connection to the server at url(i) for the i-th peer made.
 type peers struct {
 	mu   sync.Mutex
-	made map[*natsstore.Store]peerOf
+	made map[store.Store]peerOf
 	n    int
 }
 
@@ -97,16 +97,30 @@ func (p *peers) store(t *testing.T, url string, replicas int, now func() time.Ti
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.made == nil {
-		p.made = make(map[*natsstore.Store]peerOf)
+		p.made = make(map[store.Store]peerOf)
 	}
 	p.made[s] = peerOf{bucket, now}
 	return s
 }
 
+// alias makes peer find, for w, the bucket of the store s it wraps.
+func (p *peers) alias(w, s store.Store) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.made[w] = p.made[s]
+}
+
+// clock returns the clock of the store s that the test made.
+func (p *peers) clock(s store.Store) func() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.made[s].now
+}
+
 // peer makes a second store on the bucket of s, through url.
 func (p *peers) peer(t *testing.T, s store.Store, url string, replicas int) store.Store {
 	p.mu.Lock()
-	of, ok := p.made[s.(*natsstore.Store)]
+	of, ok := p.made[s]
 	p.mu.Unlock()
 	if !ok {
 		t.Fatal("peer of a store the test did not make")
