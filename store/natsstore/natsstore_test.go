@@ -75,13 +75,12 @@ func deleteBucket(t *testing.T, url, bucket string) {
 // feedResets is what the conformance tests say about the store's OpReset.
 const feedResets = "when the connection is lost, comes back or is closed, or the watch ends; and again once a new watch is up"
 
-// peers makes the peer stores of the conformance suite (storetest's
-// Options.Peer): a store on the same bucket, with the same clock, on its
-// own connection to the server at url(i) for the i-th peer made.
+// peers makes the stores of the conformance suite and their peers
+// (storetest's Options.Peer): a store on the same bucket, with the same
+// clock, on a connection of its own.
 type peers struct {
 	mu   sync.Mutex
 	made map[store.Store]peerOf
-	n    int
 }
 
 type peerOf struct {
