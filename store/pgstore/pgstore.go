@@ -582,7 +582,9 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 }
 
 // Close stops the background sweep, interrupting a batch in progress, and
-// waits for it to end. It closes the pool only if Open made it. Later calls,
+// waits for it to end; it closes the change feed's listening connection, if
+// Subscribe opened one (no subscriber is called after Close returns). It
+// closes the pool only if Open made it. Later calls,
 // and every other method, return an error wrapping store.ErrClosed.
 // Operations already running when Close is called finish normally, unless
 // the pool they use is closed under them.
