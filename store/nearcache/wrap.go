@@ -144,6 +144,10 @@ type cached struct {
 // does, when two goroutines change it): so the token of version v is used
 // only if no other event of the key came meanwhile but OpSaves of lower
 // versions (versions grow in every store with a feed here).
+// maxOwn bounds cached.own, which holds an entry per key saved until the
+// key's next event.
+const maxOwn = 1 << 16
+
 // write is a version this store wrote, and when its Save returned.
 type write struct {
 	v   uint64
@@ -189,6 +193,11 @@ func (w *cached) land(key string, v uint64, t Token) Token {
 			return tv
 		}
 		return t
+	}
+	if len(w.own) >= maxOwn {
+		// Events stopped coming without an OpReset: forgetting costs
+		// only the next event's keeping of a copy.
+		clear(w.own)
 	}
 	w.own[key] = write{v, time.Now()}
 	return t
