@@ -263,10 +263,11 @@
 //	go test -run '^$' -bench SaveNotify -benchtime 2000x -count 4 ./store/pgstore/
 //
 // On the development machine (PostgreSQL 15 on loopback, a 2-core VM
-// shared with other work, load average about 10), the median Save took
-// 1.05 ms without Notify and 2.36 ms with it for one writer, and 1.5 ms
-// and 2.3 ms for 8 writers (medians of the 4 runs' medians; the runs
-// spread by a factor of 2). Part of it is PostgreSQL's: at commit a
+// shared with other work, load average about 10), two such runs gave a
+// median Save of 0.43 and 1.05 ms without Notify against 0.53 and 2.36 ms
+// with it for one writer (+24% and +124%), and 1.88 and 1.52 ms against
+// 3.23 and 2.28 ms for 8 writers (+72% and +50%; each figure the median
+// of a run's 4 medians). Part of it is PostgreSQL's: at commit a
 // notifying transaction takes a lock that every notifying commit of the
 // database takes in turn, and signals the listening backends; part is the
 // listener's own work in the same process. Turn Notify on only where a
