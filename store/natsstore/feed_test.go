@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
 )
@@ -175,5 +176,59 @@ func TestFeed_connClosed(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close with the feed retrying on a closed connection: did not return within 10s")
+	}
+}
+
+// TestFeed_ops checks the event of each kind of change: OpSave with the new
+// version, OpDelete for a Delete and for each record of a DeleteUser, and
+// OpExpire for a record the sweep purges.
+func TestFeed_ops(t *testing.T) {
+	node, err := natsstore.StartNode(natsstore.NodeConfig{Name: "ops", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	clk := testclock.New(time.Now())
+	s := newStore(t, node.ClientURL(), "ops", 1, clk.Now)
+	defer s.Close()
+	var evs events
+	defer s.Subscribe(evs.add)()
+	ctx := t.Context()
+	want := func(what string, match func(store.Event) bool) {
+		t.Helper()
+		if evs.waitFor(0, 5*time.Second, match) < 0 {
+			t.Fatalf("events after %s: got %v; want the event", what, evs.list())
+		}
+	}
+	hour := clk.Now().Add(time.Hour)
+	v, err := s.Save(ctx, "a", store.Record{Expires: hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("Save", func(ev store.Event) bool { return ev == store.Event{Op: store.OpSave, Key: "a", Version: v} })
+	if err := s.Delete(ctx, "a", v); err != nil {
+		t.Fatal(err)
+	}
+	want("Delete", isOp(store.OpDelete, "a"))
+	if _, err := s.Save(ctx, "u", store.Record{Expires: hour, UserID: "user"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteUser(ctx, "user"); err != nil || n != 1 {
+		t.Fatalf("DeleteUser: got %d, %v; want 1, nil", n, err)
+	}
+	want("DeleteUser", isOp(store.OpDelete, "u"))
+	if _, err := s.Save(ctx, "e", store.Record{Expires: clk.Now().Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want("the sweep", isOp(store.OpExpire, "e"))
+	for _, ev := range evs.list() {
+		if ev.Op == store.OpReset || ev.Key == "" {
+			t.Errorf("events: got %v; want no OpReset and every event keyed", evs.list())
+			break
+		}
 	}
 }
