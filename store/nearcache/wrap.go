@@ -136,14 +136,6 @@ type cached struct {
 	flights map[string]*flight
 }
 
-// flight is the Saves of one key in progress, and the events of the key
-// reported meanwhile: each OpSave's version with a token taken right after
-// the event dropped the key, under which the Save of that version may
-// cache its result (nothing that committed before the event can be read
-// after it). A feed may report one key's changes out of order (memstore
-// does, when two goroutines change it): so the token of version v is used
-// only if no other event of the key came meanwhile but OpSaves of lower
-// versions (versions grow in every store with a feed here).
 // maxOwn bounds cached.own, which holds an entry per key saved until the
 // key's next event.
 const maxOwn = 1 << 16
@@ -154,6 +146,14 @@ type write struct {
 	ack time.Time
 }
 
+// flight is the Saves of one key in progress, and the events of the key
+// reported meanwhile: each OpSave's version with a token taken right after
+// the event dropped the key, under which the Save of that version may
+// cache its result (nothing that committed before the event can be read
+// after it). A feed may report one key's changes out of order (memstore
+// does, when two goroutines change it): so the token of version v is used
+// only if no other event of the key came meanwhile but OpSaves of lower
+// versions (versions grow in every store with a feed here).
 type flight struct {
 	n     int
 	seen  map[uint64]Token
