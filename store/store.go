@@ -135,6 +135,10 @@ type Notifier interface {
 	// always reported, and OpReset whenever the feed may have missed some;
 	// each store documents which other events it reports and whether they
 	// are exact or best-effort.
+	//
+	// A store whose change feed its configuration turned off (pgstore
+	// without Config.Notify) returns nil and never calls fn: a caller that
+	// relies on the feed, such as a near cache, must refuse it.
 	Subscribe(fn func(Event)) (unsubscribe func())
 }
 

@@ -194,14 +194,47 @@
 //
 // # Events
 //
-// Subscribe starts, on first use, one watch of the bucket's record keys per
-// Store (an ordered push consumer delivering new messages only), which
-// reports OpSave with the new revision for every write and OpDelete
-// (Version 0) for every delete, from any process. Expiry is not reported
-// (OpExpire): records expire logically, without a write; the sweep's purges
-// are reported as OpDelete. Events are best-effort: the ordered consumer is
-// recreated after a reconnect or a leader change, and changes made while
-// it was being recreated may be missed. Close stops the watch.
+// Subscribe starts, on first use, the store's change feed: one watch of the
+// bucket's record keys per Store (an ordered push consumer that delivers
+// new messages only, their headers without the values), whose events go to
+// every subscriber, from one goroutine, in the order of the bucket's
+// revisions:
+//
+//	OpSave    every Save, from any process; Version is the new revision,
+//	          the version Save returned and Load returns
+//	OpDelete  every Delete and every record DeleteUser deletes (Version 0)
+//	OpExpire  every record the sweep purges (Version 0)
+//	OpReset   the feed may have missed changes (Key empty, Version 0)
+//
+// These are exact while the feed is up: every write acknowledged after the
+// watch was set up is reported, once, from the stream itself, whichever
+// process made it; the ordered consumer that nats.go runs underneath
+// re-creates itself from the last revision it delivered after a gap or a
+// leader change, which delays events (up to the consumer's missed
+// heartbeats, about 10 s, after the loss of the server that held it) but
+// does not lose them. Not reported: logical expiry, which writes nothing
+// (see Expiry), and chunk and index-entry writes. store.Toucher is not
+// implemented, so there is no OpTouch.
+//
+// The feed reports OpReset, to every subscriber, whenever it may have
+// missed changes, and sets itself up again: when the connection's status
+// changes (disconnected, reconnecting, reconnected, closed: nats.go's
+// status events, which the store listens to without taking the caller's
+// handlers), and when the watch ends. It then creates a new watch, retrying
+// while the store is open with a pause growing from 50 ms to 5 s, and once
+// that watch is up reports OpReset again, before any of its events: writes
+// made between the break and then may have gone unreported, and a near
+// cache drops what it holds on each OpReset. A reconnect therefore gives
+// two to four OpResets. A Subscribe whose first watch cannot be set up
+// returns all the same; its subscriber gets an OpReset when the feed is
+// up. Close stops the feed; a subscriber is not called once its
+// unsubscribe function has returned.
+//
+// On loopback, a delete acknowledged to one Store was seen as not found
+// through another Store behind a near cache after 0.45 ms at the median
+// and 2.9 ms at the 99th percentile (TestNearCache, 200 trials, race
+// detector, loaded 2-core machine); every event is one message from the
+// server to each subscribed Store.
 //
 // # Errors and lifetime
 //

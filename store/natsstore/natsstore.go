@@ -780,8 +780,13 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 
 // ---- Notifier ----
 
-// Subscribe implements store.Notifier. The first call starts a watch of the
-// bucket's record keys; events are best-effort (see the package doc).
+// Subscribe implements store.Notifier. The first call starts the store's
+// change feed, a watch of the bucket's record keys that the store keeps up
+// while it is open: it is set up again, with a growing pause between
+// attempts, whenever it ends, and whenever the connection is lost or comes
+// back, and every subscriber then gets a store.OpReset (see "Events" in the
+// package doc). If the first watch cannot be set up, Subscribe returns all
+// the same, and fn gets an OpReset once the feed is up.
 func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
@@ -789,14 +794,16 @@ func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 		return func() {}
 	}
 	if !s.watching {
-		w, err := s.kv.Watch(s.bg, "k.*", jetstream.UpdatesOnly())
+		s.watching = true
+		// Listen before the first watch, so that no loss of the
+		// connection after it goes unseen.
+		status := s.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
+		w, err := s.watchRecords()
 		if err != nil {
-			s.log.Error("natsstore: watch failed; no events until the next Subscribe", "err", err)
-		} else {
-			s.watching = true
-			s.wg.Add(1)
-			go s.watch(w)
+			s.log.Warn("natsstore: change feed: watch failed; retrying", "err", err)
 		}
+		s.wg.Add(1)
+		go s.feed(w, status)
 	}
 	id := s.nextSub
 	s.nextSub++
@@ -808,16 +815,78 @@ func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 	}
 }
 
-func (s *Store) watch(w jetstream.KeyWatcher) {
+// watchRecords starts a watch of the record keys that delivers the writes
+// made after it returns (an ordered push consumer with DeliverNew, created
+// by the time it returns). It stops when s.bg ends or Stop is called.
+func (s *Store) watchRecords() (jetstream.KeyWatcher, error) {
+	return s.kv.Watch(s.bg, "k.*", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+}
+
+// feedRetryMax bounds the pause between two attempts to set up the watch.
+const feedRetryMax = 5 * time.Second
+
+// feed runs the change feed until the store is closed: it delivers the
+// events of the watch w (nil: none is up) and, when the watch ends or the
+// connection's status changes, reports OpReset, stops w and sets up a new
+// watch, retrying with backoff, then reports OpReset again before any
+// event of the new watch.
+func (s *Store) feed(w jetstream.KeyWatcher, status chan nats.Status) {
 	defer s.wg.Done()
-	defer w.Stop()
+	defer s.nc.RemoveStatusListener(status)
+	for attempt := 0; ; {
+		if w == nil {
+			var err error
+			if w, err = s.watchRecords(); err != nil {
+				if s.bg.Err() != nil {
+					return
+				}
+				if attempt == 0 {
+					s.log.Warn("natsstore: change feed: watch failed; retrying", "err", err)
+				}
+				pause := min(50*time.Millisecond<<min(attempt, 10), feedRetryMax)
+				attempt++
+				select {
+				case <-s.bg.Done():
+					return
+				case <-time.After(pause):
+				}
+				continue
+			}
+			if attempt > 0 {
+				s.log.Info("natsstore: change feed: watch set up again", "attempts", attempt+1)
+			}
+			attempt = 0
+			// The new watch delivers every write from now on; anything
+			// between the break and now may have gone unreported.
+			s.publish(store.Event{Op: store.OpReset})
+		}
+		open := s.follow(w, status)
+		w.Stop()
+		w = nil
+		if !open {
+			return
+		}
+		s.publish(store.Event{Op: store.OpReset})
+	}
+}
+
+// follow delivers the events of w until the store is closed (it returns
+// false), or w ends or the connection's status changes (true).
+func (s *Store) follow(w jetstream.KeyWatcher, status chan nats.Status) bool {
 	for {
 		select {
 		case <-s.bg.Done():
-			return
+			return false
+		case st := <-status:
+			s.log.Debug("natsstore: change feed: connection status changed; setting the watch up again", "status", st)
+			return true
 		case e, ok := <-w.Updates():
 			if !ok {
-				return
+				if s.bg.Err() != nil {
+					return false
+				}
+				s.log.Debug("natsstore: change feed: watch ended; setting it up again")
+				return true
 			}
 			if e == nil {
 				continue
@@ -830,15 +899,22 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			switch e.Operation() {
 			case jetstream.KeyValuePut:
 				ev.Op, ev.Version = store.OpSave, e.Revision()
+			case jetstream.KeyValuePurge:
+				ev.Op = store.OpExpire // only the sweep purges record keys
 			default:
 				ev.Op = store.OpDelete
 			}
-			s.subMu.RLock()
-			for _, fn := range s.subs {
-				fn(ev)
-			}
-			s.subMu.RUnlock()
+			s.publish(ev)
 		}
+	}
+}
+
+// publish calls every subscriber with ev.
+func (s *Store) publish(ev store.Event) {
+	s.subMu.RLock()
+	defer s.subMu.RUnlock()
+	for _, fn := range s.subs {
+		fn(ev)
 	}
 }
 

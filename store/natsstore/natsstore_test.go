@@ -72,12 +72,72 @@ func deleteBucket(t *testing.T, url, bucket string) {
 	}
 }
 
+// feedResets is what the conformance tests say about the store's OpReset.
+const feedResets = "when the connection is lost, comes back or is closed, or the watch ends; and again once a new watch is up"
+
+// peers makes the stores of the conformance suite and their peers
+// (storetest's Options.Peer): a store on the same bucket, with the same
+// clock, on a connection of its own.
+type peers struct {
+	mu   sync.Mutex
+	made map[store.Store]peerOf
+}
+
+type peerOf struct {
+	bucket string
+	now    func() time.Time
+}
+
+// store makes a store on a fresh bucket, remembered for peer.
+func (p *peers) store(t *testing.T, url string, replicas int, now func() time.Time) store.Store {
+	bucket := "storetest_" + rand.Text()
+	s := newStore(t, url, bucket, replicas, now)
+	t.Cleanup(func() { deleteBucket(t, url, bucket) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.made == nil {
+		p.made = make(map[store.Store]peerOf)
+	}
+	p.made[s] = peerOf{bucket, now}
+	return s
+}
+
+// alias makes peer find, for w, the bucket of the store s it wraps.
+func (p *peers) alias(w, s store.Store) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.made[w] = p.made[s]
+}
+
+// clock returns the clock of the store s that the test made.
+func (p *peers) clock(s store.Store) func() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.made[s].now
+}
+
+// peer makes a second store on the bucket of s, through url.
+func (p *peers) peer(t *testing.T, s store.Store, url string, replicas int) store.Store {
+	p.mu.Lock()
+	of, ok := p.made[s]
+	p.mu.Unlock()
+	if !ok {
+		t.Fatal("peer of a store the test did not make")
+	}
+	return newStore(t, url, of.bucket, replicas, of.now)
+}
+
 func TestConformanceExternal(t *testing.T) {
 	addr := testenv.TCPAddr(t, "SESSIONKIT_NATS_ADDR", "127.0.0.1:4222")
+	var p peers
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, now func() time.Time) store.Store {
-			return newBucketStore(t, "nats://"+addr, 1, now)
+			return p.store(t, "nats://"+addr, 1, now)
 		},
+		Peer: func(t *testing.T, s store.Store) store.Store {
+			return p.peer(t, s, "nats://"+addr, 1)
+		},
+		FeedResets: feedResets,
 	})
 }
 
@@ -156,11 +216,17 @@ func TestConformanceCluster(t *testing.T) {
 	// Not parallel: its concurrency test, bounded at 30 s, needs the CPU.
 	nodes, _ := startCluster(t)
 	i := 0
+	var p peers
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, now func() time.Time) store.Store {
 			i++
-			return newBucketStore(t, nodes[i%3].ClientURL(), 3, now)
+			return p.store(t, nodes[i%3].ClientURL(), 3, now)
 		},
+		// The peer is a client of the next node.
+		Peer: func(t *testing.T, s store.Store) store.Store {
+			return p.peer(t, s, nodes[(i+1)%3].ClientURL(), 3)
+		},
+		FeedResets: feedResets,
 		// Every write here is a Raft round among three servers in this
 		// one process; with the race detector on a shared 2-core machine
 		// the default 64 writers x 20 increments (about 160,000 requests)

@@ -39,6 +39,7 @@ var (
 	_ store.Store     = (*Store)(nil)
 	_ store.Toucher   = (*Store)(nil)
 	_ store.UserIndex = (*Store)(nil)
+	_ store.Notifier  = (*Store)(nil)
 )
 
 // Config configures a Store. Every zero field except Pool means its
@@ -90,6 +91,15 @@ type Config struct {
 	// off, so that every call runs its own statement on its own
 	// connection, as Delete, Touch and the user index always do.
 	MaxBatches int
+
+	// Notify turns the store's change feed on (see "Notifications" in the
+	// package documentation): every write sends a notification, in its own
+	// statement, on a channel named after the table, and Subscribe
+	// reports the writes of every store on the table that has Notify set.
+	// False (the default) sends none, so that a store without subscribers
+	// pays nothing, and Subscribe then returns nil. Every process that
+	// writes the table must set it for the feed to be complete.
+	Notify bool
 }
 
 // DefaultMaxBatches is the default of Config.MaxBatches.
@@ -127,6 +137,10 @@ type Store struct {
 	closeOnce sync.Once
 	stop      context.CancelFunc // ends the sweep's context
 	done      chan struct{}      // closed when the sweep goroutine has ended; nil without one
+
+	notify  bool
+	channel string // the notification channel; "" without Notify
+	feed    feed
 }
 
 // queries are the store's statements, built once in New so that pgx's
@@ -136,8 +150,16 @@ type queries struct {
 	scanKeys                                                                                                      string
 }
 
-func buildQueries(t string) queries {
-	return queries{
+// buildQueries builds the statements on the quoted table t. With a
+// channel (see Config.Notify) every statement that changes records also
+// sends, in the same statement and so in the same transaction, one
+// pg_notify per record it changes (see notifyPayload): the data-changing
+// part becomes a CTE whose rows are joined with the pg_notify call, so
+// that each statement still returns what it returned without it (one
+// version, one count, or as many rows as it changed, which Exec's command
+// tag counts).
+func buildQueries(t, channel string) queries {
+	q := queries{
 		load: `SELECT data, version, user_id, expires_at FROM ` + t +
 			` WHERE key = $1 AND expires_at > $2`,
 		loadMany: `SELECT key, data, version, user_id, expires_at FROM ` + t +
@@ -169,6 +191,26 @@ func buildQueries(t string) queries {
 			` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)` +
 			` AND expires_at <= $1`,
 	}
+	if channel == "" {
+		return q
+	}
+	ch := "'" + channel + "'" // a channel name holds no quote (see notifyChannel)
+	notify := func(op byte, row string) string {
+		return `pg_notify(` + ch + `, '` + string(op) + ` ' || ` + row + `.version || ' ' || encode(` + row + `.key, 'hex'))`
+	}
+	q.insert = `WITH w AS (` + q.insert + `, key) SELECT w.version FROM w, ` + notify(opSave, "w")
+	q.update = `WITH w AS (` + q.update + `, key) SELECT w.version FROM w, ` + notify(opSave, "w")
+	q.deleteAny = `WITH d AS (` + q.deleteAny + ` RETURNING key, version) SELECT FROM d, ` + notify(opDelete, "d")
+	q.deleteVersion = `WITH d AS (` + q.deleteVersion + ` RETURNING key, version) SELECT FROM d, ` + notify(opDelete, "d")
+	q.touchAny = `WITH u AS (` + q.touchAny + ` RETURNING key, version) SELECT FROM u, ` + notify(opTouch, "u")
+	// Only a row whose expiry moved is reported.
+	q.touchVersion = `WITH u AS (` + q.touchVersion + `, key) SELECT u.version FROM u` +
+		` LEFT JOIN LATERAL (SELECT ` + notify(opTouch, "u") + ` WHERE u.version = $2) n ON true`
+	q.deleteUser = `WITH l AS (SELECT key FROM ` + t + ` WHERE user_id = $1 ORDER BY key FOR UPDATE),` +
+		` d AS (DELETE FROM ` + t + ` t USING l WHERE t.key = l.key RETURNING t.key, t.version, t.expires_at)` +
+		` SELECT count(*) FILTER (WHERE expires_at > $2) FROM d, ` + notify(opDelete, "d")
+	q.sweep = `WITH d AS (` + q.sweep + ` RETURNING key, version) SELECT FROM d, ` + notify(opExpire, "d")
+	return q
 }
 
 // New returns a Store on cfg.Pool. It validates cfg, then checks with one
@@ -236,6 +278,10 @@ func build(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	var channel string
+	if cfg.Notify {
+		channel = notifyChannel(cfg.Table)
+	}
 	switch {
 	case cfg.CleanupBatch < 0:
 		return nil, fmt.Errorf("pgstore: CleanupBatch is %d, must not be negative", cfg.CleanupBatch)
@@ -267,7 +313,9 @@ func build(cfg Config) (*Store, error) {
 		log:      cfg.Logger,
 		interval: cfg.CleanupInterval,
 		batch:    cfg.CleanupBatch,
-		q:        buildQueries(table),
+		q:        buildQueries(table, channel),
+		channel:  channel,
+		notify:   cfg.Notify,
 	}
 	if cfg.MaxBatches > 0 && cfg.Timeout > 0 {
 		s.loads = &batcher[*loadCall]{one: s.loadOneCall, many: s.loadMany, max: cfg.MaxBatches}
@@ -534,7 +582,9 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 }
 
 // Close stops the background sweep, interrupting a batch in progress, and
-// waits for it to end. It closes the pool only if Open made it. Later calls,
+// waits for it to end; it closes the change feed's listening connection, if
+// Subscribe opened one (no subscriber is called after Close returns). It
+// closes the pool only if Open made it. Later calls,
 // and every other method, return an error wrapping store.ErrClosed.
 // Operations already running when Close is called finish normally, unless
 // the pool they use is closed under them.
@@ -546,6 +596,7 @@ func (s *Store) Close() error {
 			s.stop()
 			<-s.done
 		}
+		s.feed.close()
 		if s.ownsPool {
 			s.pool.Close()
 		}

@@ -135,20 +135,36 @@ func TestConformance(t *testing.T) {
 		{"Default", Config{}},
 		{"Unbatched", Config{MaxBatches: -1}},
 		{"Sweeping", Config{CleanupInterval: 5 * time.Millisecond, CleanupBatch: 1}},
+		{"Notify", Config{Notify: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			newStore := func(t *testing.T, cfg Config) *Store {
+				s, err := New(t.Context(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s // Run closes it, before the table is dropped
+			}
 			storetest.Run(t, storetest.Options{
 				New: func(t *testing.T, now func() time.Time) store.Store {
 					cfg := c.cfg
 					cfg.Now = now
 					cfg.Pool = pool
 					cfg.Table = newTable(t, pool)
-					s, err := New(t.Context(), cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s // Run closes it, before the table is dropped
+					return newStore(t, cfg)
 				},
+				// A second store on the same table, with the same
+				// configuration and clock, on a pool of its own: another
+				// node of the app.
+				Peer: func(t *testing.T, s store.Store) store.Store {
+					p := testPool(t, nil)
+					cfg := c.cfg
+					cfg.Now = s.(*Store).now
+					cfg.Pool = p
+					cfg.Table = strings.Trim(s.(*Store).table, `"`)
+					return newStore(t, cfg)
+				},
+				FeedResets: "when its listening connection breaks or fails a ping, and again once it listens again",
 				// 64 writers on one row took 12 to 17 s of the suite's
 				// 30 s bound under the race detector on a quiet 2-core
 				// machine, and failed it while other packages' tests ran:

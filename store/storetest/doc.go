@@ -33,7 +33,20 @@
 //	}
 //
 // The tests of the optional interfaces (store.Toucher, store.UserIndex,
-// store.Notifier) skip, saying so, for a store that does not implement them.
+// store.Notifier) skip, saying so, for a store that does not implement them
+// (and the Notifier tests for a store whose Subscribe returns nil: its
+// change feed is turned off).
+//
+// Options.Peer makes the suite test two nodes: it returns a second store on
+// the data of the one New made (another client, the same prefix or table).
+// The concurrency tests then spread their writers over the two, and the
+// Coherence test checks that a create, a replace, a delete and a
+// DeleteUser made through one are seen through the other, which has just
+// read the key, within CoherenceBound (2 s), polling, and logs the delays
+// (for a delete, over 200 trials: the logout a near cache must honour).
+// It is how a store with a near cache, one cache per node, is held to the
+// contract. With a Peer, a store.Notifier must say in Options.FeedResets
+// when it reports store.OpReset.
 // The suite needs a few seconds at most; the concurrency tests put 64
 // goroutines on one key (Options.Writers lowers that for replicated stores
 // whose every write is a consensus round).

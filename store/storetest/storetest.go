@@ -48,7 +48,29 @@ type Options struct {
 	// checks that MaxData+1 bytes are refused with store.ErrTooLarge,
 	// changing nothing. Default 0: no limit below 1 MiB.
 	MaxData int
+
+	// Peer, if set, returns another store on the same data as s, which New
+	// returned: a second client of the same server, with the same key
+	// prefix, table or bucket (and the same clock), as a second node of an
+	// app would have. The suite closes it at the end of the subtest. With
+	// a Peer, the concurrency tests spread their writers over s and its
+	// peer, and the Coherence test checks that a change made through one is
+	// seen through the other within CoherenceBound: the tests to run a
+	// store with a near cache through, where each of the two has its own.
+	Peer func(t *testing.T, s store.Store) store.Store
+
+	// FeedResets says, for a store.Notifier, when it reports store.OpReset
+	// (for example "when the listening connection breaks, and again once
+	// it listens again"; "never: the feed is in-process"). With a Peer the
+	// Coherence test fails for a Notifier whose feed is on and that leaves
+	// it empty: a near cache over the store depends on it.
+	FeedResets string
 }
+
+// CoherenceBound is how long the Coherence test lets a change made through
+// a store take to be seen through its peer (Options.Peer): the bound on a
+// near cache's staleness that the suite holds a store to.
+const CoherenceBound = 2 * time.Second
 
 func (o Options) writers() int {
 	switch {
@@ -75,6 +97,7 @@ func Run(t *testing.T, opts Options) {
 	t.Run("UserIndex", su.testUserIndex)
 	t.Run("Notifier", su.testNotifier)
 	t.Run("Concurrency", su.testConcurrency)
+	t.Run("Coherence", su.testCoherence)
 	t.Run("Values", su.testValues)
 	t.Run("Keys", su.testKeys)
 	t.Run("Closed", su.testClosed)
@@ -91,6 +114,7 @@ const (
 	skipToucher   = "store does not implement store.Toucher"
 	skipUserIndex = "store does not implement store.UserIndex"
 	skipNotifier  = "store does not implement store.Notifier"
+	skipFeedOff   = "store's change feed is off: Subscribe returned nil"
 )
 
 // clockStart is where every fake clock starts, so that expiry does not depend
@@ -105,12 +129,14 @@ type env struct {
 	ctx   context.Context
 	s     store.Store
 	clock *testclock.Clock // nil with ServerClock
+	peer  store.Store      // made by peerStore
+	opts  Options
 }
 
 // newEnv makes a new store for the subtest t and closes it when t ends.
 func (su *suite) newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, ctx: t.Context()}
+	e := &env{t: t, ctx: t.Context(), opts: su.opts}
 	now := time.Now
 	if !su.opts.ServerClock {
 		e.clock = testclock.New(clockStart)
@@ -123,6 +149,32 @@ func (su *suite) newEnv(t *testing.T) *env {
 	t.Cleanup(func() { s.Close() })
 	e.s = s
 	return e
+}
+
+// peerStore returns the peer of the subtest's store (Options.Peer), made
+// on first use and closed when the subtest ends, or nil without a Peer.
+func (e *env) peerStore() store.Store {
+	e.t.Helper()
+	if e.opts.Peer == nil {
+		return nil
+	}
+	if e.peer == nil {
+		p := e.opts.Peer(e.t, e.s)
+		if p == nil {
+			e.t.Fatal("Options.Peer returned a nil store")
+		}
+		e.t.Cleanup(func() { p.Close() })
+		e.peer = p
+	}
+	return e.peer
+}
+
+// nodes returns the subtest's store and, with a Peer, its peer.
+func (e *env) nodes() []store.Store {
+	if p := e.peerStore(); p != nil {
+		return []store.Store{e.s, p}
+	}
+	return []store.Store{e.s}
 }
 
 // now returns the time of the store's clock.
@@ -168,6 +220,17 @@ func (e *env) notifier() store.Notifier {
 		e.t.Skip(skipNotifier)
 	}
 	return x
+}
+
+// subscribe subscribes fn to the store's events, and skips the test if
+// the store has no change feed (not a Notifier, or its feed turned off).
+func (e *env) subscribe(fn func(store.Event)) (unsubscribe func()) {
+	e.t.Helper()
+	unsub := e.notifier().Subscribe(fn)
+	if unsub == nil {
+		e.t.Skip(skipFeedOff)
+	}
+	return unsub
 }
 
 // save saves rec under key and fails the test unless it succeeds with a
@@ -902,12 +965,14 @@ func isEvent(op store.Op, key string, version uint64) func(store.Event) bool {
 func (su *suite) testNotifier(t *testing.T) {
 	t.Run("Save", func(t *testing.T) {
 		e := su.newEnv(t)
-		n := e.notifier()
 		c := newCollector()
-		defer n.Subscribe(c.add)()
+		defer e.subscribe(c.add)()
 		v1 := e.save("k", e.rec("one", ""))
 		if !c.wait(isEvent(store.OpSave, "k", v1)) {
 			t.Errorf("events after Save: got %v; want one with {Op:%v Key:%q Version:%d}", c.all(), store.OpSave, "k", v1)
+		}
+		if rec, err := e.s.Load(e.ctx, "k"); err != nil || rec.Version != v1 {
+			t.Errorf(`Load("k") after Save: got version %d, err %v; want version %d, the OpSave event's`, rec.Version, err, v1)
 		}
 		two := e.rec("two", "")
 		two.Version = v1
@@ -919,9 +984,8 @@ func (su *suite) testNotifier(t *testing.T) {
 
 	t.Run("Delete", func(t *testing.T) {
 		e := su.newEnv(t)
-		n := e.notifier()
 		c := newCollector()
-		defer n.Subscribe(c.add)()
+		defer e.subscribe(c.add)()
 		v := e.save("k", e.rec("one", ""))
 		if err := e.s.Delete(e.ctx, "k", v); err != nil {
 			t.Fatalf(`Delete("k", %d): got err %v; want nil`, v, err)
@@ -933,10 +997,9 @@ func (su *suite) testNotifier(t *testing.T) {
 
 	t.Run("Unsubscribe", func(t *testing.T) {
 		e := su.newEnv(t)
-		n := e.notifier()
 		a, b := newCollector(), newCollector()
-		unsubA := n.Subscribe(a.add)
-		defer n.Subscribe(b.add)()
+		unsubA := e.subscribe(a.add)
+		defer e.subscribe(b.add)()
 		v := e.save("before", e.rec("x", ""))
 		if !a.wait(isEvent(store.OpSave, "before", v)) {
 			t.Fatalf("events before unsubscribe: got %v; want one with {Op:%v Key:%q Version:%d}", a.all(), store.OpSave, "before", v)
@@ -964,23 +1027,53 @@ func (su *suite) testNotifier(t *testing.T) {
 func (su *suite) testConcurrency(t *testing.T) {
 	t.Run("OneRecord", func(t *testing.T) {
 		e := su.newEnv(t)
-		if err := checkConcurrentEntries(e.ctx, e.s, "concurrent/entries", e.expires(time.Hour), su.opts.writers()); err != nil {
+		if err := checkConcurrentEntries(e.ctx, e.nodes(), "concurrent/entries", e.expires(time.Hour), su.opts.writers()); err != nil {
 			t.Error(err)
 		}
 	})
 	t.Run("Counter", func(t *testing.T) {
 		e := su.newEnv(t)
-		if err := checkConcurrentCounter(e.ctx, e.s, "concurrent/counter", e.expires(time.Hour), su.opts.writers(), 20); err != nil {
+		if err := checkConcurrentCounter(e.ctx, e.nodes(), "concurrent/counter", e.expires(time.Hour), su.opts.writers(), 20); err != nil {
 			t.Error(err)
 		}
 	})
 }
 
-// checkConcurrentEntries has n goroutines each add its own entry to the one
-// record under key, in compare-and-set loops, and returns an error if the
-// record does not end up holding all n entries once each.
-func checkConcurrentEntries(ctx context.Context, s store.Store, key string, expires time.Time, n int) error {
-	err := hammer(ctx, s, key, expires, n, 1, func(old []byte, g, _ int) []byte {
+// settled loads key from every store of nodes and returns nil once check
+// accepts what each returns; with several nodes it tries again for up to
+// CoherenceBound (a near cache may serve a copy that is stale for that
+// long), and returns check's last error.
+func settled(ctx context.Context, nodes []store.Store, key string, check func(store.Record) error) error {
+	deadline := time.Now().Add(CoherenceBound)
+	for i, s := range nodes {
+		for {
+			rec, err := s.Load(ctx, key)
+			if err != nil {
+				err = fmt.Errorf("Load(%q): %w", key, err)
+			} else {
+				err = check(rec)
+			}
+			if err == nil {
+				break
+			}
+			if len(nodes) == 1 || time.Now().After(deadline) || ctx.Err() != nil {
+				if len(nodes) > 1 {
+					err = fmt.Errorf("store %d of %d, %v after the last write: %w", i+1, len(nodes), CoherenceBound, err)
+				}
+				return err
+			}
+			time.Sleep(pollInterval / 10)
+		}
+	}
+	return nil
+}
+
+// checkConcurrentEntries has n goroutines, spread over nodes, each add its
+// own entry to the one record under key, in compare-and-set loops, and
+// returns an error if the record does not end up holding all n entries
+// once each.
+func checkConcurrentEntries(ctx context.Context, nodes []store.Store, key string, expires time.Time, n int) error {
+	err := hammer(ctx, nodes, key, expires, n, 1, func(old []byte, g, _ int) []byte {
 		b := make([]byte, 0, len(old)+8)
 		b = append(b, old...)
 		return fmt.Appendf(b, "w%d;", g)
@@ -988,38 +1081,36 @@ func checkConcurrentEntries(ctx context.Context, s store.Store, key string, expi
 	if err != nil {
 		return err
 	}
-	rec, err := s.Load(ctx, key)
-	if err != nil {
-		return fmt.Errorf("Load(%q) after %d concurrent updates: %w", key, n, err)
-	}
-	seen := make(map[string]int)
-	for _, f := range strings.Split(strings.TrimSuffix(string(rec.Data), ";"), ";") {
-		if f != "" {
-			seen[f]++
+	return settled(ctx, nodes, key, func(rec store.Record) error {
+		seen := make(map[string]int)
+		for _, f := range strings.Split(strings.TrimSuffix(string(rec.Data), ";"), ";") {
+			if f != "" {
+				seen[f]++
+			}
 		}
-	}
-	var missing, dup []string
-	for g := range n {
-		switch c := seen[fmt.Sprintf("w%d", g)]; {
-		case c == 0:
-			missing = append(missing, fmt.Sprintf("w%d", g))
-		case c > 1:
-			dup = append(dup, fmt.Sprintf("w%d", g))
+		var missing, dup []string
+		for g := range n {
+			switch c := seen[fmt.Sprintf("w%d", g)]; {
+			case c == 0:
+				missing = append(missing, fmt.Sprintf("w%d", g))
+			case c > 1:
+				dup = append(dup, fmt.Sprintf("w%d", g))
+			}
 		}
-	}
-	if len(missing) > 0 || len(dup) > 0 || len(seen) != n {
-		return fmt.Errorf("%d concurrent compare-and-set updates of %q: lost %d updates (missing %q), applied %d twice (%q), %d distinct entries; want %d entries once each",
-			n, key, len(missing), missing, len(dup), dup, len(seen), n)
-	}
-	return nil
+		if len(missing) > 0 || len(dup) > 0 || len(seen) != n {
+			return fmt.Errorf("%d concurrent compare-and-set updates of %q over %d stores: lost %d updates (missing %q), applied %d twice (%q), %d distinct entries; want %d entries once each",
+				n, key, len(nodes), len(missing), missing, len(dup), dup, len(seen), n)
+		}
+		return nil
+	})
 }
 
-// checkConcurrentCounter has goroutines goroutines each increment the
-// counter under key incs times, in compare-and-set loops, and returns an
-// error if the final count is not goroutines*incs.
-func checkConcurrentCounter(ctx context.Context, s store.Store, key string, expires time.Time, goroutines, incs int) error {
+// checkConcurrentCounter has goroutines goroutines, spread over nodes,
+// each increment the counter under key incs times, in compare-and-set
+// loops, and returns an error if the final count is not goroutines*incs.
+func checkConcurrentCounter(ctx context.Context, nodes []store.Store, key string, expires time.Time, goroutines, incs int) error {
 	var parseErr atomic.Pointer[error]
-	err := hammer(ctx, s, key, expires, goroutines, incs, func(old []byte, _, _ int) []byte {
+	err := hammer(ctx, nodes, key, expires, goroutines, incs, func(old []byte, _, _ int) []byte {
 		c := 0
 		if len(old) > 0 {
 			var err error
@@ -1035,36 +1126,36 @@ func checkConcurrentCounter(ctx context.Context, s store.Store, key string, expi
 	if err != nil {
 		return err
 	}
-	rec, err := s.Load(ctx, key)
-	if err != nil {
-		return fmt.Errorf("Load(%q) after concurrent increments: %w", key, err)
-	}
-	got, err := strconv.Atoi(string(rec.Data))
-	if err != nil {
-		return fmt.Errorf("counter %q holds %q: %w", key, rec.Data, err)
-	}
-	want := goroutines * incs
-	switch {
-	case got < want:
-		return fmt.Errorf("%d goroutines x %d compare-and-set increments of %q: got %d; want %d (lost %d updates)", goroutines, incs, key, got, want, want-got)
-	case got > want:
-		return fmt.Errorf("%d goroutines x %d compare-and-set increments of %q: got %d; want %d (%d conflicts reported for writes that were applied)", goroutines, incs, key, got, want, got-want)
-	}
-	return nil
+	return settled(ctx, nodes, key, func(rec store.Record) error {
+		got, err := strconv.Atoi(string(rec.Data))
+		if err != nil {
+			return fmt.Errorf("counter %q holds %q: %w", key, rec.Data, err)
+		}
+		want := goroutines * incs
+		switch {
+		case got < want:
+			return fmt.Errorf("%d goroutines x %d compare-and-set increments of %q over %d stores: got %d; want %d (lost %d updates)", goroutines, incs, key, len(nodes), got, want, want-got)
+		case got > want:
+			return fmt.Errorf("%d goroutines x %d compare-and-set increments of %q over %d stores: got %d; want %d (%d conflicts reported for writes that were applied)", goroutines, incs, key, len(nodes), got, want, got-want)
+		}
+		return nil
+	})
 }
 
-// hammer runs goroutines goroutines that each apply steps updates to the
-// record under key, each update a compare-and-set loop: Load (ErrNotFound
-// means version 0), apply, Save with the loaded version, retry on
-// ErrConflict. apply must not modify old. hammer gives up, so that a broken
-// store cannot hang it, after 30 s or after more attempts than a correct
-// store can need (each success makes at most every other goroutine's attempt
-// fail once).
-func hammer(ctx context.Context, s store.Store, key string, expires time.Time, goroutines, steps int,
+// hammer runs goroutines goroutines, goroutine g on nodes[g%len(nodes)],
+// that each apply steps updates to the record under key, each update a
+// compare-and-set loop: Load (ErrNotFound means version 0), apply, Save
+// with the loaded version, retry on ErrConflict. apply must not modify old.
+// hammer gives up, so that a broken store cannot hang it, after 30 s or
+// after more attempts than a correct store can need (each success makes at
+// most every other goroutine's attempt fail once; a stale copy served by a
+// near cache costs one failed attempt more, after which the conflict has
+// dropped it).
+func hammer(ctx context.Context, nodes []store.Store, key string, expires time.Time, goroutines, steps int,
 	apply func(old []byte, g, step int) []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	maxAttempts := int64(2*goroutines*goroutines*steps + 1000)
+	maxAttempts := int64(3*goroutines*goroutines*steps + 1000)
 	var (
 		attempts atomic.Int64
 		once     sync.Once
@@ -1075,6 +1166,7 @@ func hammer(ctx context.Context, s store.Store, key string, expires time.Time, g
 		once.Do(func() { first = err; cancel() })
 	}
 	for g := range goroutines {
+		s := nodes[g%len(nodes)]
 		wg.Go(func() {
 			for step := range steps {
 				for {
@@ -1112,6 +1204,179 @@ func hammer(ctx context.Context, s store.Store, key string, expires time.Time, g
 	}
 	wg.Wait()
 	return first
+}
+
+// ---- Coherence ----
+
+// delays collects how long changes took to be seen through the peer.
+type delays []time.Duration
+
+// String gives the count, median, 99th percentile and maximum.
+func (d delays) String() string {
+	if len(d) == 0 {
+		return "none"
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	q := func(p float64) time.Duration { return s[min(len(s)-1, int(math.Ceil(p*float64(len(s))))-1)] }
+	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", len(s), q(0.5), q(0.99), s[len(s)-1])
+}
+
+// seenWithin polls Load(key) on s until match accepts its outcome, for up
+// to CoherenceBound, and returns how long that took since from, or an
+// error describing the last outcome.
+func seenWithin(ctx context.Context, s store.Store, key string, from time.Time, match func(store.Record, error) bool) (time.Duration, error) {
+	deadline := from.Add(CoherenceBound)
+	for {
+		rec, err := s.Load(ctx, key)
+		if match(rec, err) {
+			return time.Since(from), nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("Load(%q) %v after the change: got version %d, err %v", key, CoherenceBound, rec.Version, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func hasVersion(v uint64) func(store.Record, error) bool {
+	return func(rec store.Record, err error) bool { return err == nil && rec.Version == v }
+}
+
+func notFound(_ store.Record, err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+func (su *suite) testCoherence(t *testing.T) {
+	if su.opts.Peer == nil {
+		t.Skip("Options.Peer is nil")
+	}
+	const rounds = 20
+
+	// Each round: one store creates, replaces and deletes a key that the
+	// other has just read (and so may hold in a near cache); the two take
+	// turns writing.
+	t.Run("SaveReplaceDelete", func(t *testing.T) {
+		e := su.newEnv(t)
+		nodes := e.nodes()
+		var created, replaced, deleted delays
+		for i := range rounds {
+			w, r := nodes[i%2], nodes[(i+1)%2]
+			key := fmt.Sprintf("coherence/%d", i)
+			if _, err := r.Load(e.ctx, key); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("Load(%q) before it is saved: got err %v; want %v", key, err, store.ErrNotFound)
+			}
+			v, err := w.Save(e.ctx, key, e.rec("one", ""))
+			if err != nil {
+				t.Fatalf("Save(%q, new): %v", key, err)
+			}
+			d, err := seenWithin(e.ctx, r, key, time.Now(), hasVersion(v))
+			if err != nil {
+				t.Fatalf("new record saved through store %d, read through the other: %v; want version %d", i%2+1, err, v)
+			}
+			created = append(created, d)
+
+			two := e.rec("two", "")
+			two.Version = v
+			if v, err = w.Save(e.ctx, key, two); err != nil {
+				t.Fatalf("Save(%q, Version %d): %v", key, two.Version, err)
+			}
+			d, err = seenWithin(e.ctx, r, key, time.Now(), hasVersion(v))
+			if err != nil {
+				t.Fatalf("record replaced through store %d, read through the other: %v; want version %d", i%2+1, err, v)
+			}
+			replaced = append(replaced, d)
+
+			if err := w.Delete(e.ctx, key, v); err != nil {
+				t.Fatalf("Delete(%q, %d): %v", key, v, err)
+			}
+			d, err = seenWithin(e.ctx, r, key, time.Now(), notFound)
+			if err != nil {
+				t.Fatalf("record deleted through store %d, read through the other: %v; want %v", i%2+1, err, store.ErrNotFound)
+			}
+			deleted = append(deleted, d)
+		}
+		t.Logf("seen through the peer after a create: %v; a replace: %v; a delete: %v", created, replaced, deleted)
+	})
+
+	// A logout: one store deletes a session the other has just read, and
+	// the other must answer not found within the bound; 200 trials, whose
+	// delays (from the Delete's return to the first not-found) are logged.
+	t.Run("Logout", func(t *testing.T) {
+		e := su.newEnv(t)
+		nodes := e.nodes()
+		var deleted delays
+		for i := range 200 {
+			w, r := nodes[i%2], nodes[(i+1)%2]
+			key := fmt.Sprintf("logout/%d", i)
+			v, err := w.Save(e.ctx, key, e.rec("x", ""))
+			if err != nil {
+				t.Fatalf("Save(%q, new): %v", key, err)
+			}
+			if _, err := seenWithin(e.ctx, r, key, time.Now(), hasVersion(v)); err != nil {
+				t.Fatalf("new record saved through store %d, read through the other: %v", i%2+1, err)
+			}
+			if err := w.Delete(e.ctx, key, v); err != nil {
+				t.Fatalf("Delete(%q, %d): %v", key, v, err)
+			}
+			d, err := seenWithin(e.ctx, r, key, time.Now(), notFound)
+			if err != nil {
+				t.Fatalf("trial %d: record deleted through store %d, read through the other: %v; want %v", i, i%2+1, err, store.ErrNotFound)
+			}
+			deleted = append(deleted, d)
+		}
+		t.Logf("a delete through one store seen through the other after: %v", deleted)
+	})
+
+	t.Run("DeleteUser", func(t *testing.T) {
+		e := su.newEnv(t)
+		nodes := e.nodes()
+		if _, ok := e.s.(store.UserIndex); !ok {
+			t.Skip(skipUserIndex)
+		}
+		var deleted delays
+		for i := range rounds / 4 {
+			w, r := nodes[i%2], nodes[(i+1)%2]
+			user := fmt.Sprintf("user%d", i)
+			keys := []string{fmt.Sprintf("du/%d/a", i), fmt.Sprintf("du/%d/b", i)}
+			for _, key := range keys {
+				v, err := w.Save(e.ctx, key, e.rec("x", user))
+				if err != nil {
+					t.Fatalf("Save(%q): %v", key, err)
+				}
+				if _, err := seenWithin(e.ctx, r, key, time.Now(), hasVersion(v)); err != nil {
+					t.Fatalf("new record saved through store %d, read through the other: %v", i%2+1, err)
+				}
+			}
+			n, err := w.(store.UserIndex).DeleteUser(e.ctx, user)
+			if err != nil || n != len(keys) {
+				t.Fatalf("DeleteUser(%q): got %d, err %v; want %d, nil", user, n, err, len(keys))
+			}
+			from := time.Now()
+			for _, key := range keys {
+				d, err := seenWithin(e.ctx, r, key, from, notFound)
+				if err != nil {
+					t.Fatalf("user deleted through store %d, a session read through the other: %v; want %v", i%2+1, err, store.ErrNotFound)
+				}
+				deleted = append(deleted, d)
+			}
+		}
+		t.Logf("sessions seen deleted through the peer after a DeleteUser: %v", deleted)
+	})
+
+	t.Run("FeedResetsDocumented", func(t *testing.T) {
+		e := su.newEnv(t)
+		n, ok := e.s.(store.Notifier)
+		if !ok {
+			t.Skip(skipNotifier)
+		}
+		unsub := n.Subscribe(func(store.Event) {})
+		if unsub == nil {
+			t.Skip(skipFeedOff)
+		}
+		unsub()
+		if su.opts.FeedResets == "" {
+			t.Error("the store is a store.Notifier and Options.FeedResets is empty: say when it reports store.OpReset, which a near cache over it relies on")
+		}
+	})
 }
 
 // ---- Values ----

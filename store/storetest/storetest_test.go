@@ -19,6 +19,28 @@ func TestMapStore(t *testing.T) {
 	}})
 }
 
+// TestMapStorePeer runs the suite with a peer: a second handle on the same
+// map, so that the concurrency tests spread over two stores and the
+// Coherence test runs.
+func TestMapStorePeer(t *testing.T) {
+	t.Parallel()
+	Run(t, Options{
+		New: func(t *testing.T, now func() time.Time) store.Store {
+			return newMapStore(now)
+		},
+		Peer: func(t *testing.T, s store.Store) store.Store {
+			return mapPeer{s.(*mapStore)}
+		},
+		FeedResets: "never: the feed is in-process",
+	})
+}
+
+// mapPeer is a second handle on a mapStore's data: closing it leaves the
+// data to the first.
+type mapPeer struct{ *mapStore }
+
+func (mapPeer) Close() error { return nil }
+
 // TestMapStoreServerClock runs the suite's real-time expiry path against a
 // correct store that ignores the clock it is given.
 func TestMapStoreServerClock(t *testing.T) {
@@ -47,7 +69,7 @@ func TestConcurrentEntriesDetectsLostUpdates(t *testing.T) {
 	const n = 64
 	s := newLWWStore(newMapStore(time.Now), n)
 	defer s.Close()
-	err := checkConcurrentEntries(t.Context(), s, "k", time.Now().Add(time.Hour), n)
+	err := checkConcurrentEntries(t.Context(), []store.Store{s}, "k", time.Now().Add(time.Hour), n)
 	if err == nil {
 		t.Fatalf("checkConcurrentEntries on a last-writer-wins store: got nil; want an error reporting lost updates")
 	}
@@ -61,7 +83,7 @@ func TestConcurrentCounterDetectsLostUpdates(t *testing.T) {
 	const n = 64
 	s := newLWWStore(newMapStore(time.Now), n)
 	defer s.Close()
-	err := checkConcurrentCounter(t.Context(), s, "k", time.Now().Add(time.Hour), n, 20)
+	err := checkConcurrentCounter(t.Context(), []store.Store{s}, "k", time.Now().Add(time.Hour), n, 20)
 	if err == nil {
 		t.Fatalf("checkConcurrentCounter on a last-writer-wins store: got nil; want an error reporting lost updates")
 	}
@@ -74,7 +96,7 @@ func TestConcurrentEntriesGivesUp(t *testing.T) {
 	t.Parallel()
 	s := conflictStore{newMapStore(time.Now)}
 	defer s.Close()
-	err := checkConcurrentEntries(t.Context(), s, "k", time.Now().Add(time.Hour), 64)
+	err := checkConcurrentEntries(t.Context(), []store.Store{s}, "k", time.Now().Add(time.Hour), 64)
 	if err == nil {
 		t.Fatalf("checkConcurrentEntries on a store that always conflicts: got nil; want an error")
 	}

@@ -191,6 +191,10 @@ func TestServe_badCommandLine(t *testing.T) {
 			[]string{"--max-sessions is used only with --strategy memory"}},
 		{"fail open on memory", []string{"--fail-open"}, []string{"--fail-open is used only with"}},
 		{"token format without tokens", []string{"--token-format", "jwt"}, []string{"--token-format is used only with --strategy token"}},
+		{"near cache on memory", []string{"--near-cache"},
+			[]string{"--near-cache is used only with --strategy redis, nats or postgres", "here: --strategy memory"}},
+		{"near cache on memcached", []string{"--strategy", "memcached", "--near-cache"},
+			[]string{"--near-cache is used only with --strategy redis, nats or postgres", "here: --strategy memcached"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := run(t, nil, append([]string{"serve"}, tc.args...)...)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,5 +97,83 @@ func TestServe_nearCacheRefused(t *testing.T) {
 		if code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "--near-cache") {
 			t.Errorf("serve --strategy %s --near-cache: exit %d, stderr %q; want 2 and one line about --near-cache", strategy, code, stderr.String())
 		}
+	}
+}
+
+// TestServe_nearCacheFeeds runs two serve nodes with --near-cache on one
+// shared store whose change feed store/nearcache follows (nats, postgres):
+// a session read on node 2 (and so held in its near cache) and logged out
+// on node 1 must be a 401 on node 2 within the change feed's delay. It
+// logs the delays of 20 logouts, and checks that node 2 counts hits.
+func TestServe_nearCacheFeeds(t *testing.T) {
+	t.Run("nats", func(t *testing.T) {
+		addr := testenv.TCPAddr(t, "SESSIONKIT_NATS_ADDR", "127.0.0.1:4222")
+		checkNearCache(t, "nats", "--nats", "nats://"+addr)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		checkNearCache(t, "postgres", "--postgres", postgresURL(t))
+	})
+}
+
+func checkNearCache(t *testing.T, strategy string, extra ...string) {
+	var nodes []*server
+	for _, name := range []string{"c1", "c2"} {
+		args := append([]string{"serve", "--strategy", strategy, "--near-cache", "--addr", "127.0.0.1:0",
+			"--insecure-cookie", "--node", name, "--log-level", "warn"}, extra...)
+		nodes = append(nodes, startServe(t, nil, args...))
+	}
+	var delays []time.Duration
+	for i := range 20 {
+		c := &client{t: t}
+		user := "near-" + rand.Text()[:10]
+		if code, body := c.do("POST", nodes[0].url+"/login", `{"user":"`+user+`"}`); code != 200 {
+			t.Fatalf("login on c1: %d %s", code, body)
+		}
+		if code, body := c.do("POST", nodes[0].url+"/cart", `{"item":"tea"}`); code != 200 {
+			t.Fatalf("POST /cart on c1: %d %s", code, body)
+		}
+		// Read on c2 until it sees the item (the feed's delay), then once
+		// more: its near cache now holds the session.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			code, body := c.do("GET", nodes[1].url+"/cart", "")
+			if code == 200 && body == `{"user":"`+user+`","items":["tea"],"node":"c2"}` {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("trial %d: GET /cart on c2 2s after the item was added on c1: %d %s", i, code, body)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if code, body := c.do("GET", nodes[1].url+"/cart", ""); code != 200 {
+			t.Fatalf("trial %d: GET /cart on c2: %d %s", i, code, body)
+		}
+		cookie := c.cookie
+		if code, body := c.do("POST", nodes[0].url+"/logout", ""); code != 200 {
+			t.Fatalf("trial %d: logout on c1: %d %s", i, code, body)
+		}
+		loggedOut := time.Now()
+		c.cookie = cookie // the old cookie, as a second tab or a thief would send it
+		for {
+			code, body := c.do("GET", nodes[1].url+"/cart", "")
+			if code == 401 {
+				delays = append(delays, time.Since(loggedOut))
+				break
+			}
+			if time.Since(loggedOut) > 2*time.Second {
+				t.Fatalf("trial %d: GET /cart on c2 2s after a logout on c1: %d %s; want 401", i, code, body)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	slices.Sort(delays)
+	t.Logf("%s --near-cache: a logout on c1 answered 401 on c2 after p50 %v, max %v (20 logouts)",
+		strategy, delays[len(delays)/2], delays[len(delays)-1])
+	hits := `sessionkit_nearcache_hits_total{store="` + strategy + `"}`
+	if got := scrape(t, nodes[1].url+"/metrics", "sessionkit_nearcache_")[hits]; got < 10 {
+		t.Errorf("/metrics of c2: %s = %v; want at least 10 (a read of a cached session in each of 20 trials)", hits, got)
+	}
+	for _, n := range nodes {
+		n.stop(t)
 	}
 }

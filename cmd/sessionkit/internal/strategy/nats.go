@@ -21,7 +21,7 @@ var natsStrategy = Strategy{
 	What:    "distributed cache: an embedded NATS node in each app node, bucket with 3 replicas",
 	Shared:  true,
 	Breaker: true,
-	Flags:   []*Flag{natsFlag, clusterAddrFlag, peersFlag, dataDirFlag, removeDeadFlag},
+	Flags:   []*Flag{natsFlag, clusterAddrFlag, peersFlag, dataDirFlag, removeDeadFlag, nearCacheFlag},
 	uses:    clustered("nats", "peers", "data-dir", "remove-dead-after"),
 	check:   checkNATS,
 	mode:    clusterMode,
@@ -64,7 +64,7 @@ func openNATS(ctx context.Context, n *Node) (*Sessions, error) {
 		if err != nil {
 			return nil, err
 		}
-		return stored(n, st, true, nil)
+		return storedNear(n, st, true, nil)
 	}
 	srv, removeDir, err := startNATS(n)
 	if err != nil {
@@ -110,7 +110,7 @@ func natsOn(ctx context.Context, n *Node, srv *natsstore.Node, guard bool, stop 
 		stop(n.logger())
 		return nil, err
 	}
-	return stored(n, st, guard, stop)
+	return storedNear(n, st, guard, stop)
 }
 
 // newNATSTestbed runs one NATS node inside each node, all on loopback,

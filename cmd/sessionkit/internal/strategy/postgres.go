@@ -20,7 +20,7 @@ var postgresStrategy = Strategy{
 	What:    "centralized: pgstore on one PostgreSQL, behind a circuit breaker",
 	Shared:  true,
 	Breaker: true,
-	Flags:   []*Flag{postgresFlag},
+	Flags:   []*Flag{postgresFlag, nearCacheFlag},
 	open: func(ctx context.Context, n *Node) (*Sessions, error) {
 		// serve owns its table: it creates it if missing.
 		return openPostgres(ctx, n, pgstore.Config{}, true)
@@ -39,6 +39,7 @@ var postgresFlag = &Flag{Name: "postgres", When: "--strategy postgres",
 // missing.
 func openPostgres(ctx context.Context, n *Node, cfg pgstore.Config, migrate bool) (*Sessions, error) {
 	cfg.Logger = n.logger()
+	cfg.Notify = n.Settings.NearCache // the near cache follows the table's notifications
 	if n.Timeout > 0 {
 		cfg.Timeout = n.Timeout
 	}
@@ -50,7 +51,7 @@ func openPostgres(ctx context.Context, n *Node, cfg pgstore.Config, migrate bool
 	if err != nil {
 		return nil, err
 	}
-	return stored(n, st, true, nil)
+	return storedNear(n, st, true, nil)
 }
 
 // postgresTestbed runs the nodes on one PostgreSQL, reached through

@@ -268,6 +268,35 @@ func stored(n *Node, st store.Store, guard bool, stop func(log *slog.Logger)) (*
 	return s, nil
 }
 
+// storedNear is stored with st behind a near cache (store/nearcache) when
+// the node's settings ask for one (--near-cache): for the strategies whose
+// store has a change feed that nearcache follows (nats, postgres with
+// pgstore.Config.Notify); stored finds its nearcache.Reporter. The
+// Scanner, if st has one, scans st itself.
+func storedNear(n *Node, st store.Store, guard bool, stop func(log *slog.Logger)) (*Sessions, error) {
+	if !n.Settings.NearCache {
+		return stored(n, st, guard, stop)
+	}
+	nc, err := nearcache.Wrap(st, nearcache.Config{})
+	if err != nil {
+		st.Close()
+		if stop != nil {
+			stop(discard)
+		}
+		return nil, err
+	}
+	s, err := stored(n, nc, guard, stop)
+	if err != nil {
+		return nil, err
+	}
+	if sc, ok := st.(interface {
+		ScanKeys(ctx context.Context, fn func(key string) bool) error
+	}); ok && s.Scanner == nil {
+		s.Scanner = sc
+	}
+	return s, nil
+}
+
 // TestbedConfig is what the lab gives a strategy to run its nodes on this
 // machine. Serve, which runs one node, needs none of it.
 type TestbedConfig struct {
