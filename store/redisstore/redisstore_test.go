@@ -86,7 +86,16 @@ func indexKey(prefix, userID string) string {
 // unique key prefix; clean, if not nil, is called with each prefix when its
 // subtest ends.
 func runSuite(t *testing.T, cfg redisstore.Config, clean func(prefix string)) {
-	storetest.Run(t, storetest.Options{
+	runSuiteWith(t, cfg, clean, false)
+}
+
+// runSuiteWith runs the suite as runSuite does; with peers, each store
+// gets a peer: a second store made from the same cfg and key prefix (with
+// its own near cache, if cfg has one), as a second node of an app.
+func runSuiteWith(t *testing.T, cfg redisstore.Config, clean func(prefix string), peers bool) {
+	var mu sync.Mutex
+	prefixes := map[store.Store]string{}
+	opts := storetest.Options{
 		New: func(t *testing.T, _ func() time.Time) store.Store {
 			cfg := cfg
 			cfg.KeyPrefix = uniquePrefix()
@@ -97,10 +106,27 @@ func runSuite(t *testing.T, cfg redisstore.Config, clean func(prefix string)) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
+			mu.Lock()
+			prefixes[s] = cfg.KeyPrefix
+			mu.Unlock()
 			return s // Run closes it
 		},
 		ServerClock: true, // Redis expires keys by its own clock
-	})
+	}
+	if peers {
+		opts.Peer = func(t *testing.T, s store.Store) store.Store {
+			cfg := cfg
+			mu.Lock()
+			cfg.KeyPrefix = prefixes[s]
+			mu.Unlock()
+			p, err := redisstore.New(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("New (peer): %v", err)
+			}
+			return p // Run closes it
+		}
+	}
+	storetest.Run(t, opts)
 }
 
 // TestConformance runs the store contract's suite against the shared
@@ -120,6 +146,18 @@ func TestConformance_nearCache(t *testing.T) {
 	admin := adminClient(t, addr)
 	runSuite(t, redisstore.Config{Addrs: []string{addr}, NearCache: &redisstore.NearCache{}},
 		func(prefix string) { dropPrefix(t, admin, prefix) })
+}
+
+// TestConformance_nearCachePeers runs the suite with two stores on the
+// same keys, each with its own near cache: the concurrency tests spread
+// their writers over the two (no update may be lost), and the coherence
+// tests check that a change through one is seen through the other.
+func TestConformance_nearCachePeers(t *testing.T) {
+	t.Parallel()
+	addr := redisAddr(t)
+	admin := adminClient(t, addr)
+	runSuiteWith(t, redisstore.Config{Addrs: []string{addr}, NearCache: &redisstore.NearCache{}},
+		func(prefix string) { dropPrefix(t, admin, prefix) }, true)
 }
 
 // TestCluster runs the suite against a 3-master Redis Cluster the test
@@ -172,7 +210,7 @@ func TestCluster(t *testing.T) {
 	})
 	runSuite(t, redisstore.Config{Addrs: addrs}, nil)
 	t.Run("NearCache", func(t *testing.T) {
-		runSuite(t, redisstore.Config{Addrs: addrs, NearCache: &redisstore.NearCache{}}, nil)
+		runSuiteWith(t, redisstore.Config{Addrs: addrs, NearCache: &redisstore.NearCache{}}, nil, true)
 	})
 }
 
