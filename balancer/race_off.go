@@ -1,0 +1,6 @@
+//go:build !race
+
+package balancer
+
+// raceEnabled: built with -race.
+const raceEnabled = false
