@@ -1,6 +1,6 @@
-//go:build !race
+//go:build linux && race
 
 package balancer
 
 // raceEnabled: built with -race.
-const raceEnabled = false
+const raceEnabled = true
