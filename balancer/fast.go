@@ -91,7 +91,8 @@ type fastProxy struct {
 // built on github.com/valyala/fasthttp instead of net/http: on a 2-core
 // machine it spends about half the CPU per request of net/http's server
 // and httputil.ReverseProxy (see bench/balancer). Serve it with its Serve
-// method and stop it with ShutdownWithContext.
+// method, on FastListener(ln) for speed, and stop it with
+// ShutdownWithContext.
 //
 // Differences from ServeHTTP: request bodies (up to Config.MaxBodyBytes)
 // and response bodies (up to cfg.MaxResponseBodyBytes) are read whole
