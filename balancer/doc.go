@@ -78,7 +78,9 @@
 // NewFastServer returns a github.com/valyala/fasthttp server over the same
 // Balancer (the same routing, health, retries, draining and metrics) that
 // spends about half the CPU per request; it buffers bodies and tunnels
-// upgrades and event streams (see FastConfig). It is the default of the
+// upgrades and event streams (see FastConfig). Serve it on
+// FastListener(ln), whose connections make their system calls without
+// the Go scheduler (Linux). It is the default of the
 // balance command in cmd/sessionkit/internal/cli. WaitTunnels, after either server's
 // shutdown, waits for the WebSockets and event streams still open.
 //

@@ -71,7 +71,7 @@ func fastFront(t testing.TB, b *Balancer) string {
 	if err != nil {
 		panic(err)
 	}
-	go srv.Serve(ln)
+	go srv.Serve(FastListener(ln))
 	if t != nil {
 		t.Cleanup(func() { srv.ShutdownWithContext(context.Background()) })
 	}
@@ -205,7 +205,7 @@ func TestFastServer_limits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go srv.Serve(FastListener(ln))
 	defer srv.ShutdownWithContext(context.Background())
 	url := "http://" + ln.Addr().String()
 
@@ -278,7 +278,7 @@ func FuzzFastServer_request(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go srv.Serve(FastListener(ln))
 	f.Cleanup(func() { srv.ShutdownWithContext(context.Background()); b.Close() })
 
 	f.Fuzz(func(t *testing.T, raw []byte) {

@@ -91,7 +91,8 @@ type fastProxy struct {
 // built on github.com/valyala/fasthttp instead of net/http: on a 2-core
 // machine it spends about half the CPU per request of net/http's server
 // and httputil.ReverseProxy (see bench/balancer). Serve it with its Serve
-// method and stop it with ShutdownWithContext.
+// method, on FastListener(ln) for speed, and stop it with
+// ShutdownWithContext.
 //
 // Differences from ServeHTTP: request bodies (up to Config.MaxBodyBytes)
 // and response bodies (up to cfg.MaxResponseBodyBytes) are read whole
@@ -115,15 +116,37 @@ func (b *Balancer) NewFastServer(cfg FastConfig) (*fasthttp.Server, error) {
 		ReadTimeout:                  fp.cfg.ReadTimeout,
 		IdleTimeout:                  fp.cfg.IdleTimeout,
 		ReadBufferSize:               fp.cfg.MaxHeaderBytes,
-		WriteBufferSize:              16 << 10,
+		WriteBufferSize:              fastWriteBufferSize,
 		MaxRequestBodySize:           int(b.cfg.MaxBodyBytes),
 		NoDefaultServerHeader:        true,
+		LazyRequestTime:              true, // the handler does not read ctx.Time
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		Logger:                       logger,
 	}, nil
+}
+
+// FastListener returns ln for the server of NewFastServer to serve on: on
+// Linux, the TCP connections it accepts read and write with system calls
+// of their own, which do not involve the Go scheduler, as the fast
+// server's connections to the nodes do (see docs/balancer.md,
+// "Performance"): a loopback write often takes long enough that the
+// scheduler would hand the processor to another thread meanwhile, and
+// taking it back costs more than the call. The server works the same on
+// ln itself; elsewhere, and for connections other than TCP (TLS, say),
+// FastListener changes nothing.
+func FastListener(ln net.Listener) net.Listener { return fastListener{ln} }
+
+type fastListener struct{ net.Listener }
+
+func (l fastListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newSysConn(c), nil
 }
 
 // fastErrorHandler answers a request the server could not read.
@@ -146,6 +169,9 @@ type fastLogger struct{ l *slog.Logger }
 func (f fastLogger) Printf(format string, args ...any) {
 	f.l.Warn("balancer: " + fmt.Sprintf(format, args...))
 }
+
+// fastWriteBufferSize is the size of the fast engine's write buffers.
+const fastWriteBufferSize = 16 << 10
 
 // fastMaxConns bounds the fast engine's connections to one node. A request
 // that finds them all busy is not sent: it is answered 503 with
@@ -170,12 +196,12 @@ func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 		MaxConns:                      fastMaxConns,
 		MaxIdleConnDuration:           fp.idle, // under the nodes' keep-alive timeouts: Config.BackendIdleTimeout
 		MaxIdemponentCallAttempts:     2,       // once more on a fresh connection; then the balancer's retry
-		ReadTimeout:                   fp.cfg.BackendTimeout,
-		WriteTimeout:                  fp.cfg.BackendTimeout,
-		ReadBufferSize:                fp.cfg.MaxHeaderBytes,
-		WriteBufferSize:               16 << 10,
-		MaxResponseBodySize:           fp.cfg.MaxResponseBodyBytes,
-		Dial:                          func(addr string) (net.Conn, error) { return dialLive(n, addr) },
+		// No ReadTimeout and WriteTimeout: the connections set one
+		// deadline for each request and its response (dialLive).
+		ReadBufferSize:      fp.cfg.MaxHeaderBytes,
+		WriteBufferSize:     fastWriteBufferSize,
+		MaxResponseBodySize: fp.cfg.MaxResponseBodyBytes,
+		Dial:                func(addr string) (net.Conn, error) { return dialLive(n, addr, fp.cfg.BackendTimeout) },
 	})
 	return c.(*fasthttp.HostClient)
 }

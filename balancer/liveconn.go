@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 )
 
 // errNodeClosed is the Write error of a pooled connection to a node that
@@ -26,10 +27,18 @@ var errNodeClosed = errors.New("balancer: the node had closed the idle connectio
 // request on a connection that has carried one already. It costs one
 // non-blocking recv(MSG_PEEK) system call per reused connection. A
 // connection is used by one request at a time, so its fields need no lock.
+//
+// A plain TCP connection on Linux is a sysConn (sys), whose sendAwait
+// makes the check and the write of a request in one go and then waits
+// for the answer, so that the Read after it does not first try a read
+// that finds nothing yet.
 type liveConn struct {
-	net.Conn         // the connection, TLS over raw for an https node
-	raw      rawConn // the TCP socket; nil: no check
-	reused   bool    // a Read since the last Write: the next Write starts a request
+	net.Conn               // the connection, TLS over raw for an https node
+	raw      rawConn       // the TCP socket; nil: no check
+	sys      *sysConn      // Conn, if it is a sysConn
+	timeout  time.Duration // for each request and its response, from its first Write
+	started  bool          // a Write since the last Read: the deadline is set
+	reused   bool          // a Read since the last Write: the next Write starts a request
 	peek     func(fd uintptr) bool
 	dead     bool // set by peek
 }
@@ -51,6 +60,7 @@ func newLiveConn(c, raw net.Conn) *liveConn {
 }
 
 func (c *liveConn) Read(p []byte) (int, error) {
+	c.started = false
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.reused = true
@@ -61,6 +71,22 @@ func (c *liveConn) Read(p []byte) (int, error) {
 // Write fails with errNodeClosed, writing nothing, when it starts a
 // request on a connection that the node has closed.
 func (c *liveConn) Write(p []byte) (int, error) {
+	if !c.started && c.timeout > 0 {
+		// One deadline for the request and its whole response, in one
+		// call, rather than fasthttp's two (write, then read).
+		c.started = true
+		if err := c.Conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	if c.sys != nil && len(p) < fastWriteBufferSize {
+		// The whole request, or its end: fasthttp writes through a
+		// bufio.Writer of that size, so that only the last write of a
+		// request is shorter.
+		check := c.reused && c.raw != nil
+		c.reused = false
+		return c.sys.sendAwait(p, check)
+	}
 	if c.reused {
 		c.reused = false
 		if c.closedByPeer() {
@@ -103,14 +129,22 @@ type liveTLSConn struct {
 func (c *liveTLSConn) Handshake() error { return c.tls.Handshake() }
 
 // dialLive dials n for the fast engine's pool: TCP, and TLS for an https
-// node, within dialTimeout.
-func dialLive(n *node, addr string) (net.Conn, error) {
+// node, within dialTimeout. Each request on the connection and its
+// response must be done within timeout of its first write.
+func dialLive(n *node, addr string, timeout time.Duration) (net.Conn, error) {
 	raw, err := net.DialTimeout("tcp", addr, dialTimeout)
 	if err != nil {
 		return nil, err
 	}
 	if n.url.Scheme != "https" {
-		return newLiveConn(raw, raw), nil
+		var c net.Conn = raw
+		s := asSysConn(raw)
+		if s != nil {
+			c = s
+		}
+		lc := newLiveConn(c, raw)
+		lc.sys, lc.timeout = s, timeout
+		return lc, nil
 	}
 	tc := tls.Client(raw, &tls.Config{ServerName: n.url.Hostname()})
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
@@ -119,5 +153,7 @@ func dialLive(n *node, addr string) (net.Conn, error) {
 		raw.Close()
 		return nil, err
 	}
-	return &liveTLSConn{liveConn: newLiveConn(tc, raw), tls: tc}, nil
+	lc := newLiveConn(tc, raw)
+	lc.timeout = timeout
+	return &liveTLSConn{liveConn: lc, tls: tc}, nil
 }

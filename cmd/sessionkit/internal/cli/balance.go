@@ -451,7 +451,7 @@ func runBalance(ctx context.Context, s *sys, args []string) int {
 			cancel()
 			return fsrv.ShutdownWithContext(done)
 		})
-		go func() { served <- fsrv.Serve(ln) }()
+		go func() { served <- fsrv.Serve(balancer.FastListener(ln)) }()
 	} else {
 		// No ReadTimeout or WriteTimeout: they would cut off WebSockets,
 		// server-sent events and slow uploads. Slow clients are bounded by

@@ -1,0 +1,6 @@
+//go:build linux && !race
+
+package balancer
+
+// raceEnabled: built with -race.
+const raceEnabled = false
