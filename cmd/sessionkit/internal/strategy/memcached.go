@@ -40,6 +40,7 @@ var memcachedStrategy = Strategy{
 		return openMemcached(ctx, n, memcachedstore.Config{Servers: servers})
 	},
 	testbed: memcachedTestbed,
+	plan:    memcachedPlan,
 }
 
 var memcachedFlag = &Flag{Name: "memcached", When: "--strategy memcached",

@@ -59,6 +59,7 @@ var tokenStrategy = Strategy{
 		return s, nil
 	},
 	testbed: tokenTestbed,
+	plan:    tokenPlan,
 }
 
 var (
