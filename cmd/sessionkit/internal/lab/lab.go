@@ -364,8 +364,9 @@ type Event struct {
 	// started after it that succeeded, in seconds; nil if none did.
 	FirstOK *float64 `json:"first_success_s,omitempty"`
 	// Back90 is the time from the event until the successes per second
-	// (over 300 ms) were back to 90% of what they were before the first
-	// fault; nil if they never were before the run ended.
+	// (over 500 ms) were back to 90% of what they were before the first
+	// fault, for good: the end of the last window under 90% after the
+	// event; nil if the run ended under it.
 	Back90 *float64 `json:"back_to_90pct_s,omitempty"`
 }
 
@@ -609,8 +610,10 @@ func schedule(ctx context.Context, cfg Config, t *procTopology, plan *strategy.P
 			if cfg.fault(FaultReplace) && t.strat.Members() {
 				how, verb = strategy.Replace, "replaces "+name
 			}
-			if err := t.restart(context.WithoutCancel(ctx), victim, how); err != nil {
-				mark("node " + name + " failed to restart: " + firstLine(err.Error()))
+			if err := t.restart(ctx, victim, how); err != nil {
+				if ctx.Err() == nil { // not just the end of the run
+					mark("node " + name + " failed to restart: " + oneLine(err.Error()))
+				}
 				return
 			}
 			t.nodes[victim].mu.Lock()
@@ -662,11 +665,13 @@ func schedule(ctx context.Context, cfg Config, t *procTopology, plan *strategy.P
 	return events
 }
 
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
+// oneLine shortens a multi-line error to its first and last lines.
+func oneLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) == 1 {
+		return lines[0]
 	}
-	return s
+	return strings.TrimSuffix(lines[0], ":") + " ... " + strings.TrimSpace(lines[len(lines)-1])
 }
 
 // progressLabel names a row on the progress line: "[3/9] redis".
@@ -782,7 +787,14 @@ func recoveries(r *Result, c *counters) {
 		}
 		base /= float64(first - from)
 	}
-	const window = 3 // slices averaged: 300 ms
+	const window = 5 // slices averaged: 500 ms
+	rate := func(k int) float64 {
+		var sum float64
+		for _, p := range r.Timeline[k : k+window] {
+			sum += float64(p.OK)
+		}
+		return sum / window
+	}
 	for i := range r.Events {
 		e := &r.Events[i]
 		if i < len(c.firstOK) && !c.firstOK[i].firstOK.IsZero() {
@@ -792,17 +804,23 @@ func recoveries(r *Result, c *counters) {
 		if base == 0 {
 			continue
 		}
-		for k := int(e.At / width); k+window <= len(r.Timeline); k++ {
-			var sum float64
-			for _, p := range r.Timeline[k : k+window] {
-				sum += float64(p.OK)
-			}
-			if sum/window >= 0.9*base {
-				v := max(0, float64(k)*width-e.At)
-				e.Back90 = &v
-				break
+		// Back for good: the end of the last window after the event
+		// whose rate was under 90%; never if the run ended under it.
+		// The last slice may be partial: it is left out.
+		from, last := int(e.At/width), len(r.Timeline)-1-window
+		if from > last {
+			continue
+		}
+		back := 0.0
+		for k := from; k <= last; k++ {
+			if rate(k) < 0.9*base {
+				back = max(0, float64(k+window)*width-e.At)
 			}
 		}
+		if rate(last) < 0.9*base {
+			continue
+		}
+		e.Back90 = &back
 	}
 }
 

@@ -94,9 +94,9 @@ func TestHTMLInChromium(t *testing.T) {
 		n  int
 	}{
 		{`<svg class="chart line-chart"`, 2},
-		{`<svg class="chart bar-chart"`, 6},
+		{`<svg class="chart bar-chart"`, 10},
 		{`<polyline class="series"`, 4},
-		{`<rect class="bar"`, 12},
+		{`<rect class="bar"`, 20},
 	} {
 		if got := len(regexp.MustCompile(want.re).FindAllString(dom, -1)); got != want.n {
 			t.Errorf("Chromium's DOM has %d of %s; want %d", got, want.re, want.n)
