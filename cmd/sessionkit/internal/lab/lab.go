@@ -364,9 +364,9 @@ type Event struct {
 	// started after it that succeeded, in seconds; nil if none did.
 	FirstOK *float64 `json:"first_success_s,omitempty"`
 	// Back90 is the time from the event until the successes per second
-	// (over 500 ms) were back to 90% of what they were before the first
-	// fault, for good: the end of the last window under 90% after the
-	// event; nil if the run ended under it.
+	// (over 1 s), having dipped under 90% of what they were before
+	// the first fault (before the next event), were back to it: 0 if they
+	// did not dip; nil if they were not back before the run ended.
 	Back90 *float64 `json:"back_to_90pct_s,omitempty"`
 }
 
@@ -787,13 +787,13 @@ func recoveries(r *Result, c *counters) {
 		}
 		base /= float64(first - from)
 	}
-	const window = 5 // slices averaged: 500 ms
+	window := max(1, int(1/width+0.5)) // slices averaged: 1 s
 	rate := func(k int) float64 {
 		var sum float64
 		for _, p := range r.Timeline[k : k+window] {
 			sum += float64(p.OK)
 		}
-		return sum / window
+		return sum / float64(window)
 	}
 	for i := range r.Events {
 		e := &r.Events[i]
@@ -804,23 +804,34 @@ func recoveries(r *Result, c *counters) {
 		if base == 0 {
 			continue
 		}
-		// Back for good: the end of the last window after the event
-		// whose rate was under 90%; never if the run ended under it.
-		// The last slice may be partial: it is left out.
+		// The successes per second dip under 90% of the rate before,
+		// before the next event, and come back to it: when the first
+		// window at 90% again starts; 0 if they did not dip, never if
+		// they did not come back before the run ended. The last slice
+		// may be partial: it is left out.
 		from, last := int(e.At/width), len(r.Timeline)-1-window
-		if from > last {
-			continue
+		until := last
+		if i+1 < len(r.Events) {
+			until = min(last, int(r.Events[i+1].At/width))
 		}
-		back := 0.0
-		for k := from; k <= last; k++ {
+		dip := -1
+		for k := from; k <= until && dip < 0; k++ {
 			if rate(k) < 0.9*base {
-				back = max(0, float64(k+window)*width-e.At)
+				dip = k
 			}
 		}
-		if rate(last) < 0.9*base {
+		if dip < 0 {
+			zero := 0.0
+			e.Back90 = &zero
 			continue
 		}
-		e.Back90 = &back
+		for k := dip + 1; k <= last; k++ {
+			if rate(k) >= 0.9*base {
+				v := max(0, float64(k)*width-e.At)
+				e.Back90 = &v
+				break
+			}
+		}
 	}
 }
 

@@ -286,8 +286,8 @@ func timeChart(id, title, unit string, ran []Result, colors map[string]string, d
 	c := lineChart{ID: id, Title: title, Unit: unit}
 	top := 0.0
 	for _, res := range ran {
-		for _, pt := range res.Timeline {
-			top = max(top, v(pt))
+		for _, pt := range smooth(res.Timeline, v) {
+			top = max(top, pt[1])
 		}
 	}
 	top = niceCeil(top)
@@ -296,8 +296,8 @@ func timeChart(id, title, unit string, ran []Result, colors map[string]string, d
 	y := func(val float64) float64 { return chartH - padB - val/top*(chartH-padT-padB) }
 	for _, res := range ran {
 		var b strings.Builder
-		for _, pt := range res.Timeline {
-			fmt.Fprintf(&b, "%.1f,%.1f ", x(pt.At), y(v(pt)))
+		for _, pt := range smooth(res.Timeline, v) {
+			fmt.Fprintf(&b, "%.1f,%.1f ", x(pt[0]), y(pt[1]))
 		}
 		c.Series = append(c.Series, series{Name: res.Name, Color: colors[res.Name], Points: strings.TrimSpace(b.String())})
 	}
@@ -321,6 +321,29 @@ func timeChart(id, title, unit string, ran []Result, colors map[string]string, d
 		}
 	}
 	return c
+}
+
+// smooth returns the time line's values of v averaged over half a second
+// (the slices are 100 ms): a point per half second, at its start.
+func smooth(tl []Point, v func(Point) float64) [][2]float64 {
+	if len(tl) < 2 {
+		var out [][2]float64
+		for _, p := range tl {
+			out = append(out, [2]float64{p.At, v(p)})
+		}
+		return out
+	}
+	k := max(1, int(0.5/(tl[1].At-tl[0].At)+0.5))
+	var out [][2]float64
+	for i := 0; i < len(tl); i += k {
+		group := tl[i:min(i+k, len(tl))]
+		var sum float64
+		for _, p := range group {
+			sum += v(p)
+		}
+		out = append(out, [2]float64{group[0].At, sum / float64(len(group))})
+	}
+	return out
 }
 
 func barsOf(id, title string, ran []Result, colors map[string]string, v func(Result) float64, format func(Result) string) barChart {
@@ -363,10 +386,10 @@ var reportTemplate = template.Must(template.New("report").Parse(`<!doctype html>
 <meta charset="utf-8">
 <title>sessionkit lab report</title>
 <style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px auto; max-width: 1240px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 6px; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 4px 6px; white-space: nowrap; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; white-space: nowrap; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
@@ -405,7 +428,7 @@ to 90% of their rate before it.</p>
 {{range .Markers}}<line class="fault" x1="{{.X}}" x2="{{.X}}" y1="16" y2="208"/><text class="fault-label" x="{{.X}}" y="12" text-anchor="middle">{{.Label}}</text>
 {{end}}{{range .Series}}<polyline class="series" data-strategy="{{.Name}}" fill="none" stroke="{{.Color}}" stroke-width="2" points="{{.Points}}"/>
 {{end}}</svg>
-<p class="note">{{range .Series}}<span class="swatch" style="background:{{.Color}}"></span>{{.Name}} &nbsp; {{end}}({{.Unit}}; dashed lines: faults)</p>
+<p class="note">{{range .Series}}<span class="swatch" style="background:{{.Color}}"></span>{{.Name}} &nbsp; {{end}}({{.Unit}}, averaged over 0.5 s; dashed lines: faults)</p>
 {{end}}
 
 {{range .BarCharts}}

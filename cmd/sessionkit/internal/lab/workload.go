@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -314,6 +316,13 @@ const (
 	maxLogoutLag = 5 * time.Second
 )
 
+// isTimeout reports whether err is a request's time-out (a node too busy
+// to answer, not a dead one).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // trackLogout measures how long after ack a logout of the session cookie
 // is honoured by every node: each live node is asked GET /whoami with the
 // old cookie until it answers 401; the lag is the last node's.
@@ -334,10 +343,12 @@ func (u *user) trackLogout(ctx context.Context, cookie string, ack time.Time) {
 		// Every node is polled at once, each until it answers 401 (or
 		// is down: it serves nobody); the lag is the last one's.
 		lags := make([]time.Duration, len(nodes))
-		late := make([]bool, len(nodes))
+		late := make([]bool, len(nodes))   // still served the old session after maxLogoutLag
+		unknown := make([]bool, len(nodes)) // never answered 200 or 401 before then
 		var wg sync.WaitGroup
 		for i, n := range nodes {
 			wg.Go(func() {
+				served := false // the last answer, 200 or other
 				for {
 					st, _, err := u.directGet(ctx, n.url, "/whoami", cookie)
 					since := time.Since(ack)
@@ -345,10 +356,13 @@ func (u *user) trackLogout(ctx context.Context, cookie string, ack time.Time) {
 					case err == nil && st == http.StatusUnauthorized:
 						lags[i] = since
 						return
-					case err != nil:
-						return
+					case err != nil && !isTimeout(err):
+						return // down: it serves nobody
+					}
+					served = err == nil && st == http.StatusOK
+					switch {
 					case since > maxLogoutLag:
-						late[i] = true
+						late[i], unknown[i] = served, !served
 						return
 					case since > lagPollFast:
 						time.Sleep(lagPollLate)
@@ -359,11 +373,14 @@ func (u *user) trackLogout(ctx context.Context, cookie string, ack time.Time) {
 			})
 		}
 		wg.Wait()
-		if slices.Contains(late, true) {
+		switch {
+		case slices.Contains(late, true):
 			u.c.mu.Lock()
 			u.c.lagLate++
 			u.c.mu.Unlock()
 			return
+		case slices.Contains(unknown, true):
+			return // a node in trouble (5xx, time-outs) for 5 s: not a measure
 		}
 		last := slices.Max(lags)
 		u.c.mu.Lock()
