@@ -5,10 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"slices"
@@ -343,7 +343,7 @@ func (u *user) trackLogout(ctx context.Context, cookie string, ack time.Time) {
 		// Every node is polled at once, each until it answers 401 (or
 		// is down: it serves nobody); the lag is the last one's.
 		lags := make([]time.Duration, len(nodes))
-		late := make([]bool, len(nodes))   // still served the old session after maxLogoutLag
+		late := make([]bool, len(nodes))    // still served the old session after maxLogoutLag
 		unknown := make([]bool, len(nodes)) // never answered 200 or 401 before then
 		var wg sync.WaitGroup
 		for i, n := range nodes {
