@@ -159,11 +159,7 @@ func tokenPlan(ctx context.Context, c *TestbedConfig) (*Plan, error) {
 	if c.Dir == "" {
 		return nil, errMissing("token", "Dir")
 	}
-	key, err := token.NewKey(token.XC20P, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	ring, err := token.NewRing(key)
+	ring, err := newLabRing()
 	if err != nil {
 		return nil, err
 	}
@@ -248,40 +244,16 @@ func postgresPlan(ctx context.Context, c *TestbedConfig) (*Plan, error) {
 // each through c.Proxy; with c.MemoryPressure on a small Memcached of its
 // own, as memcachedTestbed does.
 func memcachedPlan(ctx context.Context, c *TestbedConfig) (*Plan, error) {
-	servers, err := memcachedServers(c.Settings.MemcachedAddrs)
+	direct, dial, stop, err := memcachedDial(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSkip, err)
-	}
-	var stop func()
-	if c.MemoryPressure {
-		addr, kill, err := startMemcached(ctx, c, pressureMemory)
-		if err != nil {
-			return nil, err
-		}
-		servers, stop = []string{addr}, kill
-	}
-	fail := func(err error) (*Plan, error) {
-		if stop != nil {
-			stop()
-		}
 		return nil, err
-	}
-	dial := make([]string, len(servers))
-	for i, a := range servers {
-		if err := reachable(ctx, a); err != nil {
-			return fail(err)
-		}
-		if dial[i], err = c.dialAddr(a); err != nil {
-			return fail(err)
-		}
 	}
 	s := c.Settings
 	s.MemcachedAddrs = strings.Join(dial, ",")
 	p := samePlan(s)
 	p.close = stop
 	if c.MemoryPressure {
-		direct := servers[0]
-		p.pressure = func(ctx context.Context) (string, error) { return fillMemcached(ctx, direct, "") }
+		p.pressure = func(ctx context.Context) (string, error) { return fillMemcached(ctx, direct[0], "") }
 	}
 	return p, nil
 }
