@@ -364,9 +364,10 @@ type Event struct {
 	// started after it that succeeded, in seconds; nil if none did.
 	FirstOK *float64 `json:"first_success_s,omitempty"`
 	// Back90 is the time from the event until the successes per second
-	// (over 1 s), having dipped under 90% of what they were before
-	// the first fault (before the next event), were back to it: 0 if they
-	// did not dip; nil if they were not back before the run ended.
+	// (over 1 s), having dipped under 90% of their normal rate (the
+	// median of the run's 1 s windows) within 2 s of the event, were back
+	// to it: 0 if they did not dip; nil if they were not back before the
+	// run ended.
 	Back90 *float64 `json:"back_to_90pct_s,omitempty"`
 }
 
@@ -776,17 +777,6 @@ func recoveries(r *Result, c *counters) {
 		return
 	}
 	width := c.bucket.Seconds()
-	first := int(r.Events[0].At / width)
-	// The rate before the first fault, from the end of the first second
-	// (connections and caches warm up).
-	from := min(int(1/width), first/2)
-	var base float64
-	if first > from {
-		for _, p := range r.Timeline[from:first] {
-			base += float64(p.OK)
-		}
-		base /= float64(first - from)
-	}
 	window := max(1, int(1/width+0.5)) // slices averaged: 1 s
 	rate := func(k int) float64 {
 		var sum float64
@@ -795,6 +785,22 @@ func recoveries(r *Result, c *counters) {
 		}
 		return sum / float64(window)
 	}
+	// The normal rate: the median of the run's 1 s windows, from the
+	// first half second on (connections warm up) to the last whole one.
+	// A median, not the rate before the fault: the users' carts grow
+	// through the run and the rate drifts with them, and a shared
+	// machine's load moves it too; a fault's dip is a minority of the
+	// windows.
+	last := len(r.Timeline) - 1 - window // the last slice may be partial
+	var rates []float64
+	for k := int(0.5 / width); k <= last; k++ {
+		rates = append(rates, rate(k))
+	}
+	if len(rates) == 0 {
+		return
+	}
+	slices.Sort(rates)
+	base := rates[len(rates)/2]
 	for i := range r.Events {
 		e := &r.Events[i]
 		if i < len(c.firstOK) && !c.firstOK[i].firstOK.IsZero() {
@@ -805,14 +811,15 @@ func recoveries(r *Result, c *counters) {
 			continue
 		}
 		// The successes per second dip under 90% of the rate before,
-		// before the next event, and come back to it: when the first
+		// within 2 s of the event and before the next one (a later dip
+		// is not the fault's), and come back to it: when the first
 		// window at 90% again starts; 0 if they did not dip, never if
 		// they did not come back before the run ended. The last slice
 		// may be partial: it is left out.
-		from, last := int(e.At/width), len(r.Timeline)-1-window
-		until := last
+		from := int(e.At / width)
+		until := min(last, from+int(2/width))
 		if i+1 < len(r.Events) {
-			until = min(last, int(r.Events[i+1].At/width))
+			until = min(until, int(r.Events[i+1].At/width))
 		}
 		dip := -1
 		for k := from; k <= until && dip < 0; k++ {
