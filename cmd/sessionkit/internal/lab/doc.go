@@ -28,8 +28,10 @@
 // the strategy says about itself:
 //
 //   - a session lost is a logged-in user answered 401 (no session), or,
-//     for a strategy whose sessions live on one node (memory), whose
-//     logout was answered by another node than the one that made the
+//     for a strategy whose sessions live on one node (memory), a request
+//     carrying the session's cookie answered by another node than the one
+//     that made it (the front re-homed the user: a logout, or the login
+//     after a logout that failed as the node died), counted once a
 //     session; users lost are the users who lost at least one;
 //   - an update lost is an item whose add was answered 200 and that a later
 //     read of the same session's cart does not hold;

@@ -158,8 +158,16 @@ type user struct {
 	idler bool // pauses while counters.idle is set
 	// lostOne is set once the user has lost a session.
 	lostOne bool
-	// home is the node that answered the login.
+	// mu guards home and rehomed, which concurrent adds read and write.
+	mu sync.Mutex
+	// home is the node that made the session whose cookie the jar holds,
+	// or "": with counters.unshared, an answer from another node means
+	// the session is gone (the front re-homed the user), whatever the
+	// request (a logout, or the login after a logout that failed).
 	home string
+	// rehomed is set when that was counted as a session lost, so that
+	// the 401 that follows is not counted again.
+	rehomed bool
 	// direct sends the requests that bypass the front (no cookie jar:
 	// they carry the session cookie by hand, and what they are answered
 	// does not change it).
@@ -219,6 +227,7 @@ func (u *user) doAt(ctx context.Context, method, path string, body any, out any)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	node = resp.Header.Get("X-Node")
+	u.noticeNode(node)
 	failed := err != nil || (resp.StatusCode >= 300 && resp.StatusCode != http.StatusUnauthorized)
 	u.c.record(t0, time.Since(t0), failed, !failed && resp.StatusCode < 300)
 	if failed {
@@ -389,9 +398,28 @@ func (u *user) trackLogout(ctx context.Context, cookie string, ack time.Time) {
 	})
 }
 
+// noticeNode counts a session lost when, with a strategy whose sessions
+// live on one node, a request carrying the session's cookie was answered
+// by another node than the one that made it.
+func (u *user) noticeNode(node string) {
+	if !u.c.unshared || node == "" {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.home != "" && node != u.home {
+		u.c.sessionsLost.Add(1)
+		u.lostOne, u.home, u.rehomed = true, "", true
+	}
+}
+
 // lost records that a logged-in user was answered 401.
 func (u *user) lost() {
-	if u.loggedIn {
+	u.mu.Lock()
+	counted := u.rehomed
+	u.home, u.rehomed = "", false
+	u.mu.Unlock()
+	if u.loggedIn && !counted {
 		u.c.sessionsLost.Add(1)
 		u.lostOne = true
 	}
@@ -402,7 +430,10 @@ func (u *user) login(ctx context.Context) {
 	st, node, err := u.doAt(ctx, http.MethodPost, "/login", map[string]string{"user": u.name}, nil)
 	if err == nil && st == http.StatusOK {
 		u.c.logins.Add(1)
-		u.loggedIn, u.want, u.home = true, nil, node
+		u.loggedIn, u.want = true, nil
+		u.mu.Lock()
+		u.home, u.rehomed = node, false
+		u.mu.Unlock()
 		// A fresh login starts from what the cart holds (a session kept
 		// from before, or none).
 		u.check(ctx, false)
@@ -472,14 +503,15 @@ func (u *user) check(ctx context.Context, count bool) {
 // itself logged out: a logout whose answer was lost (the node died after
 // destroying the session) must not make the next 401 look like a lost
 // session. A logout of a session that lives on one node only, answered by
-// another node, found it gone: a session lost, as a 401 would have shown.
+// another node, found it gone: a session lost (noticeNode), as a 401
+// would have shown.
 func (u *user) logout(ctx context.Context) {
 	cookie := u.sessionCookie()
-	st, node, err := u.doAt(ctx, http.MethodPost, "/logout", nil, nil)
+	st, err := u.do(ctx, http.MethodPost, "/logout", nil, nil)
 	if err == nil && st == http.StatusOK {
-		if u.c.unshared && node != u.home {
-			u.lost()
-		}
+		u.mu.Lock()
+		u.home, u.rehomed = "", false // the answer deleted the cookie
+		u.mu.Unlock()
 		u.trackLogout(ctx, cookie, time.Now())
 	}
 	u.loggedIn, u.want = false, nil
