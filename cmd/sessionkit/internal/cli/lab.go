@@ -35,7 +35,7 @@ session, sessions lost (a logged-in user suddenly without a session),
 updates lost (an acknowledged cart item later missing), stale reads (a read
 at another node, right after an add, that lacks it), logout lag (from a
 logout acknowledged to 401 on every node: p50/p99/max), recovery after the
-fault (the first success, and back to 90% of the throughput before it),
+fault (the first success, and the throughput back to 90% of its median),
 session bytes on the wire per request and store calls per request. Every
 count comes from what the virtual users saw. A row whose service does not
 answer, whose front is not installed or whose serve flags serve refuses is
@@ -70,8 +70,8 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 		"comma-separated `rows` to measure, in order: a strategy's name, with +flag\n        for each extra boolean serve flag (redis+near-cache)")
 	f.String(&lc.fronts, "front", lab.DefaultFront,
 		"the balancer in front of the nodes, or a comma-separated `list` of them (a set\n        of rows each): sessionkit, haproxy, nginx")
-	self, _ := os.Executable()
-	f.String(&lc.binary, "binary", self, "the sessionkit `executable` the nodes and the sessionkit front run")
+	f.String(&lc.binary, "binary", "",
+		"the sessionkit `executable` the nodes and the sessionkit front run (none:\n        this one)")
 	f.Int(&lc.nodes, "nodes", lab.DefaultNodes, "reference-app `count` behind the balancer (2 to 16)")
 	f.Int(&lc.users, "users", lab.DefaultUsers, "virtual users, each with its own cookie jar (`count`)")
 	f.Duration(&lc.duration, "duration", lab.DefaultDuration, "how long each strategy runs (`duration`, 1s to 1h)")
@@ -88,6 +88,13 @@ func parseLab(s *sys, args []string) (cfg lab.Config, lc labConfig, code int, ok
 	f.String(&lc.memcached, "memcached", lab.DefaultMemcached, "Memcached servers of the memcached strategy, `host:port,...`")
 	if code, ok := f.parse(s, args, labAbout); !ok {
 		return cfg, lc, code, false
+	}
+	if lc.binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return cfg, lc, f.errf(s, "cannot find this executable for the nodes (%v): give --binary", err), false
+		}
+		lc.binary = self
 	}
 	cfg = lab.Config{
 		Binary:      lc.binary,

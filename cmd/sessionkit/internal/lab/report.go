@@ -255,7 +255,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		{"logout-lag", "Logout lag, p99 (from a logout acknowledged to 401 on every node)",
 			func(x Result) float64 { return x.LogoutLag.P99 },
 			func(x Result) string { return x.LogoutLag.String() + " ms" }},
-		{"recovery", "Recovery after the node was killed (until back to 90% of the throughput before)",
+		{"recovery", "Recovery after the first fault (until the throughput is back to 90% of its median)",
 			func(x Result) float64 {
 				if len(x.Events) == 0 || x.Events[0].Back90 == nil {
 					return x.Seconds
