@@ -68,7 +68,9 @@
 // row's scratch directory; a node that fails to start is reported with
 // the end of its log. Every process the lab starts is killed when its row
 // ends or Run's context is done (Ctrl-C), and on Linux by the kernel if
-// the lab itself dies; every scratch directory is removed.
+// the lab itself dies; every scratch directory is removed (but for a lab
+// killed with SIGKILL, whose scratch directory stays in the temporary
+// directory, named sessionkit-lab-*).
 //
 // The in-process mode remains for the migration runs (Config.Migrate)
 // only: their nodes are reference apps in the lab's process behind

@@ -416,8 +416,8 @@ Every count comes from what the virtual users saw.</p>
 <ul class="note">{{range .Ran}}<li><b>{{.Name}}</b>: {{.What}}{{range .Flags}} <code>{{.}}</code>{{end}}{{with .Events}}; {{range $i, $e := .}}{{if $i}}, {{end}}{{$e.Label}} at {{printf "%.1f" $e.At}} s{{end}}{{end}}</li>{{end}}</ul>
 <p class="note">Users lost: users who lost at least one session. Stale reads: a cart read directly at another node
 right after an add was acknowledged, lacking it. Logout lag: from a logout acknowledged to 401 on every node for the
-old cookie. Recovery: after the first fault, the first request that succeeded, and the successes per second back
-to 90% of their rate before it.</p>
+old cookie. Recovery: after the first fault, the first request that succeeded, and the successes per second (over
+1 s) back to 90% of their median rate after dipping under it within 2 s of the fault.</p>
 
 {{range .Lines}}
 <h2>{{.Title}}</h2>
