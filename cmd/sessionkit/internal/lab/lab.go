@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
@@ -364,10 +365,10 @@ type Event struct {
 	// started after it that succeeded, in seconds; nil if none did.
 	FirstOK *float64 `json:"first_success_s,omitempty"`
 	// Back90 is the time from the event until the successes per second
-	// (over 1 s), having dipped under 90% of their normal rate (the
-	// median of the run's 1 s windows) within 2 s of the event, were back
-	// to it: 0 if they did not dip; nil if they were not back before the
-	// run ended.
+	// (over 1 s), having dipped under 90% of their normal rate (the lower
+	// of their median before the first fault and over the run's last
+	// quarter) within 2 s of the event, were back to it: 0 if they did not
+	// dip; nil if they were not back before the run ended.
 	Back90 *float64 `json:"back_to_90pct_s,omitempty"`
 }
 
@@ -785,22 +786,28 @@ func recoveries(r *Result, c *counters) {
 		}
 		return sum / float64(window)
 	}
-	// The normal rate: the median of the run's 1 s windows, from the
-	// first half second on (connections warm up) to the last whole one.
-	// A median, not the rate before the fault: the users' carts grow
-	// through the run and the rate drifts with them, and a shared
-	// machine's load moves it too; a fault's dip is a minority of the
-	// windows.
-	last := len(r.Timeline) - 1 - window // the last slice may be partial
-	var rates []float64
-	for k := int(0.5 / width); k <= last; k++ {
-		rates = append(rates, rate(k))
+	// The normal rate: the lower of the median 1 s rate before the first
+	// fault (from the first half second on: connections warm up) and
+	// over the run's last quarter (the last slice may be partial). The
+	// users' carts grow through the run and the rate drifts down with
+	// them; a shared machine's load moves it too.
+	last := len(r.Timeline) - 1 - window
+	median := func(from, to int) float64 {
+		var rates []float64
+		for k := max(0, from); k <= min(to, last); k++ {
+			rates = append(rates, rate(k))
+		}
+		if len(rates) == 0 {
+			return math.Inf(1)
+		}
+		slices.Sort(rates)
+		return rates[len(rates)/2]
 	}
-	if len(rates) == 0 {
+	base := min(median(int(0.5/width), int(r.Events[0].At/width)-window),
+		median(last-(last+window)/4, last))
+	if math.IsInf(base, 1) {
 		return
 	}
-	slices.Sort(rates)
-	base := rates[len(rates)/2]
 	for i := range r.Events {
 		e := &r.Events[i]
 		if i < len(c.firstOK) && !c.firstOK[i].firstOK.IsZero() {
