@@ -140,14 +140,24 @@ func TestFronts(t *testing.T) {
 	if len(rep.Results) != 2 {
 		t.Fatalf("%d rows; want one per front", len(rep.Results))
 	}
+	lost := 0
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
 			testenv.Missing(t, r.Front+": "+r.Skipped)
 			continue
 		}
-		if r.Requests < 100 || r.UsersLost < users/8 || r.UsersLost > users*2/3 {
-			t.Errorf("%s: %d requests, %d of %d users lost; want about a third lost", r.Front, r.Requests, r.UsersLost, users)
+		// At most the killed node's users, about a third: the others
+		// stay on their node. (A front whose health check found n3 slow
+		// at the start on a loaded machine homes nobody there, and then
+		// loses nobody: the bound is an upper one.)
+		if r.Requests < 100 || r.UsersLost > users*2/3 || r.UpdatesLost != 0 {
+			t.Errorf("%s: %d requests, %d of %d users lost, %d updates lost; want at most about a third of the users lost, no update",
+				r.Front, r.Requests, r.UsersLost, users, r.UpdatesLost)
 		}
+		lost += r.UsersLost
+	}
+	if lost == 0 {
+		t.Error("no user lost a session behind either front; want the killed node's users counted")
 	}
 }
 
