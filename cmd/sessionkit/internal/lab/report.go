@@ -128,7 +128,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 }
 
 // palette colors the strategies, in order, in every chart.
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2"}
+var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f"}
 
 // Chart geometry, in SVG user units.
 const (
