@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -56,4 +58,44 @@ func Command(t testing.TB, name string) string {
 		return ""
 	}
 	return p
+}
+
+var sessionkitBin struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Sessionkit returns the path of a sessionkit executable built from this
+// checkout (go build of github.com/sessionkit/sessionkit/cmd/sessionkit),
+// once per test process: for tests that run `sessionkit serve` nodes as
+// processes, as the lab does. It is built without the test's own flags
+// (-race): its processes are measured as users run them. A test binary
+// started again as sessionkit would be the race-instrumented test binary,
+// several times slower. Call RemoveBuilt at the end of TestMain.
+func Sessionkit(t testing.TB) string {
+	t.Helper()
+	b := &sessionkitBin
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "sessionkit-bin-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "sessionkit")
+		cmd := exec.Command("go", "build", "-o", b.path, "github.com/sessionkit/sessionkit/cmd/sessionkit")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build sessionkit: %v\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// RemoveBuilt removes what Sessionkit built.
+func RemoveBuilt() {
+	if sessionkitBin.dir != "" {
+		os.RemoveAll(sessionkitBin.dir)
+	}
 }

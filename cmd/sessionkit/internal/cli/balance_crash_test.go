@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 		runServeChild(args)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testenv.RemoveBuilt()
+	os.Exit(code)
 }
 
 // runServeChild runs serve with args, tells the parent its URL, and stops

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/cli"
+	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/lab"
 	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 )
 
@@ -297,8 +298,13 @@ func TestStrategies_registry(t *testing.T) {
 		}
 	}
 	_, help, _ = run(t, nil, "lab", "--help")
-	if want := "(default " + strings.Join(names, ",") + ";"; !strings.Contains(help, want) {
+	if want := "(default " + strings.Join(lab.Strategies, ",") + ";"; !strings.Contains(help, want) {
 		t.Errorf("lab --help does not say %q", want)
+	}
+	for _, name := range names { // the lab's default rows hold every strategy
+		if !slices.Contains(lab.Strategies, name) {
+			t.Errorf("lab's default rows %v lack the strategy %s", lab.Strategies, name)
+		}
 	}
 	for _, name := range append(names, "couchbase", "Memory") {
 		known := slices.Contains(names, name)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sessionkit/sessionkit/internal/testenv"
 )
 
 func TestLab_badFlags(t *testing.T) {
@@ -25,6 +27,9 @@ func TestLab_badFlags(t *testing.T) {
 		{[]string{"--strategies", "memory,token,memory"}, `strategy "memory" given twice`},
 		{[]string{"--duration", "soon"}, `invalid value "soon" for flag -duration`},
 		{[]string{"--seed", "0"}, `invalid --seed "0"`},
+		{[]string{"--front", "traefik"}, `unknown front "traefik"`},
+		{[]string{"--settle", "-1s"}, `invalid --settle "-1s"`},
+		{[]string{"--strategies", "redis+Near"}, `"Near" is not a flag name`},
 	} {
 		code, _, stderr := run(t, nil, append([]string{"lab"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
@@ -37,8 +42,8 @@ func TestLab_badFlags(t *testing.T) {
 // checks the JSON on stdout and the HTML file.
 func TestLab_jsonAndReport(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "lab.html")
-	code, stdout, stderr := run(t, nil, "lab", "--strategies", "memory", "--duration", "1s", "--users", "4",
-		"--json", "--report", report)
+	code, stdout, stderr := run(t, nil, "lab", "--binary", testenv.Sessionkit(t), "--strategies", "memory",
+		"--duration", "1s", "--users", "4", "--json", "--report", report)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

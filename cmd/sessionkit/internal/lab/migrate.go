@@ -79,12 +79,13 @@ func runMigration(ctx context.Context, cfg Config, from, to strategy.Strategy) (
 	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Users * 4, IdleConnTimeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
 	start := time.Now()
-	c := newCounters(start, cfg.Duration/timelineSlices, timelineSlices)
+	bucket := bucketOf(cfg.Duration)
+	c := newCounters(start, bucket, int((cfg.Duration+bucket-1)/bucket))
 	c.oneAtATime = true
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var wg sync.WaitGroup
-	startUsers(runCtx, cfg, topo.url, tr, c, &wg)
+	users := startUsers(runCtx, cfg, topo.url, tr, c, &wg)
 	var events []Event
 	var closers []func()
 	defer func() {
@@ -105,9 +106,10 @@ func runMigration(ctx context.Context, cfg Config, from, to strategy.Strategy) (
 		events = append(events, Event{At: time.Since(start).Seconds(), Label: label})
 	})
 	name := from.Name + ":" + to.Name
-	progress(runCtx, cfg, name, start, c)
+	progress(runCtx, cfg, progressLabel{n: 1, of: 1, name: name, front: FrontSessionkit}, cfg.Duration, start, c)
 	wg.Wait()
-	res := summarize(to, c, topo, time.Since(start), events)
+	res := summarize(to, c, users, topo.storeCalls.Load(), time.Since(start), events)
+	res.Front = FrontSessionkit
 	res.Strategy = name
 	res.What = fmt.Sprintf("%s, switched to %s at %.0f%% of the run (docs/migration.md)", from.What, to.Name, switchAt*100)
 	return res, nil

@@ -3,14 +3,7 @@ package lab
 import (
 	"net"
 	"os"
-
-	"github.com/sessionkit/sessionkit/cmd/sessionkit/internal/strategy"
 )
-
-// Strategies are the names Config.Strategies accepts, in the order Run
-// measures them by default: every strategy of the registry (package
-// strategy).
-var Strategies = strategy.Names()
 
 // freeAddrs returns n loopback addresses whose ports were free a moment
 // ago.

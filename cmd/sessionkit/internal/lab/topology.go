@@ -18,10 +18,8 @@ import (
 	"github.com/sessionkit/sessionkit/store/breaker"
 )
 
-// The nodes' session settings: the run lasts seconds.
+// The in-process nodes' store settings (the migration runs).
 const (
-	idleTimeout = 5 * time.Minute
-	lifetime    = 10 * time.Minute
 	// storeTimeout bounds each call to a store reached over the network,
 	// and breakerOpenFor is how long a node's circuit breaker stays open.
 	storeTimeout   = time.Second
@@ -29,7 +27,9 @@ const (
 )
 
 // topology is a balancer in front of n reference-app nodes sharing one
-// strategy, all on loopback.
+// strategy, all on loopback and all in this process: the in-process mode,
+// which only the migration runs (Config.Migrate) use, as they switch
+// every node's strategy in the middle of the run without a restart.
 type topology struct {
 	strat strategy.Strategy
 	tb    *strategy.Testbed

@@ -40,6 +40,7 @@ var memcachedStrategy = Strategy{
 		return openMemcached(ctx, n, memcachedstore.Config{Servers: servers})
 	},
 	testbed: memcachedTestbed,
+	plan:    memcachedPlan,
 }
 
 var memcachedFlag = &Flag{Name: "memcached", When: "--strategy memcached",
@@ -89,33 +90,9 @@ const pressureMemory = 4
 // of its own with 4 MB of memory instead, so that Pressure can fill it
 // without evicting anyone else's items.
 func memcachedTestbed(ctx context.Context, c *TestbedConfig) (*Testbed, error) {
-	servers, err := memcachedServers(c.Settings.MemcachedAddrs)
+	direct, dial, stop, err := memcachedDial(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSkip, err)
-	}
-	var stop func()
-	if c.MemoryPressure {
-		addr, kill, err := startMemcached(ctx, c, pressureMemory)
-		if err != nil {
-			return nil, err
-		}
-		servers, stop = []string{addr}, kill
-	}
-	fail := func(err error) (*Testbed, error) {
-		if stop != nil {
-			stop()
-		}
 		return nil, err
-	}
-	direct := servers
-	dial := make([]string, len(servers))
-	for i, a := range servers {
-		if err := reachable(ctx, a); err != nil {
-			return fail(err)
-		}
-		if dial[i], err = c.dialAddr(a); err != nil {
-			return fail(err)
-		}
 	}
 	// Items expire with the sessions (the lab's idle timeout), so a run
 	// leaves nothing behind for long.
@@ -131,6 +108,37 @@ func memcachedTestbed(ctx context.Context, c *TestbedConfig) (*Testbed, error) {
 		tb.pressure = func(ctx context.Context) (string, error) { return fillMemcached(ctx, direct[0], prefix) }
 	}
 	return tb, nil
+}
+
+// memcachedDial returns the Memcached servers a lab's nodes use (the
+// settings', or with c.MemoryPressure a small one it starts, which stop
+// kills) and the addresses the nodes dial them at (through c.Proxy). The
+// error wraps ErrSkip when a server does not answer.
+func memcachedDial(ctx context.Context, c *TestbedConfig) (direct, dial []string, stop func(), err error) {
+	direct, err = memcachedServers(c.Settings.MemcachedAddrs)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrSkip, err)
+	}
+	if c.MemoryPressure {
+		addr, kill, err := startMemcached(ctx, c, pressureMemory)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		direct, stop = []string{addr}, kill
+	}
+	dial = make([]string, len(direct))
+	for i, a := range direct {
+		if err = reachable(ctx, a); err == nil {
+			dial[i], err = c.dialAddr(a)
+		}
+		if err != nil {
+			if stop != nil {
+				stop()
+			}
+			return nil, nil, nil, err
+		}
+	}
+	return direct, dial, stop, nil
 }
 
 // startMemcached starts a memcached with mb MB of item memory on a free

@@ -22,6 +22,7 @@ var memoryStrategy = Strategy{
 	},
 	open:    openMemory,
 	testbed: independent(openMemory),
+	plan:    memoryPlan,
 }
 
 var maxSessionsFlag = &Flag{Name: "max-sessions", When: "--strategy memory",

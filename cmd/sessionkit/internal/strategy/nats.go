@@ -27,6 +27,7 @@ var natsStrategy = Strategy{
 	mode:    clusterMode,
 	open:    openNATS,
 	testbed: newNATSTestbed,
+	plan:    natsPlan,
 }
 
 var (

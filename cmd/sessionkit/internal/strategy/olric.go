@@ -34,6 +34,7 @@ var olricStrategy = Strategy{
 	mode:    clusterMode,
 	open:    openOlric,
 	testbed: newOlricTestbed,
+	plan:    olricPlan,
 }
 
 var (

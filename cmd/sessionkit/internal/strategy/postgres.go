@@ -26,6 +26,7 @@ var postgresStrategy = Strategy{
 		return openPostgres(ctx, n, pgstore.Config{}, true)
 	},
 	testbed: postgresTestbed,
+	plan:    postgresPlan,
 }
 
 var postgresFlag = &Flag{Name: "postgres", When: "--strategy postgres",

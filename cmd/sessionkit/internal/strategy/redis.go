@@ -27,6 +27,7 @@ var redisStrategy = Strategy{
 		return openRedis(ctx, n, rc)
 	},
 	testbed: redisTestbed,
+	plan:    redisPlan,
 }
 
 var redisFlag = &Flag{Name: "redis", When: "--strategy redis, or --strategy token with --revocations redis",

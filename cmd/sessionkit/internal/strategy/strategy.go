@@ -78,6 +78,7 @@ type Strategy struct {
 	check   func(s *Settings) error             // nil: nothing to check
 	open    func(ctx context.Context, n *Node) (*Sessions, error)
 	testbed func(ctx context.Context, c *TestbedConfig) (*Testbed, error)
+	plan    func(ctx context.Context, c *TestbedConfig) (*Plan, error)
 }
 
 // Uses reports whether the strategy, with the settings s, reads the flag

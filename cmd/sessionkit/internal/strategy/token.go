@@ -59,6 +59,7 @@ var tokenStrategy = Strategy{
 		return s, nil
 	},
 	testbed: tokenTestbed,
+	plan:    tokenPlan,
 }
 
 var (
@@ -165,11 +166,7 @@ func newCodec(ctx context.Context, n *Node, format token.Format, st store.Store)
 // and one shared revocation store: a memstore in this process, standing
 // for the Redis the nodes of a real deployment share.
 func tokenTestbed(_ context.Context, c *TestbedConfig) (*Testbed, error) {
-	key, err := token.NewKey(token.XC20P, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	ring, err := token.NewRing(key)
+	ring, err := newLabRing()
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +187,15 @@ func tokenTestbed(_ context.Context, c *TestbedConfig) (*Testbed, error) {
 		return &Sessions{Tokens: codec, logger: n.logger(), shut: func(*slog.Logger) { rev.Close() }}, nil
 	}
 	return &Testbed{open: open, close: func() { shared.Close() }}, nil
+}
+
+// newLabRing returns a new key ring of one sealing key, for a lab's nodes.
+func newLabRing() (*token.Ring, error) {
+	key, err := token.NewKey(token.XC20P, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return token.NewRing(key)
 }
 
 // tokenNode is what a served token node runs on: the codec, the
