@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 )
 
@@ -34,38 +35,7 @@ func TestManager_roundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	m, err := session.New(session.Config{Store: st, Now: func() time.Time { return now }, TouchInterval: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := session.From(r)
-		switch r.URL.Path {
-		case "/login":
-			s.Login("alice")
-		case "/add":
-			session.Update(s, "cart", func(items []string) []string { return append(items, "x") })
-		case "/read":
-			cart, _ := session.Value[[]string](s, "cart")
-			json.NewEncoder(w).Encode(cart)
-		}
-	}))
-	cookie := ""
-	serve := func(path string) {
-		t.Helper()
-		r := httptest.NewRequest("GET", path, nil)
-		if cookie != "" {
-			r.Header.Set("Cookie", cookie)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != 200 {
-			t.Fatalf("%s: status %d %s", path, w.Code, w.Body)
-		}
-		for _, c := range w.Result().Cookies() {
-			cookie = c.Name + "=" + c.Value
-		}
-	}
+	serve := cartApp(t, st, &now)
 	serve("/login")
 	serve("/add") // the first save of a bound record may raise its index entry
 	// Load the touch script too: a server meets each script once with EVAL.
@@ -114,39 +84,7 @@ func TestManager_roundTrips_nearCache(t *testing.T) {
 		NearCache: &redisstore.NearCache{ProbeInterval: -1}})
 	mon := startMonitor(t, srv.addr())
 	now := time.Now()
-	m, err := session.New(session.Config{Store: st, Now: func() time.Time { return now }, TouchInterval: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := session.From(r)
-		switch r.URL.Path {
-		case "/login":
-			s.Login("alice")
-		case "/add":
-			session.Update(s, "cart", func(items []string) []string { return append(items, "x") })
-		case "/read":
-			cart, _ := session.Value[[]string](s, "cart")
-			json.NewEncoder(w).Encode(cart)
-		}
-	}))
-	cookie := ""
-	serve := func(path string) string {
-		t.Helper()
-		r := httptest.NewRequest("GET", path, nil)
-		if cookie != "" {
-			r.Header.Set("Cookie", cookie)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != 200 {
-			t.Fatalf("%s: status %d %s", path, w.Code, w.Body)
-		}
-		for _, c := range w.Result().Cookies() {
-			cookie = c.Name + "=" + c.Value
-		}
-		return strings.TrimSpace(w.Body.String())
-	}
+	serve := cartApp(t, st, &now)
 	serve("/login")
 	serve("/add")
 	serve("/add") // both scripts loaded, the index raised, the session cached
@@ -174,5 +112,45 @@ func TestManager_roundTrips_nearCache(t *testing.T) {
 		if strings.Join(got, " ") != tc.want || body != tc.body {
 			t.Errorf("%s (+%v): sent %v, answered %s; want %q, %s", tc.path, tc.advance, got, body, tc.want, tc.body)
 		}
+	}
+}
+
+// cartApp returns a function that serves one request to a session Manager
+// on st (clock *now, TouchInterval 1 min) with the cart handlers /login,
+// /add and /read, keeping the session cookie between calls, and returns
+// the answer's body without its final newline.
+func cartApp(t *testing.T, st store.Store, now *time.Time) func(path string) string {
+	m, err := session.New(session.Config{Store: st, Now: func() time.Time { return *now }, TouchInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		switch r.URL.Path {
+		case "/login":
+			s.Login("alice")
+		case "/add":
+			session.Update(s, "cart", func(items []string) []string { return append(items, "x") })
+		case "/read":
+			cart, _ := session.Value[[]string](s, "cart")
+			json.NewEncoder(w).Encode(cart)
+		}
+	}))
+	cookie := ""
+	return func(path string) string {
+		t.Helper()
+		r := httptest.NewRequest("GET", path, nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("%s: status %d %s", path, w.Code, w.Body)
+		}
+		for _, c := range w.Result().Cookies() {
+			cookie = c.Name + "=" + c.Value
+		}
+		return strings.TrimSpace(w.Body.String())
 	}
 }
