@@ -34,11 +34,15 @@
 //     after a logout that failed as the node died), counted once a
 //     session; users lost are the users who lost at least one;
 //   - an update lost is an item whose add was answered 200 and that a later
-//     read of the same session's cart does not hold;
+//     read of the same session's cart does not hold; on a row with a near
+//     cache, whose copies may lag an acknowledged write by up to their
+//     maximum age (1 s), the read is repeated for 1.5 s first, and an
+//     item found meanwhile counts as a stale read instead;
 //   - a stale read is a read of the cart made directly at another node
 //     than the one that acknowledged an add (past the front, a quarter of
 //     the single adds), right after it, that lacks an item acknowledged
-//     before the read started;
+//     before the read started, or a read through the front on a near-cache
+//     row that a later read within 1.5 s found behind (see above);
 //   - the logout lag is the time from a logout's acknowledgement to the
 //     moment every node answers the old cookie 401 (each polled directly,
 //     at once, every 2 ms, then every 20 ms after 100 ms; at most 8
