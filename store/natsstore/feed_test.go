@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,43 +13,8 @@ import (
 	"github.com/sessionkit/sessionkit/internal/testclock"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
+	"github.com/sessionkit/sessionkit/store/storetest"
 )
-
-// events collects the events of a subscription.
-type events struct {
-	mu  sync.Mutex
-	all []store.Event
-}
-
-func (e *events) add(ev store.Event) {
-	e.mu.Lock()
-	e.all = append(e.all, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) list() []store.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.all)
-}
-
-// waitFor waits up to d for an event after the first from events that
-// matches, and returns its index, or -1.
-func (e *events) waitFor(from int, d time.Duration, match func(store.Event) bool) int {
-	deadline := time.Now().Add(d)
-	for {
-		evs := e.list()
-		for i := from; i < len(evs); i++ {
-			if match(evs[i]) {
-				return i
-			}
-		}
-		if time.Now().After(deadline) {
-			return -1
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func isOp(op store.Op, key string) func(store.Event) bool {
 	return func(ev store.Event) bool { return ev.Op == op && ev.Key == key }
@@ -91,29 +55,29 @@ func TestFeed_nodeRestart(t *testing.T) {
 	defer func() { node.Shutdown() }()
 	s := newStore(t, node.ClientURL(), "feed", 1, time.Now)
 	defer s.Close()
-	var evs events
-	defer s.Subscribe(evs.add)()
+	var evs storetest.EventLog
+	defer s.Subscribe(evs.Add)()
 
 	expires := time.Now().Add(time.Hour)
 	v := saveRetrying(t, s, "a", store.Record{Data: []byte("one"), Expires: expires})
-	i := evs.waitFor(0, 5*time.Second, isOp(store.OpSave, "a"))
+	i := evs.WaitFor(0, 5*time.Second, isOp(store.OpSave, "a"))
 	if i < 0 {
-		t.Fatalf("events after Save: got %v; want an OpSave of %q", evs.list(), "a")
+		t.Fatalf("events after Save: got %v; want an OpSave of %q", evs.Events(), "a")
 	}
 	rec, err := s.Load(t.Context(), "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := evs.list()[i].Version; got != v || got != rec.Version {
+	if got := evs.Events()[i].Version; got != v || got != rec.Version {
 		t.Errorf("OpSave version: got %d; want %d, the version Save and Load return (Load: %d)", got, v, rec.Version)
 	}
 
 	node.Shutdown()
 	// The client may take a few seconds to notice that the server is
 	// gone (5 s in some runs on a loaded machine).
-	lost := evs.waitFor(i, 15*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset })
+	lost := evs.WaitFor(i, 15*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset })
 	if lost < 0 {
-		t.Fatalf("events after the server's shutdown: got %v; want an OpReset", evs.list())
+		t.Fatalf("events after the server's shutdown: got %v; want an OpReset", evs.Events())
 	}
 	if node, err = natsstore.StartNode(cfg); err != nil {
 		t.Fatal(err)
@@ -124,12 +88,12 @@ func TestFeed_nodeRestart(t *testing.T) {
 	for n := 0; b < 0 && n < 100; n++ {
 		key = fmt.Sprintf("b%d", n)
 		v = saveRetrying(t, s, key, store.Record{Data: []byte("two"), Expires: expires})
-		b = evs.waitFor(lost, 500*time.Millisecond, isOp(store.OpSave, key))
+		b = evs.WaitFor(lost, 500*time.Millisecond, isOp(store.OpSave, key))
 	}
 	if b < 0 {
-		t.Fatalf("events after the restart: got %v; want an OpSave of a write made after it", evs.list())
+		t.Fatalf("events after the restart: got %v; want an OpSave of a write made after it", evs.Events())
 	}
-	got := evs.list()
+	got := evs.Events()
 	if !slices.ContainsFunc(got[lost+1:b], func(ev store.Event) bool { return ev.Op == store.OpReset }) {
 		t.Errorf("events after the restart: got %v; want an OpReset after the reconnect, before the new feed's first event", got[lost:])
 	}
@@ -157,18 +121,18 @@ func TestFeed_connClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs events
-	defer s.Subscribe(evs.add)()
+	var evs storetest.EventLog
+	defer s.Subscribe(evs.Add)()
 	if _, err := s.Save(ctx, "a", store.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	i := evs.waitFor(0, 5*time.Second, isOp(store.OpSave, "a"))
+	i := evs.WaitFor(0, 5*time.Second, isOp(store.OpSave, "a"))
 	if i < 0 {
-		t.Fatalf("events after Save: got %v; want an OpSave", evs.list())
+		t.Fatalf("events after Save: got %v; want an OpSave", evs.Events())
 	}
 	nc.Close()
-	if evs.waitFor(i, 5*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset }) < 0 {
-		t.Fatalf("events after the connection was closed: got %v; want an OpReset", evs.list())
+	if evs.WaitFor(i, 5*time.Second, func(ev store.Event) bool { return ev.Op == store.OpReset }) < 0 {
+		t.Fatalf("events after the connection was closed: got %v; want an OpReset", evs.Events())
 	}
 	done := make(chan struct{})
 	go func() { s.Close(); close(done) }()
@@ -191,13 +155,13 @@ func TestFeed_ops(t *testing.T) {
 	clk := testclock.New(time.Now())
 	s := newStore(t, node.ClientURL(), "ops", 1, clk.Now)
 	defer s.Close()
-	var evs events
-	defer s.Subscribe(evs.add)()
+	var evs storetest.EventLog
+	defer s.Subscribe(evs.Add)()
 	ctx := t.Context()
 	want := func(what string, match func(store.Event) bool) {
 		t.Helper()
-		if evs.waitFor(0, 5*time.Second, match) < 0 {
-			t.Fatalf("events after %s: got %v; want the event", what, evs.list())
+		if evs.WaitFor(0, 5*time.Second, match) < 0 {
+			t.Fatalf("events after %s: got %v; want the event", what, evs.Events())
 		}
 	}
 	hour := clk.Now().Add(time.Hour)
@@ -225,9 +189,9 @@ func TestFeed_ops(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("the sweep", isOp(store.OpExpire, "e"))
-	for _, ev := range evs.list() {
+	for _, ev := range evs.Events() {
 		if ev.Op == store.OpReset || ev.Key == "" {
-			t.Errorf("events: got %v; want no OpReset and every event keyed", evs.list())
+			t.Errorf("events: got %v; want no OpReset and every event keyed", evs.Events())
 			break
 		}
 	}

@@ -13,43 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionkit/sessionkit/store"
+	"github.com/sessionkit/sessionkit/store/storetest"
 )
-
-// events collects the events of a subscription.
-type events struct {
-	mu  sync.Mutex
-	all []store.Event
-}
-
-func (e *events) add(ev store.Event) {
-	e.mu.Lock()
-	e.all = append(e.all, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) list() []store.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.all)
-}
-
-// waitFor waits up to 5 s for an event at or after index from that
-// matches, and returns its index, or -1.
-func (e *events) waitFor(from int, match func(store.Event) bool) int {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		evs := e.list()
-		for i := from; i < len(evs); i++ {
-			if match(evs[i]) {
-				return i
-			}
-		}
-		if time.Now().After(deadline) {
-			return -1
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 func is(op store.Op, key string, version uint64) func(store.Event) bool {
 	return func(ev store.Event) bool { return ev == store.Event{Op: op, Key: key, Version: version} }
@@ -73,16 +38,16 @@ func TestFeed_events(t *testing.T) {
 	clk := newClock()
 	s := newStore(t, pool, Config{Notify: true, Now: clk.Now, CleanupInterval: -1})
 	other := newStore(t, testPool(t, nil), Config{Notify: true, Now: clk.Now, CleanupInterval: -1, Table: strings.Trim(s.table, `"`)})
-	var evs events
-	defer s.Subscribe(evs.add)()
+	var evs storetest.EventLog
+	defer s.Subscribe(evs.Add)()
 	ctx := t.Context()
 	exp := clk.Now().Add(time.Hour)
 	key := "k\x00\xff" // any byte, in the payload as hex
 
 	want := func(what string, match func(store.Event) bool) {
 		t.Helper()
-		if evs.waitFor(0, match) < 0 {
-			t.Fatalf("events after %s: got %v; want the event", what, evs.list())
+		if evs.WaitFor(0, 5*time.Second, match) < 0 {
+			t.Fatalf("events after %s: got %v; want the event", what, evs.Events())
 		}
 	}
 	v1, err := other.Save(ctx, key, store.Record{Data: []byte("a"), Expires: exp, UserID: "u"})
@@ -110,13 +75,13 @@ func TestFeed_events(t *testing.T) {
 	}
 	want("Delete(version)", is(store.OpDelete, key, v2))
 	touches := 0
-	for _, ev := range evs.list() {
+	for _, ev := range evs.Events() {
 		if ev.Op == store.OpTouch {
 			touches++
 		}
 	}
 	if touches != 2 {
-		t.Errorf("events: got %d OpTouch in %v; want 2: a Touch that changes nothing reports nothing", touches, evs.list())
+		t.Errorf("events: got %d OpTouch in %v; want 2: a Touch that changes nothing reports nothing", touches, evs.Events())
 	}
 
 	v3, err := s.Save(ctx, "a", store.Record{Expires: exp, UserID: "u"})
@@ -157,9 +122,9 @@ func TestFeed_events(t *testing.T) {
 	for i, v := range versions {
 		want("concurrent Saves", is(store.OpSave, fmt.Sprintf("batch/%d", i), v))
 	}
-	for _, ev := range evs.list() {
+	for _, ev := range evs.Events() {
 		if ev.Op == store.OpReset {
-			t.Errorf("events: got %v; want no OpReset while the connection is up", evs.list())
+			t.Errorf("events: got %v; want no OpReset while the connection is up", evs.Events())
 			break
 		}
 	}
@@ -187,26 +152,26 @@ func testenvParallel(t *testing.T, n int, f func(i int) error) {
 func TestFeed_reconnect(t *testing.T) {
 	pool := testPool(t, nil)
 	s := newStore(t, pool, Config{Notify: true, CleanupInterval: -1})
-	var evs events
-	defer s.Subscribe(evs.add)()
+	var evs storetest.EventLog
+	defer s.Subscribe(evs.Add)()
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour)
 	v, err := s.Save(ctx, "a", store.Record{Expires: exp})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if evs.waitFor(0, is(store.OpSave, "a", v)) < 0 {
-		t.Fatalf("events after Save: got %v; want its OpSave", evs.list())
+	if evs.WaitFor(0, 5*time.Second, is(store.OpSave, "a", v)) < 0 {
+		t.Fatalf("events after Save: got %v; want its OpSave", evs.Events())
 	}
 
 	for round := range 2 {
-		from := len(evs.list())
+		from := len(evs.Events())
 		if n := terminateListener(t, pool, s.channel); n == 0 {
 			t.Fatalf("round %d: no listening connection found in pg_stat_activity", round)
 		}
-		lost := evs.waitFor(from, isReset)
+		lost := evs.WaitFor(from, 5*time.Second, isReset)
 		if lost < 0 {
-			t.Fatalf("round %d: events after the listener's backend was terminated: got %v; want an OpReset", round, evs.list()[from:])
+			t.Fatalf("round %d: events after the listener's backend was terminated: got %v; want an OpReset", round, evs.Events()[from:])
 		}
 		// Write until a write is reported: those made before the store
 		// listens again are not.
@@ -219,15 +184,15 @@ func TestFeed_reconnect(t *testing.T) {
 			}
 			deadline := time.Now().Add(100 * time.Millisecond)
 			for got < 0 && time.Now().Before(deadline) {
-				got = slices.IndexFunc(evs.list(), is(store.OpSave, key, v))
+				got = slices.IndexFunc(evs.Events(), is(store.OpSave, key, v))
 				time.Sleep(2 * time.Millisecond)
 			}
 		}
 		if got < 0 {
-			t.Fatalf("round %d: no write reported after the reconnect: %v", round, evs.list()[from:])
+			t.Fatalf("round %d: no write reported after the reconnect: %v", round, evs.Events()[from:])
 		}
-		if !slices.ContainsFunc(evs.list()[lost+1:got], isReset) {
-			t.Errorf("round %d: events: got %v; want an OpReset once the store listens again, before its first event", round, evs.list()[from:])
+		if !slices.ContainsFunc(evs.Events()[lost+1:got], isReset) {
+			t.Errorf("round %d: events: got %v; want an OpReset once the store listens again, before its first event", round, evs.Events()[from:])
 		}
 	}
 }

@@ -909,53 +909,6 @@ func (su *suite) testUserIndex(t *testing.T) {
 
 // ---- Notifier ----
 
-// collector gathers events without blocking the store.
-type collector struct {
-	mu     sync.Mutex
-	events []store.Event
-	signal chan struct{}
-}
-
-func newCollector() *collector { return &collector{signal: make(chan struct{}, 1)} }
-
-func (c *collector) add(ev store.Event) {
-	c.mu.Lock()
-	c.events = append(c.events, ev)
-	c.mu.Unlock()
-	select {
-	case c.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (c *collector) find(match func(store.Event) bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.ContainsFunc(c.events, match)
-}
-
-func (c *collector) all() []store.Event {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.events)
-}
-
-// wait waits up to waitTimeout for an event that matches.
-func (c *collector) wait(match func(store.Event) bool) bool {
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	for {
-		if c.find(match) {
-			return true
-		}
-		select {
-		case <-c.signal:
-		case <-timer.C:
-			return c.find(match)
-		}
-	}
-}
-
 func isEvent(op store.Op, key string, version uint64) func(store.Event) bool {
 	return func(ev store.Event) bool {
 		return ev.Op == op && ev.Key == key && (version == 0 || ev.Version == version)
@@ -965,11 +918,11 @@ func isEvent(op store.Op, key string, version uint64) func(store.Event) bool {
 func (su *suite) testNotifier(t *testing.T) {
 	t.Run("Save", func(t *testing.T) {
 		e := su.newEnv(t)
-		c := newCollector()
-		defer e.subscribe(c.add)()
+		c := new(EventLog)
+		defer e.subscribe(c.Add)()
 		v1 := e.save("k", e.rec("one", ""))
-		if !c.wait(isEvent(store.OpSave, "k", v1)) {
-			t.Errorf("events after Save: got %v; want one with {Op:%v Key:%q Version:%d}", c.all(), store.OpSave, "k", v1)
+		if c.WaitFor(0, waitTimeout, isEvent(store.OpSave, "k", v1)) < 0 {
+			t.Errorf("events after Save: got %v; want one with {Op:%v Key:%q Version:%d}", c.Events(), store.OpSave, "k", v1)
 		}
 		if rec, err := e.s.Load(e.ctx, "k"); err != nil || rec.Version != v1 {
 			t.Errorf(`Load("k") after Save: got version %d, err %v; want version %d, the OpSave event's`, rec.Version, err, v1)
@@ -977,32 +930,32 @@ func (su *suite) testNotifier(t *testing.T) {
 		two := e.rec("two", "")
 		two.Version = v1
 		v2 := e.save("k", two)
-		if !c.wait(isEvent(store.OpSave, "k", v2)) {
-			t.Errorf("events after replace: got %v; want one with {Op:%v Key:%q Version:%d}", c.all(), store.OpSave, "k", v2)
+		if c.WaitFor(0, waitTimeout, isEvent(store.OpSave, "k", v2)) < 0 {
+			t.Errorf("events after replace: got %v; want one with {Op:%v Key:%q Version:%d}", c.Events(), store.OpSave, "k", v2)
 		}
 	})
 
 	t.Run("Delete", func(t *testing.T) {
 		e := su.newEnv(t)
-		c := newCollector()
-		defer e.subscribe(c.add)()
+		c := new(EventLog)
+		defer e.subscribe(c.Add)()
 		v := e.save("k", e.rec("one", ""))
 		if err := e.s.Delete(e.ctx, "k", v); err != nil {
 			t.Fatalf(`Delete("k", %d): got err %v; want nil`, v, err)
 		}
-		if !c.wait(isEvent(store.OpDelete, "k", 0)) {
-			t.Errorf("events after Delete: got %v; want one with {Op:%v Key:%q}", c.all(), store.OpDelete, "k")
+		if c.WaitFor(0, waitTimeout, isEvent(store.OpDelete, "k", 0)) < 0 {
+			t.Errorf("events after Delete: got %v; want one with {Op:%v Key:%q}", c.Events(), store.OpDelete, "k")
 		}
 	})
 
 	t.Run("Unsubscribe", func(t *testing.T) {
 		e := su.newEnv(t)
-		a, b := newCollector(), newCollector()
-		unsubA := e.subscribe(a.add)
-		defer e.subscribe(b.add)()
+		a, b := new(EventLog), new(EventLog)
+		unsubA := e.subscribe(a.Add)
+		defer e.subscribe(b.Add)()
 		v := e.save("before", e.rec("x", ""))
-		if !a.wait(isEvent(store.OpSave, "before", v)) {
-			t.Fatalf("events before unsubscribe: got %v; want one with {Op:%v Key:%q Version:%d}", a.all(), store.OpSave, "before", v)
+		if a.WaitFor(0, waitTimeout, isEvent(store.OpSave, "before", v)) < 0 {
+			t.Fatalf("events before unsubscribe: got %v; want one with {Op:%v Key:%q Version:%d}", a.Events(), store.OpSave, "before", v)
 		}
 		unsubA()
 		// Changes after unsubscribe; b, still subscribed, tells when their
@@ -1011,10 +964,10 @@ func (su *suite) testNotifier(t *testing.T) {
 		if err := e.s.Delete(e.ctx, "after", v); err != nil {
 			t.Fatalf(`Delete("after", %d): got err %v; want nil`, v, err)
 		}
-		if !b.wait(isEvent(store.OpDelete, "after", 0)) {
-			t.Fatalf("events of the remaining subscriber: got %v; want one with {Op:%v Key:%q}", b.all(), store.OpDelete, "after")
+		if b.WaitFor(0, waitTimeout, isEvent(store.OpDelete, "after", 0)) < 0 {
+			t.Fatalf("events of the remaining subscriber: got %v; want one with {Op:%v Key:%q}", b.Events(), store.OpDelete, "after")
 		}
-		for _, ev := range a.all() {
+		for _, ev := range a.Events() {
 			if ev.Key == "after" {
 				t.Errorf("event after unsubscribe: got %v; want none", ev)
 			}
