@@ -484,9 +484,9 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	if s.closed.Load() {
 		return store.Record{}, errClosed
 	}
+	dk := s.dataKey(key)
 	var tok nearcache.Token
 	if s.nc != nil {
-		dk := s.dataKey(key)
 		if rec, ok := s.nc.c.Get(dk); ok {
 			return rec, nil
 		}
@@ -494,7 +494,7 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	rec, ok, err := readRecord(s.c.Do(ctx, s.get(key)))
+	rec, ok, err := readRecord(s.c.Do(ctx, s.c.B().Get().Key(dk).Build()))
 	if err != nil {
 		return store.Record{}, s.fail("load", err)
 	}
@@ -502,7 +502,7 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 		return store.Record{}, store.ErrNotFound
 	}
 	if s.nc != nil {
-		s.nc.c.Insert(s.dataKey(key), rec, tok)
+		s.nc.c.Insert(dk, rec, tok)
 	}
 	return rec, nil
 }
