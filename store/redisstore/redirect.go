@@ -131,7 +131,9 @@ func (r *redirect) dial(ctx context.Context) (*pair, error) {
 	do.PipelineMultiplex = -1 // one connection: see NOLOOP in the package doc
 	do.CacheSizeEachConn = 1  // rueidis's own cache (DoCache) is never used
 	do.ForceSingleClient = true
-	do.DialCtxFn = r.dialData
+	do.DialCtxFn = func(ctx context.Context, dst string, d *net.Dialer, cfg *tls.Config) (net.Conn, error) {
+		return r.dialData(ctx, p, dst, d, cfg)
+	}
 	data, err := rueidis.NewClient(do)
 	if err == nil {
 		err = data.Do(ctx, data.B().Ping().Build()).Error()
@@ -211,9 +213,9 @@ func (r *redirect) closing() bool {
 	}
 }
 
-// dialData opens a data connection as rueidis would, wrapped so that
-// closing it flushes the cache.
-func (r *redirect) dialData(ctx context.Context, dst string, d *net.Dialer, cfg *tls.Config) (net.Conn, error) {
+// dialData opens a data connection of p as rueidis would, wrapped so that
+// closing it flushes the cache while p is current.
+func (r *redirect) dialData(ctx context.Context, p *pair, dst string, d *net.Dialer, cfg *tls.Config) (net.Conn, error) {
 	var (
 		c   net.Conn
 		err error
@@ -226,18 +228,25 @@ func (r *redirect) dialData(ctx context.Context, dst string, d *net.Dialer, cfg 
 	if err != nil {
 		return nil, err
 	}
-	return &redirectConn{Conn: c, n: r.n}, nil
+	return &redirectConn{Conn: c, r: r, p: p}, nil
 }
 
-// redirectConn is a data connection: its tracking ends when it closes.
+// redirectConn is a data connection of p: its tracking ends when it
+// closes. (Those of a replaced pair are not tracking anything cached: the
+// replacement flushed the cache.)
 type redirectConn struct {
 	net.Conn
-	n    *near
+	r    *redirect
+	p    *pair
 	once sync.Once
 }
 
 func (c *redirectConn) Close() error {
-	c.once.Do(c.n.c.Flush)
+	c.once.Do(func() {
+		if c.r.cur.Load() == c.p || c.r.cur.Load() == nil {
+			c.r.n.c.Flush()
+		}
+	})
 	return c.Conn.Close()
 }
 
@@ -349,9 +358,12 @@ func (r *redirect) close() {
 }
 
 // isStandalone reports whether the server c reaches is not a cluster node,
-// from INFO cluster.
+// from INFO cluster; false if the server refuses INFO.
 func isStandalone(ctx context.Context, c rueidis.Client) (bool, error) {
 	info, err := c.Do(ctx, c.B().Info().Section("cluster").Build()).ToString()
+	if _, ok := rueidis.IsRedisErr(err); ok {
+		return false, nil // INFO refused (renamed, or not allowed to this user): assume the worst
+	}
 	if err != nil {
 		return false, err
 	}
