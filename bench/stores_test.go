@@ -26,6 +26,13 @@ package bench
 // session was read or written by this node before), its read+write
 // request sends one script call.
 //
+// rueidis sends a lone call from the caller's goroutine until a
+// connection first sees overlapping calls; from then on it pipelines that
+// connection through a writer and a reader goroutine, for good. The conc=1
+// runs of the stores above have seen nothing else; impl=sessionkit-pipelined
+// and sessionkit-nearcache-pipelined are the same stores after overlapping
+// calls, the state of a server that has served concurrent requests.
+//
 // Sub-benchmarks are named conc=N/impl=X, so that `benchstat -col /impl`
 // puts the impls side by side with one row per concurrency.
 //
@@ -388,10 +395,49 @@ func redisStacks(b *testing.B) []stack {
 		b.Fatal(err)
 	}
 
+	// The same two stores again, after overlapping calls: rueidis then
+	// pipelines their connection for good, and a lone call goes through
+	// its writer and reader goroutines. conc=1 on the stores above, which
+	// have only seen calls one at a time, is its synchronous path; a
+	// server that has served overlapping requests is in this state.
+	var piped []stack
+	for _, c := range []struct {
+		name string
+		cfg  redisstore.Config
+	}{
+		{"sessionkit-pipelined", redisstore.Config{Addrs: []string{addr}, KeyPrefix: prefix + "skp:"}},
+		{"sessionkit-nearcache-pipelined", redisstore.Config{Addrs: []string{addr}, KeyPrefix: prefix + "ncp:",
+			NearCache: &redisstore.NearCache{}}},
+	} {
+		st, err := redisstore.New(ctx, c.cfg)
+		if err != nil {
+			b.Fatalf("%s: %v", c.name, err)
+		}
+		b.Cleanup(func() { st.Close() })
+		overlap(b, st)
+		piped = append(piped, managerStack(b, c.name, breaker.Wrap(st, br)))
+	}
+
 	stacks := []stack{floor}
 	stacks = append(stacks, sessionkitStacks(b, rs)...)
 	stacks = append(stacks, managerStack(b, "sessionkit-nearcache", breaker.Wrap(nc, br)))
+	stacks = append(stacks, piped...)
 	return append(stacks, scsManagerStack(scsredis.NewWithPrefix(pool, prefix+"scs:")))
+}
+
+// overlap sends st 64 overlapping Loads of a missing key, 10 times.
+func overlap(b *testing.B, st store.Store) {
+	for range 10 {
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				if _, err := st.Load(b.Context(), "absent"); !errors.Is(err, store.ErrNotFound) {
+					b.Errorf("overlapping load: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
 }
 
 // deleteRedisKeys deletes every key starting with prefix, with SCAN and

@@ -205,7 +205,13 @@
 // bytes, least recently used evicted first), and Redis tells it when one
 // of them changes: the connection runs CLIENT TRACKING ON OPTOUT NOLOOP
 // (RESP3; Redis 6 or later), so Redis remembers every key the store reads
-// and pushes an invalidation when another client changes it. Then:
+// and pushes an invalidation when another client changes it. On a
+// standalone server the tracking redirects the invalidations to a second
+// connection (REDIRECT), so that the data connection carries replies only
+// and a lone call is written and read in the caller's goroutine, with no
+// hand-off to rueidis's pipelining goroutines (see redirect.go); with
+// Sentinel or Cluster the invalidations come on the data connection.
+// Then:
 //
 //   - a Load of a cached record sends nothing; a miss sends one GET and
 //     caches what it read;
@@ -225,9 +231,19 @@
 // change has made stale fails with store.ErrConflict, which drops the copy,
 // and the session Manager reloads from Redis and re-applies; no update is
 // lost. When a connection closes (network, failover, CLIENT KILL), the
-// tracking it held is gone and the whole cache is dropped; an entry is
+// tracking it held is gone and the whole cache is dropped. In redirect
+// mode: when the invalidation connection closes, the cache is also
+// bypassed until a new pair of connections is up (calls made meanwhile
+// wait for the attempt, bounded by the dial timeout); a data connection
+// nobody is using is found closed by the next call or by the client's
+// keep-alive PING (sent after Timeout/4 without a reply). An entry is
 // never served more than NearCache.MaxAge (1 s) after the read or write
 // that produced it, which bounds what a loss nobody noticed could cost.
+//
+// In redirect mode a call whose context can be cancelled but has no
+// deadline (an HTTP request's) is bounded by Config.Timeout, not by the
+// cancellation, once sent: that is what lets rueidis send it from the
+// caller's goroutine.
 //
 // Why not rueidis's own client-side cache (DoCache): Redis sends a
 // client's invalidation for its own write after the write's reply, so the
@@ -238,9 +254,9 @@
 // it (it applies them to its cache itself), and Redis stops tracking a key
 // a client changed, so the compare-and-set and touch scripts end with a
 // read of the key (EXISTS) that re-arms the tracking, atomically with the
-// write. The store uses one connection per server with a near cache (a
-// change made on a second connection would invalidate what the first one
-// cached); rueidis pipelines concurrent calls on it.
+// write. The store uses one data connection per server with a near cache
+// (a change made on a second connection would invalidate what the first
+// one cached); rueidis pipelines concurrent calls on it.
 //
 // Costs: Redis keeps a tracking table entry per key and tracking
 // connection (tracking-table-max-keys, default 1,000,000: beyond it, Redis

@@ -112,10 +112,11 @@ func (s *Store) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	k := s.nc.probeKey
-	if err := s.c.Do(ctx, s.c.B().Get().Key(k).Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
+	c := s.client()
+	if err := c.Do(ctx, c.B().Get().Key(k).Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
 		return
 	}
-	_ = s.c.Dedicated(func(d rueidis.DedicatedClient) error {
+	_ = c.Dedicated(func(d rueidis.DedicatedClient) error {
 		s.nc.probeT0.Store(time.Now().UnixNano())
 		return d.Do(ctx, d.B().Set().Key(k).Value("1").Px(time.Minute).Build()).Error()
 	})

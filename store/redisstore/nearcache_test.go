@@ -331,71 +331,116 @@ func TestNearCache_logoutHonoured(t *testing.T) {
 	}
 }
 
-// TestNearCache_flushOnKill: when Redis closes the connection that held
-// the tracking, the cache is flushed, and the new connection is tracked
-// again (a change by another node still reaches it).
+// TestNearCache_flushOnKill: when Redis closes a connection the near
+// cache depends on (the data connection, whose tracking it held, the
+// connection its invalidations are redirected to, or both), the cache is
+// flushed, the store's calls go on without an error, and the connections
+// are tracked again (a change by another node still reaches it).
 func TestNearCache_flushOnKill(t *testing.T) {
 	t.Parallel()
 	srv := startStandalone(t)
-	admin := adminClient(t, srv.addr())
-	cfg := redisstore.Config{Addrs: []string{srv.addr()}, KeyPrefix: "kill:",
-		NearCache: &redisstore.NearCache{ProbeInterval: -1}}
-	a := newStore(t, cfg)
-	b := newStore(t, redisstore.Config{Addrs: cfg.Addrs, KeyPrefix: cfg.KeyPrefix})
-	ctx := t.Context()
-	exp := time.Now().Add(time.Hour)
-	v, err := b.Save(ctx, "k", store.Record{Data: []byte("1"), Expires: exp})
+	for _, kill := range []string{"both", "invalidation", "data"} {
+		t.Run(kill, func(t *testing.T) {
+			admin := adminClient(t, srv.addr())
+			cfg := redisstore.Config{Addrs: []string{srv.addr()}, KeyPrefix: "kill-" + kill + ":",
+				NearCache: &redisstore.NearCache{ProbeInterval: -1}}
+			a := newStore(t, cfg)
+			b := newStore(t, redisstore.Config{Addrs: cfg.Addrs, KeyPrefix: cfg.KeyPrefix})
+			ctx := t.Context()
+			exp := time.Now().Add(time.Hour)
+			v, err := b.Save(ctx, "k", store.Record{Data: []byte("1"), Expires: exp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Load(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			st0, _ := a.NearCacheStats()
+			if st0.Entries != 1 {
+				t.Fatalf("entries %d, want 1", st0.Entries)
+			}
+			killed := 0
+			for _, id := range trackingConns(t, admin, kill) {
+				if err := admin.Do(ctx, admin.B().ClientKill().Id(id).Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+				killed++
+			}
+			if killed == 0 {
+				t.Fatal("no connection to kill in CLIENT LIST")
+			}
+			if kill == "data" {
+				// Nobody reads an idle data connection: its close is
+				// noticed by the next call on it.
+				rec, err := a.Load(ctx, "other")
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("Load of a missing key after the kill: %v, %v", rec.Version, err)
+				}
+			}
+			waitUntil(t, time.Second, "the cache to be flushed", func() bool {
+				st, _ := a.NearCacheStats()
+				return st.Flushes > st0.Flushes && st.Entries == 0
+			})
+			// Reconnected and tracked again.
+			rec, err := a.Load(ctx, "k")
+			if err != nil || rec.Version != v {
+				t.Fatalf("Load after the kill: %v, %v", rec.Version, err)
+			}
+			waitUntil(t, time.Second, "a to cache k again", func() bool {
+				a.Load(ctx, "k")
+				st, _ := a.NearCacheStats()
+				return st.Entries == 1
+			})
+			if _, err := b.Save(ctx, "k", store.Record{Data: []byte("2"), Version: v, Expires: exp}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, time.Second, "b's write to reach a after the reconnection", func() bool {
+				rec, err := a.Load(ctx, "k")
+				return err == nil && string(rec.Data) == "2"
+			})
+		})
+	}
+}
+
+// trackingConns returns the IDs of the near cache's connections in CLIENT
+// LIST: which is "data" (tracking, redirected), "invalidation" (the
+// target of a redirection) or "both".
+func trackingConns(t *testing.T, admin rueidis.Client, which string) []int64 {
+	t.Helper()
+	list, err := admin.Do(t.Context(), admin.B().ClientList().Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Load(ctx, "k")
-	if st, _ := a.NearCacheStats(); st.Entries != 1 {
-		t.Fatalf("entries %d, want 1", st.Entries)
-	}
-	list, err := admin.Do(ctx, admin.B().ClientList().Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	killed := 0
+	var data, inv []int64
 	for _, line := range strings.Split(list, "\n") {
-		f := strings.Fields(line)
-		var id string
+		var id, redir string
 		tracking := false
-		for _, kv := range f {
+		for _, kv := range strings.Fields(line) {
 			if v, ok := strings.CutPrefix(kv, "id="); ok {
 				id = v
+			}
+			if v, ok := strings.CutPrefix(kv, "redir="); ok {
+				redir = v
 			}
 			if v, ok := strings.CutPrefix(kv, "flags="); ok && strings.Contains(v, "t") {
 				tracking = true
 			}
 		}
-		if tracking {
-			if err := admin.Do(ctx, admin.B().ClientKill().Id(mustInt(t, id)[0]).Build()).Error(); err != nil {
-				t.Fatal(err)
-			}
-			killed++
+		if tracking && redir != "" && redir != "-1" && redir != "0" {
+			data = append(data, mustInt(t, id)[0])
+			inv = append(inv, mustInt(t, redir)[0])
 		}
 	}
-	if killed == 0 {
-		t.Fatalf("no tracking connection in CLIENT LIST:\n%s", list)
+	if len(data) == 0 {
+		t.Fatalf("no redirected tracking connection in CLIENT LIST:\n%s", list)
 	}
-	waitUntil(t, time.Second, "the cache to be flushed", func() bool {
-		st, _ := a.NearCacheStats()
-		return st.Flushes > 0 && st.Entries == 0
-	})
-	// Reconnected and tracked again.
-	rec, err := a.Load(ctx, "k")
-	if err != nil || rec.Version != v {
-		t.Fatalf("Load after the kill: %v, %v", rec.Version, err)
+	switch which {
+	case "data":
+		return data
+	case "invalidation":
+		return inv
 	}
-	a.Load(ctx, "k")
-	if _, err := b.Save(ctx, "k", store.Record{Data: []byte("2"), Version: v, Expires: exp}); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, time.Second, "b's write to reach a after the reconnection", func() bool {
-		rec, err := a.Load(ctx, "k")
-		return err == nil && string(rec.Data) == "2"
-	})
+	return append(data, inv...)
 }
 
 func mustInt(t *testing.T, s string) []int64 {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 
 // TestOutage stops a test-owned redis-server in the middle of traffic and
 // starts it again: while it is down every request fails fast (503 from the
-// circuit breaker, in well under 50 ms), no goroutine piles up, and once it
+// circuit breaker, well before the store's Timeout), no goroutine piles up, and once it
 // is back every session written before the outage loads again, without a
 // restart of the app.
 func TestOutage(t *testing.T) {
@@ -98,24 +99,28 @@ func TestOutage(t *testing.T) {
 	}
 
 	srv.kill() // abruptly: SIGKILL
-	var slowest time.Duration
-	for i := range 300 {
+	took := make([]time.Duration, 300)
+	for i := range took {
 		t0 := time.Now()
 		w := serve("/", cookies[i%n])
-		d := time.Since(t0)
-		slowest = max(slowest, d)
+		took[i] = time.Since(t0)
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 			t.Fatalf("request %d while Redis is down: status %d, Retry-After %q; want 503 with Retry-After",
 				i, w.Code, w.Header().Get("Retry-After"))
 		}
 	}
-	if slowest >= 50*time.Millisecond {
-		t.Errorf("slowest failure took %v; want under 50ms", slowest)
+	// Failing fast: no request waits for the store's Timeout (500 ms),
+	// and a typical one takes microseconds. The bounds leave room for a
+	// loaded 2-core machine's scheduling delays.
+	slices.Sort(took)
+	median, slowest := took[len(took)/2], took[len(took)-1]
+	if median >= 10*time.Millisecond || slowest >= 250*time.Millisecond {
+		t.Errorf("failures took %v (median), %v (slowest); want under 10ms and 250ms", median, slowest)
 	}
 	if b.State() != breaker.Open && b.State() != breaker.HalfOpen {
 		t.Errorf("breaker %v while Redis is down; want open", b.State())
 	}
-	t.Logf("300 requests while down: slowest %v", slowest)
+	t.Logf("300 requests while down: median %v, slowest %v", median, slowest)
 
 	srv = start()
 	deadline := time.Now().Add(15 * time.Second)

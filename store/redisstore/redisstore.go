@@ -138,6 +138,9 @@ type Store struct {
 	closed      atomic.Bool
 
 	nc *near // nil: no near cache
+	// rd, with a near cache on a standalone server, holds the connections
+	// (see redirect.go); c is then nil.
+	rd *redirect
 
 	// The compare-and-set and touch scripts: with a near cache, the
 	// versions that end with a read of the key, which re-arms its
@@ -216,6 +219,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: connect: %w", err)
 	}
+	if nc != nil && cfg.SentinelMaster == "" && len(cfg.Addrs) == 1 {
+		s, err := newRedirected(ctx, cfg, opt, nc)
+		if s != nil || err != nil {
+			return s, err
+		}
+		// A cluster node: the tracking stays on the data connection.
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		if nc != nil && errors.Is(err, rueidis.ErrNoCache) {
@@ -237,6 +247,49 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// newRedirected returns a Store with the near cache nc in redirect mode
+// (see redirect.go), or nil and no error if the server is a cluster node.
+// opt is the near cache's option set, whose tracking fields it replaces.
+func newRedirected(ctx context.Context, cfg Config, opt rueidis.ClientOption, nc *near) (*Store, error) {
+	opt.ClientTrackingOptions, opt.OnInvalidations = nil, nil
+	grace := cfg.Timeout
+	if grace <= 0 {
+		grace = 10 * time.Second // rueidis's default ConnWriteTimeout
+	}
+	rd, err := newRedirect(ctx, opt, nc, grace)
+	if err != nil {
+		if errors.Is(err, rueidis.ErrNoCache) {
+			return nil, fmt.Errorf("redisstore: the near cache needs Redis 6 or later with RESP3 (CLIENT TRACKING), which %s does not offer: %w", describe(cfg), err)
+		}
+		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
+	}
+	standalone, err := isStandalone(ctx, rd.data())
+	if err != nil || !standalone {
+		rd.close()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
+		}
+		return nil, nil
+	}
+	s := newStore(nil, cfg.KeyPrefix, nc)
+	s.rd, s.owned = rd, true
+	if every := cmp.Or(cfg.NearCache.ProbeInterval, DefaultProbeInterval); every > 0 {
+		nc.wg.Add(1)
+		go s.probeLoop(every)
+	}
+	return s, nil
+}
+
+// client returns the client the store's calls go to: with a near cache in
+// redirect mode, the current data client, which a broken invalidation
+// connection replaces.
+func (s *Store) client() rueidis.Client {
+	if s.rd != nil {
+		return s.rd.data()
+	}
+	return s.c
 }
 
 // newStore returns a Store on c, with the near cache nc if not nil.
@@ -338,6 +391,16 @@ func noCancel() {}
 
 // opCtx bounds ctx by the store's callTimeout, if any.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.rd != nil {
+		// rueidis writes and reads a connection in the caller's goroutine
+		// only for a context that has a deadline or cannot be cancelled;
+		// a request's context has neither. The connection's timeout
+		// (Config.Timeout) bounds the call instead of the cancellation.
+		if _, ok := ctx.Deadline(); !ok && ctx.Done() != nil && ctx.Err() == nil {
+			return context.WithoutCancel(ctx), noCancel
+		}
+		return ctx, noCancel
+	}
 	if s.callTimeout <= 0 {
 		return ctx, noCancel
 	}
@@ -387,14 +450,15 @@ func (s *Store) ScanKeys(ctx context.Context, fn func(key string) bool) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	if len(s.c.Nodes()) > 1 {
+	if len(s.client().Nodes()) > 1 {
 		return fmt.Errorf("redisstore: scan keys of a cluster: %w", store.ErrUnsupported)
 	}
 	match := s.prefix + "s:{*}"
 	var cursor uint64
 	for {
 		cctx, cancel := s.opCtx(ctx)
-		e, err := s.c.Do(cctx, s.c.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
+		c := s.client()
+		e, err := c.Do(cctx, c.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
 		cancel()
 		if err != nil {
 			return s.fail("scan keys", err)
@@ -487,14 +551,17 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 	dk := s.dataKey(key)
 	var tok nearcache.Token
 	if s.nc != nil {
-		if rec, ok := s.nc.c.Get(dk); ok {
-			return rec, nil
+		if s.rd == nil || s.rd.usable() {
+			if rec, ok := s.nc.c.Get(dk); ok {
+				return rec, nil
+			}
 		}
 		tok = s.nc.c.Begin(dk)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	rec, ok, err := readRecord(s.c.Do(ctx, s.c.B().Get().Key(dk).Build()))
+	c := s.client()
+	rec, ok, err := readRecord(c.Do(ctx, c.B().Get().Key(dk).Build()))
 	if err != nil {
 		return store.Record{}, s.fail("load", err)
 	}
@@ -508,7 +575,7 @@ func (s *Store) Load(ctx context.Context, key string) (store.Record, error) {
 }
 
 func (s *Store) get(key string) rueidis.Completed {
-	return s.c.B().Get().Key(s.dataKey(key)).Build()
+	return s.client().B().Get().Key(s.dataKey(key)).Build()
 }
 
 // readRecord decodes the reply of get. ok is false if there is no record.
@@ -604,7 +671,8 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 			// "Only if there is no record" is SET's own NX: a native
 			// command costs Redis a fraction of a script call. A bound
 			// record's index entry, raised above, covers exp.
-			err := s.c.Do(ctx, s.c.B().Set().Key(dk).Value(args[1]).Nx().PxatMillisecondsTimestamp(exp).Build()).Error()
+			c := s.client()
+			err := c.Do(ctx, c.B().Set().Key(dk).Value(args[1]).Nx().PxatMillisecondsTimestamp(exp).Build()).Error()
 			if rueidis.IsRedisNil(err) {
 				return 0, store.ErrConflict
 			}
@@ -613,7 +681,7 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 			}
 			return next, nil
 		}
-		r, err := s.save.exec(ctx, s.c, dk, args...).AsInt64()
+		r, err := s.save.exec(ctx, s.client(), dk, args...).AsInt64()
 		if err != nil {
 			return 0, s.fail("save", err)
 		}
@@ -637,7 +705,7 @@ func (s *Store) Save(ctx context.Context, key string, rec store.Record) (uint64,
 
 // indexAdd raises key's entry in userID's index to horizon h (Unix ms).
 func (s *Store) indexAdd(ctx context.Context, userID, key string, h int64) error {
-	return luaIndexAdd.exec(ctx, s.c, s.indexKey(userID), key, strconv.FormatInt(h, 10)).Error()
+	return luaIndexAdd.exec(ctx, s.client(), s.indexKey(userID), key, strconv.FormatInt(h, 10)).Error()
 }
 
 // Delete removes the record under key: one UNLINK when version is 0,
@@ -661,7 +729,8 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 		defer s.nc.c.Invalidate(dk)
 	}
 	if version == 0 {
-		if err := s.c.Do(ctx, s.c.B().Unlink().Key(s.dataKey(key)).Build()).Error(); err != nil {
+		c := s.client()
+		if err := c.Do(ctx, c.B().Unlink().Key(s.dataKey(key)).Build()).Error(); err != nil {
 			return s.fail("delete", err)
 		}
 		return nil
@@ -671,7 +740,7 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 	}
 	var b [versionDigits]byte
 	putPadded(b[:], version)
-	r, err := luaDeleteVersion.exec(ctx, s.c, s.dataKey(key), string(b[:])).AsInt64()
+	r, err := luaDeleteVersion.exec(ctx, s.client(), s.dataKey(key), string(b[:])).AsInt64()
 	if err != nil {
 		return s.fail("delete", err)
 	}
@@ -728,7 +797,7 @@ func (s *Store) Touch(ctx context.Context, key string, version uint64, expires t
 		}()
 	}
 	for range maxRetries {
-		msg, err := s.touch.exec(ctx, s.c, dk, args...).ToMessage()
+		msg, err := s.touch.exec(ctx, s.client(), dk, args...).ToMessage()
 		if err != nil {
 			return s.fail("touch", err)
 		}
@@ -791,7 +860,7 @@ func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, err
 		cmds[i] = s.get(k)
 	}
 	var entries []store.Entry
-	for i, r := range s.c.DoMulti(ctx, cmds...) {
+	for i, r := range s.client().DoMulti(ctx, cmds...) {
 		rec, ok, err := readRecord(r)
 		if err != nil {
 			return nil, s.fail("list user", err)
@@ -805,7 +874,7 @@ func (s *Store) ListUser(ctx context.Context, userID string) ([]store.Entry, err
 
 // indexed returns the keys in userID's index whose horizon has not passed.
 func (s *Store) indexed(ctx context.Context, userID string) ([]string, error) {
-	keys, err := luaIndexList.exec(ctx, s.c, s.indexKey(userID)).AsStrSlice()
+	keys, err := luaIndexList.exec(ctx, s.client(), s.indexKey(userID)).AsStrSlice()
 	if err != nil {
 		return nil, s.fail("read user index", err)
 	}
@@ -846,7 +915,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 	}
 	n := 0
 	var first error
-	for _, r := range luaDeleteUser.execEach(ctx, s.c, dks, userID) {
+	for _, r := range luaDeleteUser.execEach(ctx, s.client(), dks, userID) {
 		d, err := r.AsInt64()
 		if err != nil {
 			if first == nil {
@@ -873,7 +942,9 @@ func (s *Store) Close() error {
 		close(s.nc.stop)
 		s.nc.wg.Wait()
 	}
-	if s.owned {
+	if s.rd != nil {
+		s.rd.close()
+	} else if s.owned {
 		s.c.Close()
 	}
 	return nil
