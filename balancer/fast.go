@@ -194,8 +194,14 @@ func (fp *fastProxy) client(n *node) *fasthttp.HostClient {
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		MaxConns:                      fastMaxConns,
-		MaxIdleConnDuration:           fp.idle, // under the nodes' keep-alive timeouts: Config.BackendIdleTimeout
-		MaxIdemponentCallAttempts:     2,       // once more on a fresh connection; then the balancer's retry
+		// The idle connection used last is reused first, so that the
+		// requests keep to as few connections as the load needs (warm in
+		// the caches of both ends) and the others time out
+		// (MaxIdleConnDuration); FIFO, fasthttp's default, kept every
+		// connection of the busiest moment in use.
+		ConnPoolStrategy:          fasthttp.LIFO,
+		MaxIdleConnDuration:       fp.idle, // under the nodes' keep-alive timeouts: Config.BackendIdleTimeout
+		MaxIdemponentCallAttempts: 2,       // once more on a fresh connection; then the balancer's retry
 		// No ReadTimeout and WriteTimeout: the connections set one
 		// deadline for each request and its response (dialLive).
 		ReadBufferSize:      fp.cfg.MaxHeaderBytes,
