@@ -219,7 +219,7 @@
 //     reconnected, closed: nats.go's status events, which the store listens
 //     to without taking the caller's handlers);
 //   - when the consumer has sent nothing, neither an event nor a heartbeat,
-//     for Config.FeedStall (default FeedHeartbeat + 150 ms): the server
+//     for Config.FeedStall (default FeedHeartbeat + 100 ms): the server
 //     that holds it, which the cluster picks at random among the stream's
 //     replicas and need not be the one this store is connected to, may be
 //     gone, and then nothing tells the connection so;
@@ -244,7 +244,7 @@
 // near cache (nearcache.Wrap) serves and caches nothing while it is false,
 // so a logout acknowledged through another node while this store's feed is
 // stalled is honoured here at most FeedStall after the feed's last message
-// (about 250 ms), not after the near cache's MaxAge; TestFeed_consumerHostKilled
+// (200 ms by default), not after the near cache's MaxAge; TestFeed_consumerHostKilled
 // kills the consumer's server with SIGKILL and checks it. What FeedLive
 // proves is that the consumer is alive and has skipped nothing, not that it
 // is up to date: its server's replica of the stream may lag the leader by

@@ -56,13 +56,13 @@ func consumerHosts(t *testing.T, url, bucket string) map[string]string {
 // through the third node, and A must answer not found well before the
 // cache's MaxAge (20 s here), and before the ordered consumer of a KV watch
 // would have noticed the loss (twice its 5 s heartbeat): the feed counts
-// as stalled after Config.FeedStall (250 ms by default) without a message,
+// as stalled after Config.FeedStall (200 ms by default) without a message,
 // and the cache is bypassed from then on. Once the feed is set up again,
 // the cache serves again.
 func TestFeed_consumerHostKilled(t *testing.T) {
 	const (
 		maxAge = 20 * time.Second
-		// bound is far above the stall bound (250 ms) so as to hold on a
+		// bound is far above the stall bound (200 ms) so as to hold on a
 		// loaded machine, and far below what the loss costs unnoticed.
 		bound = 2 * time.Second
 	)
