@@ -1,8 +1,8 @@
 // Package natsstore is the NATS JetStream key-value session store. It
-// implements store.Store, store.UserIndex and store.Notifier, and passes
-// the storetest conformance suite both against a standalone server and
-// against a 3-node cluster with 3 replicas. It does not implement
-// store.Toucher (see "Not implemented").
+// implements store.Store, store.UserIndex, store.Notifier and
+// store.LiveFeed, and passes the storetest conformance suite both against
+// a standalone server and against a 3-node cluster with 3 replicas. It
+// does not implement store.Toucher (see "Not implemented").
 //
 // # Modes
 //

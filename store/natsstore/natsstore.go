@@ -66,7 +66,8 @@ type Config struct {
 }
 
 // Store is the NATS JetStream KV session store. It implements store.Store,
-// store.UserIndex and store.Notifier.
+// store.UserIndex, store.Notifier and store.LiveFeed. It is safe for
+// concurrent use.
 type Store struct {
 	nc      *nats.Conn
 	ownConn bool
