@@ -917,13 +917,14 @@ func (s *Store) watchRecords() (*watch, error) {
 	return w, nil
 }
 
-// stopWatch ends w's subscription and deletes its consumer in the
-// background (best effort: the server deletes a consumer without interest
-// after its InactiveThreshold, 5 s, if that fails).
+// stopWatch ends w's subscription and, unless the store is closing,
+// deletes its consumer in the background (best effort: the server deletes
+// a consumer without interest after its InactiveThreshold, 5 s, if that
+// fails or is not tried).
 func (s *Store) stopWatch(w *watch) {
 	close(w.done)
 	_ = w.sub.Unsubscribe()
-	if s.nc.IsClosed() {
+	if s.nc.IsClosed() || s.bg.Err() != nil {
 		return
 	}
 	s.wg.Go(func() {
