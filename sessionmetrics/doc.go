@@ -31,6 +31,7 @@
 //	sessionkit_nearcache_flushes_total{store}        counter
 //	sessionkit_nearcache_evictions_total{store}      counter
 //	sessionkit_nearcache_rejected_total{store}       counter
+//	sessionkit_nearcache_bypassed_total{store}       counter
 //	sessionkit_nearcache_entries{store}              gauge
 //	sessionkit_nearcache_bytes{store}                gauge
 //	sessionkit_nearcache_invalidation_delay_seconds{store,quantile} gauge: 0.5, 0.99, 1 (max)

@@ -335,7 +335,8 @@ func (c *memstoreCollector) Collect(ch chan<- prometheus.Metric) {
 // every scrape and exports it as nearcache_hits_total,
 // nearcache_misses_total, nearcache_invalidations_total,
 // nearcache_flushes_total, nearcache_evictions_total,
-// nearcache_rejected_total, nearcache_entries, nearcache_bytes and
+// nearcache_rejected_total, nearcache_bypassed_total, nearcache_entries,
+// nearcache_bytes and
 // nearcache_invalidation_delay_seconds{quantile} (0.5, 0.99 and 1 for
 // the largest seen), labelled store=name. It returns an error if a near
 // cache of the same name is already watched on the Registerer. A scrape
@@ -355,6 +356,7 @@ func (m *Metrics) WatchNearCache(name string, r nearcache.Reporter) error {
 		flushes:       desc("flushes_total", "Times the near cache was emptied because its change feed broke."),
 		evictions:     desc("evictions_total", "Entries dropped to stay within the near cache's bounds."),
 		rejected:      desc("rejected_total", "Reads not cached because their key changed while they travelled."),
+		bypassed:      desc("bypassed_total", "Session reads sent to the store, bypassing the near cache, because its change feed was not live."),
 		entries:       desc("entries", "Records held by the near cache."),
 		bytes:         desc("bytes", "Size of the records held by the near cache (key, user, data and overhead)."),
 		delay: desc("invalidation_delay_seconds", "Measured delay from a change acknowledged by the store to its invalidation here: "+
@@ -367,12 +369,12 @@ func (m *Metrics) WatchNearCache(name string, r nearcache.Reporter) error {
 }
 
 type nearCacheCollector struct {
-	r                                                                                nearcache.Reporter
-	hits, misses, invalidations, flushes, evictions, rejected, entries, bytes, delay *prometheus.Desc
+	r                                                                                          nearcache.Reporter
+	hits, misses, invalidations, flushes, evictions, rejected, bypassed, entries, bytes, delay *prometheus.Desc
 }
 
 func (c *nearCacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.invalidations, c.flushes, c.evictions, c.rejected, c.entries, c.bytes, c.delay} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.invalidations, c.flushes, c.evictions, c.rejected, c.bypassed, c.entries, c.bytes, c.delay} {
 		ch <- d
 	}
 }
@@ -391,6 +393,7 @@ func (c *nearCacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.flushes, st.Flushes)
 	counter(c.evictions, st.Evictions)
 	counter(c.rejected, st.Rejected)
+	counter(c.bypassed, st.Bypassed)
 	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
 	if st.Delay.Count > 0 {

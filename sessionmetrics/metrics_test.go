@@ -690,6 +690,16 @@ func TestMetrics_WatchNearCache(t *testing.T) {
 		`sessionkit_nearcache_invalidation_delay_seconds{quantile="0.99",store="redis"}`: 0.001,
 		`sessionkit_nearcache_invalidation_delay_seconds{quantile="1",store="redis"}`:    0.003,
 	}, "sessionkit_nearcache_hits_total", "sessionkit_nearcache_flushes_total", "sessionkit_nearcache_evictions_total")
+	// A Wrap over a store whose feed was not live reports the reads it
+	// sent to the store.
+	reg3 := prometheus.NewPedanticRegistry()
+	sm3, _ := sessionmetrics.New(reg3, sessionmetrics.Options{})
+	if err := sm3.WatchNearCache("nats", statsReporter{nearcache.Stats{Bypassed: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := samples(t, reg3)[`sessionkit_nearcache_bypassed_total{store="nats"}`]; got != 3 {
+		t.Errorf("sessionkit_nearcache_bypassed_total = %v; want 3", got)
+	}
 	// A store without a near cache exports nothing.
 	reg2 := prometheus.NewPedanticRegistry()
 	sm2, _ := sessionmetrics.New(reg2, sessionmetrics.Options{})
@@ -698,3 +708,8 @@ func TestMetrics_WatchNearCache(t *testing.T) {
 		t.Errorf("%d near cache series for a store without one", n)
 	}
 }
+
+// statsReporter reports fixed near-cache stats.
+type statsReporter struct{ st nearcache.Stats }
+
+func (r statsReporter) NearCacheStats() (nearcache.Stats, bool) { return r.st, true }

@@ -142,6 +142,22 @@ type Notifier interface {
 	Subscribe(fn func(Event)) (unsubscribe func())
 }
 
+// LiveFeed is implemented by Notifiers whose change feed can stall without
+// breaking, and which can tell whether it is working: a near cache serves
+// and caches records only while FeedLive reports true, and sends every read
+// to the store otherwise.
+type LiveFeed interface {
+	// FeedLive reports whether the change feed is up and has shown, within
+	// the store's documented bound, that it still delivers: a store
+	// reports false before its first Subscribe, from the moment it knows
+	// or suspects that changes may go unreported, and until a new feed is
+	// up. Each turn from false to true, and each from true to false that
+	// the store notices, is followed by an OpReset, so that what a
+	// subscriber cached meanwhile is dropped. It is safe for concurrent
+	// use and cheap enough to call on every read.
+	FeedLive() bool
+}
+
 // Op is the kind of change an Event reports.
 type Op uint8
 

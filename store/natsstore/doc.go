@@ -1,8 +1,8 @@
 // Package natsstore is the NATS JetStream key-value session store. It
-// implements store.Store, store.UserIndex and store.Notifier, and passes
-// the storetest conformance suite both against a standalone server and
-// against a 3-node cluster with 3 replicas. It does not implement
-// store.Toucher (see "Not implemented").
+// implements store.Store, store.UserIndex, store.Notifier and
+// store.LiveFeed, and passes the storetest conformance suite both against
+// a standalone server and against a 3-node cluster with 3 replicas. It
+// does not implement store.Toucher (see "Not implemented").
 //
 // # Modes
 //
@@ -195,10 +195,11 @@
 // # Events
 //
 // Subscribe starts, on first use, the store's change feed: one watch of the
-// bucket's record keys per Store (an ordered push consumer that delivers
-// new messages only, their headers without the values), whose events go to
-// every subscriber, from one goroutine, in the order of the bucket's
-// revisions:
+// bucket's record keys per Store (an ephemeral push consumer, in memory
+// with one replica, that delivers new messages only, their headers without
+// the values, and an idle heartbeat every Config.FeedHeartbeat, 100 ms by
+// default, whenever it has nothing else to send), whose events go to every
+// subscriber, from one goroutine, in the order of the bucket's revisions:
 //
 //	OpSave    every Save, from any process; Version is the new revision,
 //	          the version Save returned and Load returns
@@ -208,19 +209,25 @@
 //
 // These are exact while the feed is up: every write acknowledged after the
 // watch was set up is reported, once, from the stream itself, whichever
-// process made it; the ordered consumer that nats.go runs underneath
-// re-creates itself from the last revision it delivered after a gap or a
-// leader change, which delays events (up to the consumer's missed
-// heartbeats, about 10 s, after the loss of the server that held it) but
-// does not lose them. Not reported: logical expiry, which writes nothing
-// (see Expiry), and chunk and index-entry writes. store.Toucher is not
+// process made it. Not reported: logical expiry, which writes nothing (see
+// Expiry), and chunk and index-entry writes. store.Toucher is not
 // implemented, so there is no OpTouch.
 //
 // The feed reports OpReset, to every subscriber, whenever it may have
-// missed changes, and sets itself up again: when the connection's status
-// changes (disconnected, reconnecting, reconnected, closed: nats.go's
-// status events, which the store listens to without taking the caller's
-// handlers), and when the watch ends. It then creates a new watch, retrying
+// missed changes, and sets itself up again:
+//   - when the connection's status changes (disconnected, reconnecting,
+//     reconnected, closed: nats.go's status events, which the store listens
+//     to without taking the caller's handlers);
+//   - when the consumer has sent nothing, neither an event nor a heartbeat,
+//     for Config.FeedStall (default FeedHeartbeat + 100 ms): the server
+//     that holds it, which the cluster picks at random among the stream's
+//     replicas and need not be the one this store is connected to, may be
+//     gone, and then nothing tells the connection so;
+//   - when the consumer skips a message (a consumer sequence missing, in a
+//     message or in a heartbeat's Nats-Last-Consumer) or reports an error.
+//
+// It then creates a new watch (the meta group's leader must answer: after
+// the loss of that leader, not before a new one is elected), retrying
 // while the store is open with a pause growing from 50 ms to 5 s, and once
 // that watch is up reports OpReset again, before any of its events: writes
 // made between the break and then may have gone unreported, and a near
@@ -229,6 +236,22 @@
 // returns all the same; its subscriber gets an OpReset when the feed is
 // up. Close stops the feed; a subscriber is not called once its
 // unsubscribe function has returned.
+//
+// The store implements store.LiveFeed: FeedLive reports true only while a
+// watch is up and its consumer sent something less than FeedStall ago. It
+// turns false at that moment, even before the feed's goroutine has
+// noticed, and true again only with a new watch, followed by an OpReset. A
+// near cache (nearcache.Wrap) serves and caches nothing while it is false,
+// so a logout acknowledged through another node while this store's feed is
+// stalled is honoured here at most FeedStall after the feed's last message
+// (200 ms by default), not after the near cache's MaxAge; TestFeed_consumerHostKilled
+// kills the consumer's server with SIGKILL and checks it. What FeedLive
+// proves is that the consumer is alive and has skipped nothing, not that it
+// is up to date: its server's replica of the stream may lag the leader by
+// the replication delay, as in normal operation. The cost is a heartbeat
+// message per FeedHeartbeat per Store while the bucket is idle, and a new
+// consumer when a silence longer than FeedStall was only a pause (a loaded
+// machine): a flush of the near cache, misses, never a stale read.
 //
 // On loopback, a delete acknowledged to one Store was seen as not found
 // through another Store behind a near cache after 0.45 ms at the median

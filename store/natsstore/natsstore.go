@@ -51,14 +51,29 @@ type Config struct {
 	// SweepBatch is how many expired keys the sweep purges between pauses;
 	// default 100.
 	SweepBatch int
+	// FeedHeartbeat is the idle heartbeat of the change feed's consumer:
+	// the server sends one whenever the consumer has delivered nothing for
+	// that long. Default 100 ms, the server's minimum.
+	FeedHeartbeat time.Duration
+	// FeedStall is how long the change feed may deliver nothing, neither an
+	// event nor a heartbeat, before it counts as stalled: FeedLive reports
+	// false from then on, and the feed reports OpReset and sets itself up
+	// again (see "Events" in the package doc). Default FeedHeartbeat +
+	// 100 ms; it must exceed FeedHeartbeat. On a 2-core machine with a load
+	// average of 10, 150 ms gave one false alarm a minute (a new consumer
+	// and a flush of a near cache), 200 ms none.
+	FeedStall time.Duration
 }
 
 // Store is the NATS JetStream KV session store. It implements store.Store,
-// store.UserIndex and store.Notifier.
+// store.UserIndex, store.Notifier and store.LiveFeed. It is safe for
+// concurrent use.
 type Store struct {
 	nc      *nats.Conn
 	ownConn bool
+	js      jetstream.JetStream
 	kv      jetstream.KeyValue
+	bucket  string
 	now     func() time.Time
 	timeout time.Duration
 	log     *slog.Logger
@@ -82,12 +97,27 @@ type Store struct {
 	subs     map[uint64]func(store.Event)
 	nextSub  uint64
 	watching bool
+
+	// The feed is live until liveUntil, in nanoseconds since epoch on the
+	// monotonic clock (0: down); each message of its consumer moves it to
+	// FeedStall after the message's arrival.
+	heartbeat time.Duration
+	stall     time.Duration
+	epoch     time.Time
+	liveUntil atomic.Int64
 }
 
 var (
 	_ store.Store     = (*Store)(nil)
 	_ store.UserIndex = (*Store)(nil)
 	_ store.Notifier  = (*Store)(nil)
+	_ store.LiveFeed  = (*Store)(nil)
+)
+
+// Defaults of Config's feed fields.
+const (
+	DefaultFeedHeartbeat = 100 * time.Millisecond
+	defaultStallMargin   = 100 * time.Millisecond
 )
 
 // New connects (or uses cfg.Conn), creates or binds the bucket and starts
@@ -114,6 +144,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.SweepBatch <= 0 {
 		cfg.SweepBatch = 100
+	}
+	if cfg.FeedHeartbeat <= 0 {
+		cfg.FeedHeartbeat = DefaultFeedHeartbeat
+	}
+	if cfg.FeedHeartbeat < DefaultFeedHeartbeat {
+		return nil, fmt.Errorf("natsstore: New: FeedHeartbeat %v is under the server's minimum, %v", cfg.FeedHeartbeat, DefaultFeedHeartbeat)
+	}
+	if cfg.FeedStall <= 0 {
+		cfg.FeedStall = cfg.FeedHeartbeat + defaultStallMargin
+	}
+	if cfg.FeedStall <= cfg.FeedHeartbeat {
+		return nil, fmt.Errorf("natsstore: New: FeedStall %v must exceed FeedHeartbeat %v", cfg.FeedStall, cfg.FeedHeartbeat)
 	}
 	nc, own := cfg.Conn, false
 	if nc == nil {
@@ -158,10 +200,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		maxValue = 4 << 10
 	}
 	s := &Store{
-		nc: nc, ownConn: own, kv: kv, now: cfg.Now, timeout: cfg.Timeout,
+		nc: nc, ownConn: own, js: js, kv: kv, bucket: cfg.Bucket, now: cfg.Now, timeout: cfg.Timeout,
 		log: cfg.Logger, maxValue: maxValue, batch: cfg.SweepBatch,
-		subs: make(map[uint64]func(store.Event)),
-		seen: make(map[string]current),
+		subs:      make(map[uint64]func(store.Event)),
+		seen:      make(map[string]current),
+		heartbeat: cfg.FeedHeartbeat, stall: cfg.FeedStall, epoch: time.Now(),
 	}
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	if cfg.SweepInterval > 0 {
@@ -802,6 +845,9 @@ func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 		if err != nil {
 			s.log.Warn("natsstore: change feed: watch failed; retrying", "err", err)
 		}
+		if w != nil {
+			s.liveUntil.Store(s.mono() + int64(s.stall))
+		}
 		s.wg.Add(1)
 		go s.feed(w, status)
 	}
@@ -815,22 +861,105 @@ func (s *Store) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 	}
 }
 
-// watchRecords starts a watch of the record keys that delivers the writes
-// made after it returns (an ordered push consumer with DeliverNew, created
-// by the time it returns). It stops when s.bg ends or Stop is called.
-func (s *Store) watchRecords() (jetstream.KeyWatcher, error) {
-	return s.kv.Watch(s.bg, "k.*", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+// watch is the change feed's consumer: an ephemeral push consumer of the
+// bucket's record keys (new messages only, headers only, no acks, in
+// memory, one replica) with idle heartbeats, delivered to a subscription
+// of this store's connection. Unlike the ordered consumer of a KV watch,
+// which re-creates itself after a gap and hides its heartbeats, it lets
+// the feed see every heartbeat and every gap.
+type watch struct {
+	sub  *nats.Subscription
+	msgs chan *nats.Msg
+	done chan struct{}
+	name string // the consumer
+	dseq uint64 // the consumer sequence of the last message delivered
+}
+
+// watchRecords sets up a watch that delivers the writes made after it
+// returns. Stop it with stopWatch.
+func (s *Store) watchRecords() (*watch, error) {
+	ctx, cancel := s.opCtx(s.bg)
+	defer cancel()
+	w := &watch{msgs: make(chan *nats.Msg, 256), done: make(chan struct{})}
+	inbox := s.nc.NewInbox()
+	// Subscribed before the consumer exists, so that nothing it delivers
+	// is missed. The handler blocks, as a KV watch's does, so that a slow
+	// feed delays events rather than dropping them.
+	sub, err := s.nc.Subscribe(inbox, func(m *nats.Msg) {
+		select {
+		case w.msgs <- m:
+		case <-w.done:
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.sub = sub
+	c, err := retry(ctx, func() (jetstream.PushConsumer, error) {
+		return s.js.CreatePushConsumer(ctx, "KV_"+s.bucket, jetstream.ConsumerConfig{
+			DeliverSubject:    inbox,
+			DeliverPolicy:     jetstream.DeliverNewPolicy,
+			AckPolicy:         jetstream.AckNonePolicy,
+			FilterSubject:     "$KV." + s.bucket + ".k.*",
+			HeadersOnly:       true,
+			IdleHeartbeat:     s.heartbeat,
+			MemoryStorage:     true,
+			Replicas:          1,
+			InactiveThreshold: 5 * time.Second,
+		})
+	})
+	if err != nil {
+		close(w.done)
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	w.name = c.CachedInfo().Name
+	return w, nil
+}
+
+// stopWatch ends w's subscription and, unless the store is closing,
+// deletes its consumer in the background (best effort: the server deletes
+// a consumer without interest after its InactiveThreshold, 5 s, if that
+// fails or is not tried).
+func (s *Store) stopWatch(w *watch) {
+	close(w.done)
+	_ = w.sub.Unsubscribe()
+	if s.nc.IsClosed() || s.bg.Err() != nil {
+		return
+	}
+	s.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.timeout, time.Second))
+		defer cancel()
+		_ = s.js.DeleteConsumer(ctx, "KV_"+s.bucket, w.name)
+	})
 }
 
 // feedRetryMax bounds the pause between two attempts to set up the watch.
 const feedRetryMax = 5 * time.Second
 
+// mono is the monotonic time since s.epoch, in nanoseconds.
+func (s *Store) mono() int64 { return int64(time.Since(s.epoch)) }
+
+// FeedLive implements store.LiveFeed: it reports whether the change feed is
+// up and its consumer delivered something, an event or a heartbeat, less
+// than Config.FeedStall ago. It is false before the first Subscribe, and
+// from a break until the new watch is up (see "Events" in the package doc).
+// It is safe for concurrent use.
+func (s *Store) FeedLive() bool { return s.mono() < s.liveUntil.Load() }
+
+// down marks the feed not live and reports OpReset.
+func (s *Store) down() {
+	s.liveUntil.Store(0)
+	s.publish(store.Event{Op: store.OpReset})
+}
+
 // feed runs the change feed until the store is closed: it delivers the
-// events of the watch w (nil: none is up) and, when the watch ends or the
-// connection's status changes, reports OpReset, stops w and sets up a new
-// watch, retrying with backoff, then reports OpReset again before any
-// event of the new watch.
-func (s *Store) feed(w jetstream.KeyWatcher, status chan nats.Status) {
+// events of the watch w (nil: none is up) and, when the watch ends or
+// stalls or the connection's status changes, marks the feed down, reports
+// OpReset, stops w and sets up a new watch, retrying with backoff, then
+// marks the feed live and reports OpReset again before any event of the
+// new watch.
+func (s *Store) feed(w *watch, status chan nats.Status) {
 	defer s.wg.Done()
 	defer s.nc.RemoveStatusListener(status)
 	for attempt := 0; ; {
@@ -858,21 +987,27 @@ func (s *Store) feed(w jetstream.KeyWatcher, status chan nats.Status) {
 			attempt = 0
 			// The new watch delivers every write from now on; anything
 			// between the break and now may have gone unreported.
+			s.liveUntil.Store(s.mono() + int64(s.stall))
 			s.publish(store.Event{Op: store.OpReset})
 		}
 		open := s.follow(w, status)
-		w.Stop()
+		s.down()
+		s.stopWatch(w)
 		w = nil
 		if !open {
 			return
 		}
-		s.publish(store.Event{Op: store.OpReset})
 	}
 }
 
 // follow delivers the events of w until the store is closed (it returns
-// false), or w ends or the connection's status changes (true).
-func (s *Store) follow(w jetstream.KeyWatcher, status chan nats.Status) bool {
+// false), or w ends, stalls (nothing for Config.FeedStall) or skips a
+// message, or the connection's status changes (true). Each message moves
+// the feed's liveness on, unless it came too late.
+func (s *Store) follow(w *watch, status chan nats.Status) bool {
+	stall := time.NewTimer(s.stall)
+	defer stall.Stop()
+	prefix := "$KV." + s.bucket + "."
 	for {
 		select {
 		case <-s.bg.Done():
@@ -880,33 +1015,62 @@ func (s *Store) follow(w jetstream.KeyWatcher, status chan nats.Status) bool {
 		case st := <-status:
 			s.log.Debug("natsstore: change feed: connection status changed; setting the watch up again", "status", st)
 			return true
-		case e, ok := <-w.Updates():
-			if !ok {
-				if s.bg.Err() != nil {
-					return false
-				}
-				s.log.Debug("natsstore: change feed: watch ended; setting it up again")
+		case <-stall.C:
+			s.log.Info("natsstore: change feed: nothing from the watch's consumer, not even a heartbeat; setting it up again", "for", s.stall)
+			return true
+		case m := <-w.msgs:
+			now := s.mono()
+			if now >= s.liveUntil.Load() {
+				s.log.Info("natsstore: change feed: the watch's consumer was silent too long; setting it up again", "for", s.stall)
 				return true
 			}
-			if e == nil {
-				continue
+			if code := m.Header.Get("Status"); code != "" {
+				last := m.Header.Get("Nats-Last-Consumer")
+				if code != "100" || last == "" || last != strconv.FormatUint(w.dseq, 10) {
+					s.log.Info("natsstore: change feed: the watch's consumer reported a gap or an error; setting it up again",
+						"status", code, "description", m.Header.Get("Description"), "last", last, "delivered", w.dseq)
+					return true
+				}
+			} else {
+				md, err := m.Metadata()
+				if err != nil || md.Sequence.Consumer != w.dseq+1 {
+					s.log.Info("natsstore: change feed: the watch skipped a message; setting it up again", "err", err, "delivered", w.dseq)
+					return true
+				}
+				w.dseq = md.Sequence.Consumer
+				if ev, ok := recordEvent(m, prefix, md.Sequence.Stream); ok {
+					s.publish(ev)
+				}
 			}
-			raw, err := b64.DecodeString(strings.TrimPrefix(e.Key(), "k."))
-			if err != nil {
-				continue
-			}
-			ev := store.Event{Key: string(raw)}
-			switch e.Operation() {
-			case jetstream.KeyValuePut:
-				ev.Op, ev.Version = store.OpSave, e.Revision()
-			case jetstream.KeyValuePurge:
-				ev.Op = store.OpExpire // only the sweep purges record keys
-			default:
-				ev.Op = store.OpDelete
-			}
-			s.publish(ev)
+			s.liveUntil.Store(now + int64(s.stall))
+			stall.Reset(s.stall)
 		}
 	}
+}
+
+// recordEvent decodes the event of a message of the record keys.
+func recordEvent(m *nats.Msg, prefix string, rev uint64) (store.Event, bool) {
+	raw, err := b64.DecodeString(strings.TrimPrefix(strings.TrimPrefix(m.Subject, prefix), "k."))
+	if err != nil {
+		return store.Event{}, false
+	}
+	ev := store.Event{Key: string(raw), Op: store.OpSave, Version: rev}
+	op := m.Header.Get("KV-Operation")
+	if op == "" {
+		switch m.Header.Get(jetstream.MarkerReasonHeader) {
+		case "MaxAge", "Purge":
+			op = "PURGE"
+		case "Remove":
+			op = "DEL"
+		}
+	}
+	switch op {
+	case "PURGE":
+		ev.Op, ev.Version = store.OpExpire, 0 // only the sweep purges record keys
+	case "DEL":
+		ev.Op, ev.Version = store.OpDelete, 0
+	}
+	return ev, true
 }
 
 // publish calls every subscriber with ev.

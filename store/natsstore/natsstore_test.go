@@ -73,7 +73,7 @@ func deleteBucket(t *testing.T, url, bucket string) {
 }
 
 // feedResets is what the conformance tests say about the store's OpReset.
-const feedResets = "when the connection is lost, comes back or is closed, or the watch ends; and again once a new watch is up"
+const feedResets = "when the connection is lost, comes back or is closed, or the watch ends, skips a message or stalls (nothing, not even a heartbeat, for Config.FeedStall); and again once a new watch is up"
 
 // peers makes the stores of the conformance suite and their peers
 // (storetest's Options.Peer): a store on the same bucket, with the same

@@ -326,6 +326,7 @@ type Stats struct {
 	Evictions     uint64 // entries dropped to stay within the bounds
 	Rejected      uint64 // inserts and touches refused by the guard
 	Skipped       uint64 // inserts of records too large to cache
+	Bypassed      uint64 // Loads sent to the store because its feed was not live (Wrap over a store.LiveFeed)
 	Entries       int    // entries held now
 	Bytes         int64  // their size, as MaxBytes counts it
 	Delay         Delay  // the invalidation delays observed

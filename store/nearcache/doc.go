@@ -23,7 +23,9 @@
 //     flushed (Flush), and entries are served for at most Config.MaxAge
 //     (1 s by default) after the read or write that produced them, so a
 //     feed that dies silently cannot keep a logged-out session alive
-//     longer than that.
+//     longer than that. Over a store that implements store.LiveFeed
+//     (natsstore), Wrap serves and caches nothing while the store says its
+//     feed is not live, which it knows sooner than MaxAge.
 //
 // Writes still compare and set on the store: a write based on a stale
 // cached copy fails with store.ErrConflict, which evicts the key, and the

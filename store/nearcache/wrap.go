@@ -56,13 +56,20 @@ type Store interface {
 //   - Touch moves the cached copy's expiry once s has moved the record's.
 //   - ListUser passes through; its records are not cached.
 //
+// A store that implements store.LiveFeed (natsstore) is asked on every
+// Load and before every insert whether its feed is live: while it is not,
+// Load neither answers from the cache nor caches what s returns (such
+// Loads are counted in Stats.Bypassed), and a Save caches nothing, so that
+// a feed that stalled or broke costs store reads, not stale ones.
+//
 // Events of the feed: an OpSave of the version cached, or of the version
 // this store's own Save wrote, keeps the copy (a Save's own event may come
 // before or after the Save returns: either way its result stays cached);
 // every other OpSave, and every OpTouch, OpDelete, OpExpire and OpEvict,
 // drops the key's copy; OpReset drops everything. A
 // copy can thus be stale for the feed's delay (the time from a change to
-// its event), at most c.MaxAge if the feed is lost without an OpReset.
+// its event), at most c.MaxAge if the feed is lost without an OpReset
+// (for a store.LiveFeed, at most the time it takes to notice the loss).
 // The store measures that delay on its own Saves, from the Save's return
 // to its event (0 when the event came first; Cache.ObserveDelay, reported
 // in Stats.Delay): the time another node's copy may stay stale after a
@@ -85,6 +92,10 @@ func Wrap(s store.Store, c Config) (Store, error) {
 		return nil, err
 	}
 	w := &cached{inner: s, feed: n, cache: cache, own: make(map[string]write), flights: make(map[string]*flight)}
+	w.live = func() bool { return true }
+	if l, ok := s.(store.LiveFeed); ok {
+		w.live = l.FeedLive
+	}
 	w.index, _ = s.(store.UserIndex)
 	unsub := n.Subscribe(w.event)
 	if unsub == nil {
@@ -117,13 +128,17 @@ func Wrap(s store.Store, c Config) (Store, error) {
 
 // cached is the store Wrap returns, without its optional interfaces.
 type cached struct {
-	inner  store.Store
-	feed   store.Notifier
-	index  store.UserIndex // nil if inner has none
-	cache  *Cache
-	unsub  func()
-	closed atomic.Bool
-	once   sync.Once
+	inner store.Store
+	feed  store.Notifier
+	index store.UserIndex // nil if inner has none
+	cache *Cache
+	live  func() bool // the store's FeedLive, or always true
+	unsub func()
+	// bypassed counts the Loads sent to the store because the feed was
+	// not live.
+	bypassed atomic.Uint64
+	closed   atomic.Bool
+	once     sync.Once
 
 	// own and flights let a Save keep its result cached although its own
 	// event may come before or after Save returns (see event). ownMu
@@ -204,6 +219,10 @@ func (w *cached) land(key string, v uint64, t Token) Token {
 }
 
 func (w *cached) Load(ctx context.Context, key string) (store.Record, error) {
+	if !w.live() {
+		w.bypassed.Add(1)
+		return w.inner.Load(ctx, key)
+	}
 	if !w.closed.Load() {
 		if rec, ok := w.cache.Get(key); ok {
 			return rec, nil
@@ -211,7 +230,9 @@ func (w *cached) Load(ctx context.Context, key string) (store.Record, error) {
 	}
 	t := w.cache.Begin(key)
 	rec, err := w.inner.Load(ctx, key)
-	if err == nil {
+	// A feed that went down since Begin flushed the cache (an OpReset),
+	// which refuses the insert; one that is down now may not have yet.
+	if err == nil && w.live() {
 		w.cache.Insert(key, rec, t)
 	}
 	return rec, err
@@ -229,7 +250,9 @@ func (w *cached) Save(ctx context.Context, key string, rec store.Record) (uint64
 	}
 	t = w.land(key, v, t)
 	rec.Version = v
-	w.cache.Insert(key, rec, t)
+	if w.live() {
+		w.cache.Insert(key, rec, t)
+	}
 	return v, nil
 }
 
@@ -246,9 +269,13 @@ func (w *cached) Subscribe(fn func(store.Event)) (unsubscribe func()) {
 	return w.feed.Subscribe(fn)
 }
 
-func (w *cached) Stats() Stats { return w.cache.Stats() }
+func (w *cached) Stats() Stats {
+	st := w.cache.Stats()
+	st.Bypassed = w.bypassed.Load()
+	return st
+}
 
-func (w *cached) NearCacheStats() (Stats, bool) { return w.cache.Stats(), true }
+func (w *cached) NearCacheStats() (Stats, bool) { return w.Stats(), true }
 
 // Close unsubscribes from the feed, drops the cache and closes the wrapped
 // store. A second Close calls the wrapped store's Close again, which

@@ -263,3 +263,75 @@ func TestWrap_flushOnReset(t *testing.T) {
 		t.Errorf("b.Load after an OpReset: got version %d, err %v; want %d", got.Version, err, v2)
 	}
 }
+
+// liveControl is feedControl that also implements store.LiveFeed, with
+// the answer the test sets.
+type liveControl struct {
+	*feedControl
+	down atomic.Bool
+}
+
+func (l *liveControl) FeedLive() bool { return !l.down.Load() }
+
+// TestWrap_liveFeed: over a store.LiveFeed, b serves nothing from its
+// cache and caches nothing while the feed is not live, even a copy it
+// holds from before (which a feed that stalled without a word would keep
+// for MaxAge), and caches again once the feed is live.
+func TestWrap_liveFeed(t *testing.T) {
+	clk := testclock.New(time.Now())
+	m := newMem(t, nil)
+	a := wrap(t, memPeer{m}, nearcache.Config{Now: clk.Now})
+	l := &liveControl{feedControl: &feedControl{Store: memPeer{m}, n: m}}
+	b := wrap(t, struct {
+		store.Store
+		store.Notifier
+		store.LiveFeed
+	}{memPeer{m}, l, l}, nearcache.Config{Now: clk.Now})
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour)
+	v, err := a.Save(ctx, "k", store.Record{Data: []byte("x"), Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, "k"); err != nil || b.Stats().Hits != 1 {
+		t.Fatalf("b.Load twice with a live feed: err %v, stats %+v; want a hit (the test's premise)", err, b.Stats())
+	}
+	// The feed stalls: events stop, and the store says so (no OpReset yet).
+	l.drop.Store(true)
+	l.down.Store(true)
+	if err := a.Delete(ctx, "k", v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("b.Load of a deleted record with the feed not live: got err %v; want ErrNotFound (the cache is bypassed)", err)
+	}
+	v2, err := b.Save(ctx, "k", store.Record{Data: []byte("y"), Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Entries != 0 || st.Bypassed != 2 {
+		t.Errorf("b's Stats after a Save and Loads with the feed not live: %d entries, %d bypassed; want 0, 2", st.Entries, st.Bypassed)
+	}
+	// A change b's stalled feed never reports; then the feed is back.
+	v3, err := a.Save(ctx, "k", store.Record{Data: []byte("z"), Version: v2, Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.drop.Store(false)
+	l.down.Store(false)
+	l.reset()
+	for range 2 {
+		if got, err := b.Load(ctx, "k"); err != nil || got.Version != v3 {
+			t.Errorf("b.Load with the feed live again: got version %d, err %v; want %d", got.Version, err, v3)
+		}
+	}
+	if st := b.Stats(); st.Hits != 2 || st.Entries != 1 {
+		t.Errorf("b's Stats with the feed live again: %d hits, %d entries; want 2 (one before the stall, one after), 1", st.Hits, st.Entries)
+	}
+}
