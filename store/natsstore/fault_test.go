@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionkit/sessionkit/internal/testenv"
@@ -48,6 +47,30 @@ type procNode struct {
 }
 
 // startProcNode starts a node process and waits until it accepts clients.
+// startProcCluster starts n node processes named n0, n1, ... that name each
+// other as peers.
+func startProcCluster(t *testing.T, n int) []*procNode {
+	routes, clients := freeAddrs(t, n), freeAddrs(t, n)
+	dir := t.TempDir()
+	nodes := make([]*procNode, n)
+	for i := range nodes {
+		var peers []string
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, r)
+			}
+		}
+		nodes[i] = startProcNode(t, natsstore.NodeConfig{
+			Name:        fmt.Sprintf("n%d", i),
+			Dir:         filepath.Join(dir, fmt.Sprintf("n%d", i)),
+			ClientAddr:  clients[i],
+			ClusterAddr: routes[i],
+			Peers:       peers,
+		})
+	}
+	return nodes
+}
+
 func startProcNode(t *testing.T, cfg natsstore.NodeConfig) *procNode {
 	t.Helper()
 	return &procNode{cfg: cfg, Child: testenv.StartChild(t, nodeEnv, cfg)}
@@ -70,25 +93,7 @@ func TestCrash(t *testing.T) {
 		// leader's loss is noticed, plus a client's reconnect.
 		window = 30 * time.Second
 	)
-	routes := freeAddrs(t, 3)
-	clients := freeAddrs(t, 3)
-	dir := t.TempDir()
-	nodes := make([]*procNode, 3)
-	for i := range nodes {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, r)
-			}
-		}
-		nodes[i] = startProcNode(t, natsstore.NodeConfig{
-			Name:        fmt.Sprintf("n%d", i),
-			Dir:         filepath.Join(dir, fmt.Sprintf("n%d", i)),
-			ClientAddr:  clients[i],
-			ClusterAddr: routes[i],
-			Peers:       peers,
-		})
-	}
+	nodes := startProcCluster(t, 3)
 	stores := make([]*natsstore.Store, 3)
 	for i, n := range nodes {
 		stores[i] = newBucketStoreNamed(t, n.Info, "crash", 3)
@@ -222,15 +227,11 @@ func TestCrash(t *testing.T) {
 }
 
 func streamInfo(t *testing.T, url, bucket string) (*jetstream.StreamInfo, error) {
-	nc, err := nats.Connect(url)
+	js, closeJS, err := jetstreamAt(url)
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, "KV_"+bucket)

@@ -3,13 +3,8 @@ package natsstore_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
@@ -20,15 +15,11 @@ import (
 // stream, by consumer name.
 func consumerHosts(t *testing.T, url, bucket string) map[string]string {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	js, closeJS, err := jetstreamAt(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, "KV_"+bucket)
@@ -66,24 +57,7 @@ func TestFeed_consumerHostKilled(t *testing.T) {
 		// loaded machine, and far below what the loss costs unnoticed.
 		bound = 2 * time.Second
 	)
-	routes, clients := freeAddrs(t, 3), freeAddrs(t, 3)
-	dir := t.TempDir()
-	nodes := make([]*procNode, 3)
-	for i := range nodes {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, r)
-			}
-		}
-		nodes[i] = startProcNode(t, natsstore.NodeConfig{
-			Name:        fmt.Sprintf("n%d", i),
-			Dir:         filepath.Join(dir, fmt.Sprintf("n%d", i)),
-			ClientAddr:  clients[i],
-			ClusterAddr: routes[i],
-			Peers:       peers,
-		})
-	}
+	nodes := startProcCluster(t, 3)
 	const bucket = "stall"
 	first := newBucketStoreNamed(t, nodes[0].Info, bucket, 3)
 	first.Close()

@@ -53,18 +53,27 @@ func newStore(t *testing.T, url, bucket string, replicas int, now func() time.Ti
 	return s
 }
 
-func deleteBucket(t *testing.T, url, bucket string) {
+// jetstreamAt connects to the server at url for the tests' own
+// JetStream requests; close ends the connection.
+func jetstreamAt(url string) (js jetstream.JetStream, close func(), err error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Logf("delete bucket %s: %v", bucket, err)
-		return
+		return nil, nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+func deleteBucket(t *testing.T, url, bucket string) {
+	js, closeJS, err := jetstreamAt(url)
 	if err != nil {
 		t.Logf("delete bucket %s: %v", bucket, err)
 		return
 	}
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := js.DeleteKeyValue(ctx, bucket); err != nil {

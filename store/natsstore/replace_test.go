@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/natsstore"
@@ -214,15 +211,11 @@ func streamPeers(t *testing.T, url, bucket string) ([]string, string) {
 // account-info request (its leader answers those), or the last error after
 // limit.
 func metaAnswers(ctx context.Context, url string, limit time.Duration) error {
-	nc, err := nats.Connect(url)
+	js, closeJS, err := jetstreamAt(url)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeJS()
 	deadline := time.Now().Add(limit)
 	for {
 		actx, cancel := context.WithTimeout(ctx, time.Second)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionkit/sessionkit/store"
@@ -16,15 +15,11 @@ import (
 // keys returns the live keys of the bucket.
 func bucketKeys(t *testing.T, url, bucket string) []string {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	js, closeJS, err := jetstreamAt(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeJS()
 	kv, err := js.KeyValue(t.Context(), bucket)
 	if err != nil {
 		t.Fatal(err)
