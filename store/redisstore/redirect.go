@@ -69,11 +69,10 @@ type redirect struct {
 	// ends; calls made meanwhile wait for it (see data).
 	attempt atomic.Pointer[chan struct{}]
 
-	mu      sync.Mutex
-	closed  bool
-	retired []*pair // replaced pairs not closed yet
-	wg      sync.WaitGroup
-	stop    chan struct{}
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // rebuilds, and replaced pairs waiting to close
+	stop   chan struct{}
 }
 
 // newRedirect connects the first pair, bounded by ctx.
@@ -389,7 +388,6 @@ func (r *redirect) retire(p *pair) {
 		p.data.Close()
 		return
 	}
-	r.retired = append(r.retired, p)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
