@@ -16,6 +16,19 @@
 // (OnInvalidations) feeds the store's near cache; its own client-side
 // cache (DoCache) is not used (see "Near cache").
 //
+// rueidis writes and reads a connection in the caller's goroutine until
+// calls first overlap on it, and pipelines it for good after that, through
+// a writer and a reader goroutine that cost a lone call three goroutine
+// wake-ups per round trip. On a standalone server the store therefore
+// sends a call made while no other is in flight to a connection of its own,
+// which one call uses at a time and rueidis never pipelines, and
+// overlapping calls to the shared, pipelined one (a server that has served
+// concurrent requests made one read+write request 1.4x slower one at a
+// time without it; docs/near-cache.md, "Speed"). For that, a call whose
+// context can be cancelled but has no deadline (an HTTP request's) is
+// bounded by Config.Timeout once sent, not by the cancellation; with a
+// negative Timeout the context is passed as it is.
+//
 // # Configuration
 //
 // New takes a Config whose zero value means the defaults:
@@ -209,7 +222,8 @@
 // standalone server the tracking redirects the invalidations to a second
 // connection (REDIRECT), so that the data connection carries replies only
 // and a lone call is written and read in the caller's goroutine, with no
-// hand-off to rueidis's pipelining goroutines (see redirect.go); with
+// hand-off to rueidis's pipelining goroutines (see redirect.go and
+// lone.go); with
 // Sentinel or Cluster the invalidations come on the data connection.
 // Then:
 //
@@ -239,11 +253,6 @@
 // keep-alive PING (sent after Timeout/4 without a reply). An entry is
 // never served more than NearCache.MaxAge (1 s) after the read or write
 // that produced it, which bounds what a loss nobody noticed could cost.
-//
-// In redirect mode a call whose context can be cancelled but has no
-// deadline (an HTTP request's) is bounded by Config.Timeout, not by the
-// cancellation, once sent: that is what lets rueidis send it from the
-// caller's goroutine.
 //
 // Why not rueidis's own client-side cache (DoCache): Redis sends a
 // client's invalidation for its own write after the write's reply, so the

@@ -144,87 +144,33 @@ func (r *redirect) dial(ctx context.Context) (*pair, error) {
 		inv.Close()
 		return nil, err
 	}
-	p.inv, p.data = inv, &dataClient{Client: data, r: r, p: p}
+	p.inv, p.data = inv, &dataClient{loneClient: newLoneClient(data), r: r, p: p}
 	return p, nil
 }
 
-// dataClient is a pair's data client.
-//
-// A call made while no other is in flight on it goes to a connection of
-// its own (lone), which only one call uses at a time, so that rueidis
-// always takes its synchronous path there: rueidis pipelines a connection
-// for good once calls overlap on it, and a server's shared connection
-// soon has. Overlapping calls go to the shared, pipelined connection. Both
-// redirect their tracking to the pair's invalidation connection; NOLOOP
-// covers one connection's own writes only, so a session read on one and
-// written on the other is invalidated by its own write, which costs the
-// next read a miss, never a stale copy.
+// dataClient is a pair's data client: a loneClient (a call made while no
+// other is in flight goes to a connection of its own, which rueidis never
+// pipelines). Both its connections redirect their tracking to the pair's
+// invalidation connection; NOLOOP covers one connection's own writes only,
+// so a session read on one and written on the other is invalidated by its
+// own write, which costs the next read a miss, never a stale copy.
 //
 // A call it could not send because the connection it opened for it could
 // not redirect its tracking (the invalidation connection is gone, and the
 // store has not noticed yet) marks the pair broken and is sent again,
 // once, on the pair that replaces it: it never reached Redis.
 type dataClient struct {
-	rueidis.Client
+	*loneClient
 	r *redirect
 	p *pair
-
-	loneMu  sync.Mutex
-	lone    rueidis.DedicatedClient // nil until used, and after an error
-	release func()
-	closed  bool
 }
 
 func (c *dataClient) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	res, sent := c.doLone(ctx, cmd)
-	if !sent {
-		res = c.Client.Do(ctx, cmd)
-	}
+	res := c.loneClient.Do(ctx, cmd)
 	if n, ok := c.again(res.NonRedisError()); ok {
 		return n.Client.Do(ctx, cmd)
 	}
 	return res
-}
-
-// doLone sends cmd on the lone connection, unless another call holds it.
-// After an error other than Redis's, the connection is given back (a
-// broken one is closed) and a read-only command is sent again, once, on
-// the shared connection, as the shared connection's own retry would
-// (retryOnce).
-func (c *dataClient) doLone(ctx context.Context, cmd rueidis.Completed) (rueidis.RedisResult, bool) {
-	if cmd.IsBlock() || !c.loneMu.TryLock() {
-		return rueidis.RedisResult{}, false
-	}
-	defer c.loneMu.Unlock()
-	if c.closed {
-		return rueidis.RedisResult{}, false
-	}
-	if c.lone == nil {
-		c.lone, c.release = c.Client.Dedicate()
-	}
-	res := c.lone.Do(ctx, cmd)
-	err := res.NonRedisError()
-	if err == nil {
-		return res, true
-	}
-	c.release()
-	c.lone = nil
-	if cmd.IsReadOnly() && !errors.Is(err, rueidis.ErrNoCache) && retryOnce(1, cmd, err) == 0 {
-		res = c.Client.Do(ctx, cmd)
-	}
-	return res, true
-}
-
-// Close gives the lone connection back and closes the client.
-func (c *dataClient) Close() {
-	c.loneMu.Lock()
-	c.closed = true
-	if c.lone != nil {
-		c.release()
-		c.lone = nil
-	}
-	c.loneMu.Unlock()
-	c.Client.Close()
 }
 
 func (c *dataClient) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {

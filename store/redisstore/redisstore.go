@@ -137,6 +137,12 @@ type Store struct {
 	callTimeout time.Duration
 	closed      atomic.Bool
 
+	// uncancelled: a call whose context can be cancelled but has no
+	// deadline is sent with context.WithoutCancel, bounded by the
+	// connections' Timeout (see loneClient). Set by New for a positive
+	// Timeout on a standalone server.
+	uncancelled bool
+
 	nc *near // nil: no near cache
 	// rd, with a near cache on a standalone server, holds the connections
 	// (see redirect.go); c is then nil.
@@ -233,8 +239,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("redisstore: connect to %s: %w", describe(cfg), err)
 	}
+	if nc == nil && c.Mode() == rueidis.ClientModeStandalone {
+		c = newLoneClient(c)
+	}
 	s := newStore(c, cfg.KeyPrefix, nc)
 	s.owned = true
+	_, lone := c.(*loneClient)
+	s.uncancelled = lone && cfg.Timeout > 0
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()
 		return nil, s.fail("ping "+describe(cfg), err)
@@ -275,6 +286,7 @@ func newRedirected(ctx context.Context, cfg Config, opt rueidis.ClientOption, nc
 	}
 	s := newStore(nil, cfg.KeyPrefix, nc)
 	s.rd, s.owned = rd, true
+	s.uncancelled = cfg.Timeout > 0
 	if every := cmp.Or(cfg.NearCache.ProbeInterval, DefaultProbeInterval); every > 0 {
 		nc.wg.Add(1)
 		go s.probeLoop(every)
@@ -391,7 +403,7 @@ func noCancel() {}
 
 // opCtx bounds ctx by the store's callTimeout, if any.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.rd != nil {
+	if s.uncancelled {
 		// rueidis writes and reads a connection in the caller's goroutine
 		// only for a context that has a deadline or cannot be cancelled;
 		// a request's context has neither. The connection's timeout
