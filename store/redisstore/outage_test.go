@@ -1,6 +1,8 @@
 package redisstore_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,11 +12,13 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/testenv"
 	"github.com/sessionkit/sessionkit/session"
+	"github.com/sessionkit/sessionkit/store"
 	"github.com/sessionkit/sessionkit/store/breaker"
 	"github.com/sessionkit/sessionkit/store/redisstore"
 )
@@ -64,7 +68,8 @@ func TestOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := session.New(session.Config{Store: breaker.Wrap(st, b)})
+	counted := &countedStore{Store: st}
+	m, err := session.New(session.Config{Store: breaker.Wrap(counted, b)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +104,7 @@ func TestOutage(t *testing.T) {
 	}
 
 	srv.kill() // abruptly: SIGKILL
+	loadsBefore := counted.loads.Load()
 	took := make([]time.Duration, 300)
 	for i := range took {
 		t0 := time.Now()
@@ -109,9 +115,17 @@ func TestOutage(t *testing.T) {
 				i, w.Code, w.Header().Get("Retry-After"))
 		}
 	}
-	// Failing fast: no request waits for the store's Timeout (500 ms),
-	// and a typical one takes microseconds. The bounds leave room for a
-	// loaded 2-core machine's scheduling delays.
+	// Failing fast: the breaker lets few requests reach the store (3
+	// failures open it, then one probe per 300 ms), and none of those
+	// waits for the store's Timeout (500 ms): the dead server refuses the
+	// connection. The time bounds leave room for a loaded 2-core
+	// machine's scheduling delays.
+	if n := counted.loads.Load() - loadsBefore; n > 30 {
+		t.Errorf("%d of 300 requests reached the store while it was down; want the breaker to stop all but a few", n)
+	}
+	if n := counted.timeouts.Load(); n != 0 {
+		t.Errorf("%d loads waited for the store's Timeout while it was down; want a fast failure", n)
+	}
 	slices.Sort(took)
 	median, slowest := took[len(took)/2], took[len(took)-1]
 	if median >= 10*time.Millisecond || slowest >= 250*time.Millisecond {
@@ -120,7 +134,7 @@ func TestOutage(t *testing.T) {
 	if b.State() != breaker.Open && b.State() != breaker.HalfOpen {
 		t.Errorf("breaker %v while Redis is down; want open", b.State())
 	}
-	t.Logf("300 requests while down: median %v, slowest %v", median, slowest)
+	t.Logf("300 requests while down: %d reached the store; median %v, slowest %v", counted.loads.Load()-loadsBefore, median, slowest)
 
 	srv = start()
 	deadline := time.Now().Add(15 * time.Second)
@@ -146,4 +160,20 @@ func TestOutage(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// countedStore counts the Loads that reach the store, and those that ran
+// out of time.
+type countedStore struct {
+	*redisstore.Store
+	loads, timeouts atomic.Int64
+}
+
+func (c *countedStore) Load(ctx context.Context, key string) (store.Record, error) {
+	c.loads.Add(1)
+	rec, err := c.Store.Load(ctx, key)
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.timeouts.Add(1)
+	}
+	return rec, err
 }
